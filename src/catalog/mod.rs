@@ -1,0 +1,277 @@
+//! The `Catalog` port: item metadata for a batch of ids, and the `Item` it returns.
+
+pub mod dynamodb;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
+use serde_json::value::RawValue;
+use tokio::time::Instant;
+
+use crate::config::UrlTemplates;
+use crate::upstream::UpstreamError;
+
+/// Where item metadata comes from.
+pub trait Catalog: Send + Sync + 'static {
+    /// Metadata for `ids`. Ids the catalog lacks are absent from the map; that is not an error.
+    /// Work that would end after `deadline` should give up instead.
+    fn items(
+        &self,
+        ids: &[String],
+        deadline: Instant,
+    ) -> impl Future<Output = Result<HashMap<String, Arc<Item>>, UpstreamError>> + Send;
+}
+
+/// One catalog item as Braze sees it: `id`, then every stored attribute.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Item {
+    id: String,
+    /// In response order: url, name, price, image first, the rest by name. Never holds `id`.
+    attributes: Vec<(String, Value)>,
+}
+
+/// An attribute value. Numbers keep the exact text they were stored with.
+#[derive(Debug, Clone)]
+pub enum Value {
+    String(String),
+    Number(Box<RawValue>),
+    Bool(bool),
+    Null,
+    List(Vec<Value>),
+    Map(Vec<(String, Value)>),
+}
+
+impl Value {
+    /// A number from its stored text. Text that is not a JSON number (so could not be
+    /// written as one without changing it) becomes a string instead.
+    pub fn number(text: &str) -> Value {
+        if is_json_number(text) {
+            if let Ok(raw) = RawValue::from_string(text.to_owned()) {
+                return Value::Number(raw);
+            }
+        }
+        Value::String(text.to_owned())
+    }
+}
+
+impl PartialEq for Value {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Value::String(a), Value::String(b)) => a == b,
+            (Value::Number(a), Value::Number(b)) => a.get() == b.get(),
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Null, Value::Null) => true,
+            (Value::List(a), Value::List(b)) => a == b,
+            (Value::Map(a), Value::Map(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Item {
+    /// Builds an item; `url` and `image` come from the templates when the attributes lack them.
+    pub fn new(
+        id: impl Into<String>,
+        attributes: impl IntoIterator<Item = (String, Value)>,
+        templates: &UrlTemplates,
+    ) -> Item {
+        let id = id.into();
+        let mut attributes: Vec<(String, Value)> = attributes
+            .into_iter()
+            .filter(|(name, _)| name != "id")
+            .collect();
+        for (name, template) in [("url", &templates.url), ("image", &templates.image)] {
+            if let Some(template) = template
+                && !attributes.iter().any(|(n, _)| n == name)
+            {
+                attributes.push((name.to_owned(), Value::String(fill_template(template, &id))));
+            }
+        }
+        attributes.sort_by(|(a, _), (b, _)| display_rank(a).cmp(&display_rank(b)).then(a.cmp(b)));
+        Item { id, attributes }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.attributes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v)
+    }
+
+    pub fn attributes(&self) -> &[(String, Value)] {
+        &self.attributes
+    }
+}
+
+/// Braze's examples read `id, url, name, price, image`; keep that order for people reading JSON.
+fn display_rank(name: &str) -> u8 {
+    match name {
+        "url" => 0,
+        "name" => 1,
+        "price" => 2,
+        "image" => 3,
+        _ => 4,
+    }
+}
+
+/// Replaces `{id}` with the id, percent-encoded so it stays one path segment.
+pub fn fill_template(template: &str, id: &str) -> String {
+    let mut encoded = String::with_capacity(id.len());
+    for byte in id.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            encoded.push(byte as char);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    template.replace("{id}", &encoded)
+}
+
+/// JSON's number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
+fn is_json_number(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while *i < bytes.len() && bytes[*i].is_ascii_digit() {
+            *i += 1;
+        }
+        *i > start
+    };
+    if bytes.first() == Some(&b'-') {
+        i += 1;
+    }
+    match bytes.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => {
+            digits(&mut i);
+        }
+        _ => return false,
+    }
+    if bytes.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(bytes.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(bytes.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == bytes.len()
+}
+
+impl Serialize for Item {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.attributes.len() + 1))?;
+        map.serialize_entry("id", &self.id)?;
+        for (name, value) in &self.attributes {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Value::String(s) => serializer.serialize_str(s),
+            Value::Number(raw) => raw.serialize(serializer),
+            Value::Bool(b) => serializer.serialize_bool(*b),
+            Value::Null => serializer.serialize_unit(),
+            Value::List(values) => {
+                let mut seq = serializer.serialize_seq(Some(values.len()))?;
+                for v in values {
+                    seq.serialize_element(v)?;
+                }
+                seq.end()
+            }
+            Value::Map(entries) => {
+                let mut map = serializer.serialize_map(Some(entries.len()))?;
+                for (k, v) in entries {
+                    map.serialize_entry(k, v)?;
+                }
+                map.end()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> Value {
+        Value::String(v.to_owned())
+    }
+
+    #[test]
+    fn numbers_render_exactly_as_stored() {
+        for text in [
+            "39.99",
+            "0.5",
+            "1200",
+            "19.90",
+            "-3",
+            "1E+2",
+            "0.1000000000000000055511151231257827",
+        ] {
+            let json = serde_json::to_string(&Value::number(text)).unwrap();
+            assert_eq!(json, text);
+        }
+        // Not JSON numbers: kept verbatim as strings rather than altered.
+        for text in ["+5", "007", ".5", "NaN", "1.", ""] {
+            assert_eq!(Value::number(text), s(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn serializes_id_first_then_known_fields_then_the_rest() {
+        let item = Item::new(
+            "abc123",
+            [
+                ("color".to_owned(), s("red")),
+                ("price".to_owned(), Value::number("39.99")),
+                ("name".to_owned(), s("First \"Item\", ü")),
+                ("id".to_owned(), s("ignored: the key is the id")),
+                (
+                    "tags".to_owned(),
+                    Value::List(vec![s("a"), Value::number("2")]),
+                ),
+            ],
+            &UrlTemplates {
+                url: Some("https://shop.example/p/{id}".into()),
+                image: None,
+            },
+        );
+        assert_eq!(
+            serde_json::to_string(&item).unwrap(),
+            r#"{"id":"abc123","url":"https://shop.example/p/abc123","name":"First \"Item\", ü","price":39.99,"color":"red","tags":["a",2]}"#
+        );
+    }
+
+    #[test]
+    fn templates_fill_only_missing_fields_and_encode_the_id() {
+        let templates = UrlTemplates {
+            url: Some("https://shop.example/p/{id}".into()),
+            image: Some("https://cdn.example/{id}.jpg".into()),
+        };
+        let item = Item::new("a b/ü", [("url".to_owned(), s("https://own"))], &templates);
+        assert_eq!(item.get("url"), Some(&s("https://own")));
+        assert_eq!(
+            item.get("image"),
+            Some(&s("https://cdn.example/a%20b%2F%C3%BC.jpg"))
+        );
+    }
+}

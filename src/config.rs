@@ -1,0 +1,390 @@
+//! Typed configuration, read from the environment once at start and validated there.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Personalize's own limit on `numResults`; `MAX_COUNT` plus over-fetch must stay within it.
+pub const PERSONALIZE_MAX_RESULTS: u32 = 500;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub backend: Backend,
+    /// Filter name (what a caller sends as `filter=`) → filter ARN.
+    pub filters: BTreeMap<String, String>,
+    pub default_filter: Option<String>,
+    pub default_count: u32,
+    pub max_count: u32,
+    pub cache_max_age: u32,
+    pub url_templates: UrlTemplates,
+    pub request_budget: Duration,
+    pub port: u16,
+    pub log_format: LogFormat,
+    /// `AWS_LAMBDA_RUNTIME_API` is set: serve Lambda invocations, not a local port.
+    pub in_lambda: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// Amazon Personalize for ranking, a DynamoDB table for item metadata.
+    Aws {
+        personalize: PersonalizeArn,
+        items_table: String,
+    },
+}
+
+/// `ITEM_URL_TEMPLATE` / `IMAGE_URL_TEMPLATE`: `{id}` is replaced by the item id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrlTemplates {
+    pub url: Option<String>,
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+/// A Personalize campaign or recommender ARN; which one decides the request field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonalizeArn {
+    pub kind: TargetKind,
+    pub arn: String,
+    /// Where the campaign lives, which may differ from the function's region.
+    pub region: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Campaign,
+    Recommender,
+}
+
+/// The resource types an ARN in our configuration may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ArnKind {
+    Campaign,
+    Recommender,
+    Filter,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{var} is required{hint}")]
+    Missing {
+        var: &'static str,
+        hint: &'static str,
+    },
+    #[error("{var}={value:?} is invalid: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any variable source; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+
+        let arn = var("PERSONALIZE_ARN").ok_or(ConfigError::Missing {
+            var: "PERSONALIZE_ARN",
+            hint: " (the campaign or recommender ARN to ask for recommendations)",
+        })?;
+        let (kind, region) = parse_arn("PERSONALIZE_ARN", &arn)?;
+        let kind = match kind {
+            ArnKind::Campaign => TargetKind::Campaign,
+            ArnKind::Recommender => TargetKind::Recommender,
+            ArnKind::Filter => {
+                return Err(invalid(
+                    "PERSONALIZE_ARN",
+                    &arn,
+                    "a filter ARN; expected a campaign or recommender ARN",
+                ));
+            }
+        };
+        let personalize = PersonalizeArn { kind, arn, region };
+        let items_table = var("ITEMS_TABLE").ok_or(ConfigError::Missing {
+            var: "ITEMS_TABLE",
+            hint: " (the DynamoDB table holding item metadata)",
+        })?;
+
+        let filters = match var("FILTERS") {
+            Some(value) => parse_filters(&value)?,
+            None => BTreeMap::new(),
+        };
+        let default_filter = var("DEFAULT_FILTER");
+        if let Some(name) = &default_filter
+            && !filters.contains_key(name)
+        {
+            return Err(invalid(
+                "DEFAULT_FILTER",
+                name,
+                "not a filter name in FILTERS",
+            ));
+        }
+
+        let max_count = number(&var, "MAX_COUNT", 100, 1, PERSONALIZE_MAX_RESULTS)?;
+        let default_count = number(&var, "DEFAULT_COUNT", 10, 1, max_count)?;
+        let cache_max_age = number(&var, "CACHE_MAX_AGE", 300, 0, 14_400)?;
+        let budget_ms = number(&var, "REQUEST_BUDGET_MS", 1500, 50, 29_000)?;
+        let port = number(&var, "PORT", 9000, 1, u16::MAX as u32)? as u16;
+
+        let url_templates = UrlTemplates {
+            url: template(&var, "ITEM_URL_TEMPLATE")?,
+            image: template(&var, "IMAGE_URL_TEMPLATE")?,
+        };
+        let log_format = match var("LOG_FORMAT").as_deref() {
+            None | Some("json") => LogFormat::Json,
+            Some("text") => LogFormat::Text,
+            Some(other) => return Err(invalid("LOG_FORMAT", other, "expected json or text")),
+        };
+
+        Ok(Config {
+            backend: Backend::Aws {
+                personalize,
+                items_table,
+            },
+            filters,
+            default_filter,
+            default_count,
+            max_count,
+            cache_max_age,
+            url_templates,
+            request_budget: Duration::from_millis(budget_ms.into()),
+            port,
+            log_format,
+            in_lambda: var("AWS_LAMBDA_RUNTIME_API").is_some(),
+        })
+    }
+}
+
+fn invalid(var: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        var,
+        value: value.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn number(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: u32,
+    min: u32,
+    max: u32,
+) -> Result<u32, ConfigError> {
+    let Some(text) = var(name) else {
+        return Ok(default);
+    };
+    match text.trim().parse::<u32>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(
+            name,
+            &text,
+            format!("expected an integer in {min}..={max}"),
+        )),
+    }
+}
+
+fn template(
+    var: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match var(name) {
+        Some(t) if !t.contains("{id}") => Err(invalid(name, &t, "must contain {id}")),
+        other => Ok(other),
+    }
+}
+
+/// `FILTERS=name=arn,name=arn`: ARNs contain neither `,` nor `=`, so the split is unambiguous.
+fn parse_filters(value: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut filters = BTreeMap::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((name, arn)) = entry.split_once('=') else {
+            return Err(invalid(
+                "FILTERS",
+                value,
+                format!("entry {entry:?} is not name=arn"),
+            ));
+        };
+        let name = name.trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(invalid(
+                "FILTERS",
+                value,
+                format!("filter name {name:?} must be letters, digits, - or _"),
+            ));
+        }
+        let arn = arn.trim();
+        if parse_arn("FILTERS", arn)?.0 != ArnKind::Filter {
+            return Err(invalid(
+                "FILTERS",
+                value,
+                format!("{name}: not a filter ARN"),
+            ));
+        }
+        if filters.insert(name.to_owned(), arn.to_owned()).is_some() {
+            return Err(invalid(
+                "FILTERS",
+                value,
+                format!("filter {name} is named twice"),
+            ));
+        }
+    }
+    Ok(filters)
+}
+
+/// `arn:PARTITION:personalize:REGION:ACCOUNT:TYPE/NAME` → its type and region.
+fn parse_arn(var: &'static str, value: &str) -> Result<(ArnKind, String), ConfigError> {
+    let parts: Vec<&str> = value.splitn(6, ':').collect();
+    let [prefix, partition, service, region, account, resource] = parts[..] else {
+        return Err(invalid(
+            var,
+            value,
+            "not an ARN (arn:aws:personalize:REGION:ACCOUNT:TYPE/NAME)",
+        ));
+    };
+    if prefix != "arn" || partition.is_empty() || service != "personalize" {
+        return Err(invalid(var, value, "not an Amazon Personalize ARN"));
+    }
+    if region.is_empty() || account.is_empty() {
+        return Err(invalid(var, value, "the ARN lacks a region or account"));
+    }
+    let kind = match resource.split_once('/') {
+        Some(("campaign", name)) if !name.is_empty() => ArnKind::Campaign,
+        Some(("recommender", name)) if !name.is_empty() => ArnKind::Recommender,
+        Some(("filter", name)) if !name.is_empty() => ArnKind::Filter,
+        _ => {
+            return Err(invalid(
+                var,
+                value,
+                "resource must be campaign/NAME, recommender/NAME or filter/NAME",
+            ));
+        }
+    };
+    Ok((kind, region.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CAMPAIGN: &str = "arn:aws:personalize:eu-west-1:123456789012:campaign/shop";
+    const FILTER: &str = "arn:aws:personalize:eu-west-1:123456789012:filter/no-purchased";
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn defaults_follow_the_design() {
+        let c = config(&[("PERSONALIZE_ARN", CAMPAIGN), ("ITEMS_TABLE", "items")]).unwrap();
+        assert_eq!(c.default_count, 10);
+        assert_eq!(c.max_count, 100);
+        assert_eq!(c.cache_max_age, 300);
+        assert_eq!(c.request_budget, Duration::from_millis(1500));
+        assert_eq!(c.port, 9000);
+        let Backend::Aws {
+            personalize,
+            items_table,
+        } = c.backend;
+        assert_eq!(personalize.kind, TargetKind::Campaign);
+        assert_eq!(personalize.region, "eu-west-1");
+        assert_eq!(items_table, "items");
+    }
+
+    #[test]
+    fn the_arn_decides_campaign_or_recommender() {
+        let arn = "arn:aws:personalize:us-east-1:123456789012:recommender/top-picks";
+        let c = config(&[("PERSONALIZE_ARN", arn), ("ITEMS_TABLE", "t")]).unwrap();
+        let Backend::Aws { personalize, .. } = c.backend;
+        assert_eq!(personalize.kind, TargetKind::Recommender);
+    }
+
+    #[test]
+    fn filters_parse_and_the_default_must_be_one_of_them() {
+        let filters = format!("no-purchased={FILTER}, by_category = {FILTER}");
+        let c = config(&[
+            ("PERSONALIZE_ARN", CAMPAIGN),
+            ("ITEMS_TABLE", "t"),
+            ("FILTERS", &filters),
+            ("DEFAULT_FILTER", "by_category"),
+        ])
+        .unwrap();
+        assert_eq!(c.filters.len(), 2);
+        assert_eq!(c.filters["no-purchased"], FILTER);
+        assert_eq!(c.default_filter.as_deref(), Some("by_category"));
+
+        let err = config(&[
+            ("PERSONALIZE_ARN", CAMPAIGN),
+            ("ITEMS_TABLE", "t"),
+            ("FILTERS", &filters),
+            ("DEFAULT_FILTER", "nope"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("DEFAULT_FILTER=\"nope\" is invalid"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let base = [("PERSONALIZE_ARN", CAMPAIGN), ("ITEMS_TABLE", "t")];
+        let cases: &[(&str, &str)] = &[
+            ("PERSONALIZE_ARN", "arn:aws:s3:::bucket"),
+            ("PERSONALIZE_ARN", FILTER),
+            ("MAX_COUNT", "501"),
+            ("MAX_COUNT", "ten"),
+            ("DEFAULT_COUNT", "0"),
+            ("CACHE_MAX_AGE", "-1"),
+            ("REQUEST_BUDGET_MS", "10"),
+            ("ITEM_URL_TEMPLATE", "https://shop.example/p/"),
+            ("FILTERS", "just-a-name"),
+            ("FILTERS", &format!("x={CAMPAIGN}")),
+            ("LOG_FORMAT", "xml"),
+        ];
+        for (name, value) in cases {
+            let mut vars: Vec<(&str, &str)> =
+                base.iter().filter(|(k, _)| k != name).copied().collect();
+            vars.push((name, value));
+            let err = config(&vars).unwrap_err();
+            assert!(err.to_string().starts_with(name), "{name}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn default_count_cannot_exceed_max_count() {
+        let err = config(&[
+            ("PERSONALIZE_ARN", CAMPAIGN),
+            ("ITEMS_TABLE", "t"),
+            ("MAX_COUNT", "20"),
+            ("DEFAULT_COUNT", "25"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("1..=20"), "{err}");
+    }
+
+    #[test]
+    fn missing_variables_are_named() {
+        let err = config(&[("ITEMS_TABLE", "t")]).unwrap_err();
+        assert!(err.to_string().starts_with("PERSONALIZE_ARN is required"));
+        let err = config(&[("PERSONALIZE_ARN", CAMPAIGN)]).unwrap_err();
+        assert!(err.to_string().starts_with("ITEMS_TABLE is required"));
+    }
+}

@@ -1,0 +1,12 @@
+//! personalize-braze: an Amazon Personalize recommendation endpoint for Braze Connected Content.
+//!
+//! The request flow lives in [`service`]; it talks to two ports, [`recommender::Recommender`]
+//! (ranked item ids) and [`catalog::Catalog`] (item metadata), and never sees an AWS type.
+//! [`api`] turns HTTP into service calls and service results into the contract Braze sees.
+
+pub mod api;
+pub mod catalog;
+pub mod config;
+pub mod recommender;
+pub mod service;
+pub mod upstream;

@@ -1,0 +1,124 @@
+//! Wiring only: configuration, logging, clients built once per cold start, then serve.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use personalize_braze::api::query::Limits;
+use personalize_braze::api::{App, router};
+use personalize_braze::catalog::dynamodb::DynamoDbCatalog;
+use personalize_braze::config::{Backend, Config, LogFormat};
+use personalize_braze::recommender::personalize::Personalize;
+use personalize_braze::service::Service;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("personalize-braze: invalid configuration: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    init_tracing(config.log_format);
+
+    let Backend::Aws {
+        personalize,
+        items_table,
+    } = &config.backend;
+    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    // Retries must fit the request budget: a hung attempt gets half of it, then one more try.
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_millis(500))
+        .operation_attempt_timeout(config.request_budget / 2)
+        .build();
+    let retries = RetryConfig::standard().with_max_attempts(3);
+
+    let personalize_client = aws_sdk_personalizeruntime::Client::from_conf(
+        aws_sdk_personalizeruntime::config::Builder::from(&sdk)
+            // The ARN's region is where the campaign lives, whatever the function's region is.
+            .region(aws_config::Region::new(personalize.region.clone()))
+            .timeout_config(timeouts.clone())
+            .retry_config(retries.clone())
+            .build(),
+    );
+    let dynamodb_client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&sdk)
+            .timeout_config(timeouts)
+            .retry_config(retries)
+            .build(),
+    );
+
+    let service = Service::new(
+        Personalize::new(
+            personalize_client,
+            personalize.clone(),
+            config.filters.clone(),
+        ),
+        DynamoDbCatalog::new(dynamodb_client, items_table, config.url_templates.clone()),
+        config.request_budget,
+    );
+    let limits = Limits {
+        default_count: config.default_count,
+        max_count: config.max_count,
+        default_filter: config.default_filter.clone(),
+    };
+    let app = router(Arc::new(App::new(service, limits, config.cache_max_age)));
+
+    if config.in_lambda {
+        if let Err(e) = lambda_http::run(app).await {
+            tracing::error!(error = %e, "lambda runtime stopped");
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
+
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!(
+                "personalize-braze: cannot listen on 127.0.0.1:{}: {e}",
+                config.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        "listening on http://127.0.0.1:{}/recommendations?user_id=USER_ID (Personalize {}, table {})",
+        config.port,
+        personalize.arn,
+        items_table
+    );
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        eprintln!("personalize-braze: server stopped: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// JSON lines by default (what CloudWatch Logs Insights queries); `LOG_FORMAT=text` for people.
+/// `RUST_LOG` sets the level, `info` otherwise.
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false);
+    match format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
