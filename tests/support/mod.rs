@@ -1,0 +1,260 @@
+//! Shared test wiring: the real router with real SDK clients whose HTTP layer is mocked by
+//! `aws-smithy-mocks`, plus helpers to send requests and read answers.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::operation::batch_get_item::{BatchGetItemInput, BatchGetItemOutput};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_personalizeruntime::operation::get_recommendations::{
+    GetRecommendationsInput, GetRecommendationsOutput,
+};
+use aws_sdk_personalizeruntime::types::PredictedItem;
+use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
+use axum::body::Body;
+use axum::http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use personalize_braze::api::query::Limits;
+use personalize_braze::api::{App, router};
+use personalize_braze::catalog::dynamodb::DynamoDbCatalog;
+use personalize_braze::config::{PersonalizeArn, TargetKind, UrlTemplates};
+use personalize_braze::recommender::personalize::Personalize;
+use personalize_braze::service::Service;
+use tower::ServiceExt;
+
+pub const CAMPAIGN_ARN: &str = "arn:aws:personalize:us-east-1:123456789012:campaign/shop";
+pub const RECOMMENDER_ARN: &str = "arn:aws:personalize:us-east-1:123456789012:recommender/picks";
+pub const FILTER_ARN: &str = "arn:aws:personalize:us-east-1:123456789012:filter/by-category";
+pub const EXCLUDE_ARN: &str = "arn:aws:personalize:us-east-1:123456789012:filter/not-purchased";
+pub const TABLE: &str = "items";
+
+pub type Table = HashMap<String, HashMap<String, AttributeValue>>;
+
+/// An item row as DynamoDB stores it.
+pub fn row(
+    id: &str,
+    attributes: &[(&str, AttributeValue)],
+) -> (String, HashMap<String, AttributeValue>) {
+    let mut map: HashMap<String, AttributeValue> = attributes
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    map.insert("id".into(), AttributeValue::S(id.into()));
+    (id.to_owned(), map)
+}
+
+pub fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub fn n(v: &str) -> AttributeValue {
+    AttributeValue::N(v.into())
+}
+
+/// What the mocked upstreams received, for assertions on the requests the adapters built.
+#[derive(Clone, Default)]
+pub struct Recorded {
+    pub personalize: Arc<Mutex<Vec<GetRecommendationsInput>>>,
+    pub dynamodb: Arc<Mutex<Vec<BatchGetItemInput>>>,
+}
+
+impl Recorded {
+    pub fn personalize(&self) -> Vec<GetRecommendationsInput> {
+        self.personalize.lock().unwrap().clone()
+    }
+
+    /// Key ids of each BatchGetItem call, in call order.
+    pub fn dynamodb_keys(&self) -> Vec<Vec<String>> {
+        self.dynamodb
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|input| requested_ids(input))
+            .collect()
+    }
+}
+
+pub fn requested_ids(input: &BatchGetItemInput) -> Vec<String> {
+    input
+        .request_items()
+        .and_then(|r| r.get(TABLE))
+        .map(|k| {
+            k.keys()
+                .iter()
+                .filter_map(|key| key.get("id").and_then(|v| v.as_s().ok()).cloned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// GetRecommendations answering `ids` in that order, recording each request.
+pub fn personalize_returns(ids: &[&str], recorded: &Recorded) -> Rule {
+    let ids: Vec<String> = ids.iter().map(|s| s.to_string()).collect();
+    let log = recorded.personalize.clone();
+    mock!(aws_sdk_personalizeruntime::Client::get_recommendations).then_compute_output(
+        move |input| {
+            log.lock().unwrap().push(input.clone());
+            GetRecommendationsOutput::builder()
+                .set_item_list(Some(
+                    ids.iter()
+                        .map(|id| PredictedItem::builder().item_id(id).score(0.5).build())
+                        .collect(),
+                ))
+                .recommendation_id("RID-1")
+                .build()
+        },
+    )
+}
+
+/// BatchGetItem served from `table`, recording each request. `unprocessed` ids are held back
+/// as `UnprocessedKeys` the first time they are asked for.
+pub fn dynamodb_serves(table: Table, unprocessed: &[&str], recorded: &Recorded) -> Rule {
+    let log = recorded.dynamodb.clone();
+    let held_back: Mutex<Vec<String>> =
+        Mutex::new(unprocessed.iter().map(|s| s.to_string()).collect());
+    mock!(aws_sdk_dynamodb::Client::batch_get_item).then_compute_output(move |input| {
+        log.lock().unwrap().push(input.clone());
+        let mut held_back = held_back.lock().unwrap();
+        let mut found = Vec::new();
+        let mut later = Vec::new();
+        for id in requested_ids(input) {
+            if let Some(pos) = held_back.iter().position(|h| *h == id) {
+                held_back.remove(pos);
+                later.push(HashMap::from([("id".to_owned(), s(&id))]));
+            } else if let Some(item) = table.get(&id) {
+                found.push(item.clone());
+            }
+        }
+        let mut output = BatchGetItemOutput::builder().responses(TABLE, found);
+        if !later.is_empty() {
+            output = output.unprocessed_keys(
+                TABLE,
+                KeysAndAttributes::builder()
+                    .set_keys(Some(later))
+                    .build()
+                    .unwrap(),
+            );
+        }
+        output.build()
+    })
+}
+
+/// A canned HTTP answer in the services' REST-JSON / JSON-1.0 error format.
+pub fn http_error(status: u16, error_type: &str) -> aws_smithy_runtime_api::http::Response {
+    let body = format!(r#"{{"__type":"{error_type}","message":"secret detail {CAMPAIGN_ARN}"}}"#);
+    let mut response = aws_smithy_runtime_api::http::Response::new(
+        status.try_into().unwrap(),
+        aws_smithy_types::body::SdkBody::from(body),
+    );
+    response
+        .headers_mut()
+        .insert("x-amzn-ErrorType", error_type.to_owned());
+    response
+        .headers_mut()
+        .insert("x-amzn-RequestId", "REQ-0000-SECRET");
+    response
+        .headers_mut()
+        .insert("content-type", "application/x-amz-json-1.0");
+    response
+}
+
+pub struct Setup {
+    pub arn: (&'static str, TargetKind),
+    pub filters: Vec<(&'static str, &'static str)>,
+    pub default_filter: Option<&'static str>,
+    pub budget: Duration,
+    pub templates: UrlTemplates,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            arn: (CAMPAIGN_ARN, TargetKind::Campaign),
+            filters: vec![("by-category", FILTER_ARN), ("not-purchased", EXCLUDE_ARN)],
+            default_filter: None,
+            budget: Duration::from_millis(1500),
+            templates: UrlTemplates::default(),
+        }
+    }
+}
+
+/// The real router over real SDK clients; `personalize` and `dynamodb` rules answer their calls.
+pub fn app(setup: Setup, personalize: &[&Rule], dynamodb: &[&Rule]) -> axum::Router {
+    let no_retries = aws_sdk_personalizeruntime::config::retry::RetryConfig::disabled();
+    let personalize_client = mock_client!(
+        aws_sdk_personalizeruntime,
+        RuleMode::MatchAny,
+        personalize,
+        |c| c.retry_config(no_retries.clone())
+    );
+    let dynamodb_client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, dynamodb, |c| c
+        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
+    let target = PersonalizeArn {
+        kind: setup.arn.1,
+        arn: setup.arn.0.to_owned(),
+        region: "us-east-1".to_owned(),
+    };
+    let filters = setup
+        .filters
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let service = Service::new(
+        Personalize::new(personalize_client, target, filters),
+        DynamoDbCatalog::new(dynamodb_client, TABLE, setup.templates),
+        setup.budget,
+    );
+    let limits = Limits {
+        default_count: 10,
+        max_count: 100,
+        default_filter: setup.default_filter.map(str::to_owned),
+    };
+    router(Arc::new(App::new(service, limits, 300)))
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The ids of a list-form answer, in order.
+    pub fn ids(&self) -> Vec<String> {
+        self.json()
+            .as_array()
+            .unwrap_or_else(|| panic!("not a JSON array: {}", self.body))
+            .iter()
+            .map(|item| item["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+pub async fn read(response: Response<Body>) -> Answer {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
+}
+
+pub async fn get(app: &axum::Router, uri: &str) -> Answer {
+    send(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+pub async fn send(app: &axum::Router, request: Request<Body>) -> Answer {
+    read(app.clone().oneshot(request).await.unwrap()).await
+}
