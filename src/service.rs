@@ -123,7 +123,127 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
+    use crate::config::UrlTemplates;
+    use crate::recommender::Recommendations;
+
+    /// Answers `ids` after `delay`.
+    struct SlowRecommender {
+        ids: Vec<&'static str>,
+        delay: Duration,
+    }
+
+    impl Recommender for SlowRecommender {
+        fn has_filter(&self, _: &str) -> bool {
+            false
+        }
+
+        async fn recommend(
+            &self,
+            query: &RecommendationQuery,
+        ) -> Result<Recommendations, UpstreamError> {
+            tokio::time::sleep(self.delay).await;
+            Ok(Recommendations {
+                item_ids: self
+                    .ids
+                    .iter()
+                    .take(query.count as usize)
+                    .map(|s| s.to_string())
+                    .collect(),
+                recommendation_id: Some("rid".into()),
+            })
+        }
+    }
+
+    /// Knows every id except those starting with `x`, and answers after `delay`.
+    struct SlowCatalog {
+        delay: Duration,
+    }
+
+    impl Catalog for SlowCatalog {
+        async fn items(
+            &self,
+            ids: &[String],
+            _deadline: Instant,
+        ) -> Result<HashMap<String, Arc<Item>>, UpstreamError> {
+            tokio::time::sleep(self.delay).await;
+            Ok(ids
+                .iter()
+                .filter(|id| !id.starts_with('x'))
+                .map(|id| {
+                    (
+                        id.clone(),
+                        Arc::new(Item::new(id.as_str(), [], &UrlTemplates::default())),
+                    )
+                })
+                .collect())
+        }
+    }
+
+    fn service(recommender_ms: u64, catalog_ms: u64) -> Service<SlowRecommender, SlowCatalog> {
+        Service::new(
+            SlowRecommender {
+                ids: vec!["a", "x1", "b", "a", "c", "d"],
+                delay: Duration::from_millis(recommender_ms),
+            },
+            SlowCatalog {
+                delay: Duration::from_millis(catalog_ms),
+            },
+            Duration::from_millis(1500),
+        )
+    }
+
+    fn query(count: u32) -> RecommendationQuery {
+        RecommendationQuery {
+            user_id: "u".into(),
+            count,
+            ..RecommendationQuery::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn keeps_order_drops_unknown_and_repeated_ids_and_trims() {
+        let mut timings = Timings::default();
+        let found = service(100, 50)
+            .recommend(query(3), &mut timings)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = found.items.iter().map(|i| i.id()).collect();
+        assert_eq!(ids, ["a", "b", "c"]);
+        assert_eq!(found.recommendation_id.as_deref(), Some("rid"));
+        assert_eq!(timings.recommender, Some(Duration::from_millis(100)));
+        assert_eq!(timings.catalog, Some(Duration::from_millis(50)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_recommender_times_out_at_the_budget() {
+        let started = Instant::now();
+        let err = service(5_000, 0)
+            .recommend(query(3), &mut Timings::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ServiceError::Recommender(UpstreamError::TimedOut)),
+            "{err:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(1500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_budget_covers_both_calls_together() {
+        let started = Instant::now();
+        let err = service(1_000, 1_000)
+            .recommend(query(3), &mut Timings::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ServiceError::Catalog(UpstreamError::TimedOut)),
+            "{err:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(1500));
+    }
 
     #[test]
     fn over_fetch_adds_a_margin_within_personalize_limits() {

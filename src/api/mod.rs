@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
+use tower::ServiceExt;
 
 use crate::catalog::{Catalog, Item};
 use crate::recommender::Recommender;
@@ -40,15 +41,16 @@ impl<R: Recommender, C: Catalog> App<R, C> {
 }
 
 pub fn router<R: Recommender, C: Catalog>(app: Arc<App<R, C>>) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route(
             "/recommendations",
             get(recommendations::<R, C>).fallback(method_not_allowed),
         )
         .route("/health", get(health).fallback(method_not_allowed))
         .fallback(not_found)
-        .with_state(app)
-        .layer(axum::middleware::map_request(strip_stage))
+        .with_state(app);
+    // `Router::layer` runs after routing, too late to change the path; wrap the routes instead.
+    Router::new().fallback_service(routes.map_request(strip_stage))
 }
 
 async fn recommendations<R: Recommender, C: Catalog>(
@@ -160,7 +162,7 @@ async fn method_not_allowed() -> Response {
 
 /// API Gateway REST stages (and named HTTP API stages) put `/{stage}` in front of the path
 /// lambda_http gives us. Strip it, so `/Prod/recommendations` routes as `/recommendations`.
-async fn strip_stage(mut request: Request) -> Request {
+fn strip_stage(mut request: Request) -> Request {
     use lambda_http::request::RequestContext;
     let stage = match request.extensions().get::<RequestContext>() {
         Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),

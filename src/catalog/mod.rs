@@ -47,10 +47,10 @@ impl Value {
     /// A number from its stored text. Text that is not a JSON number (so could not be
     /// written as one without changing it) becomes a string instead.
     pub fn number(text: &str) -> Value {
-        if is_json_number(text) {
-            if let Ok(raw) = RawValue::from_string(text.to_owned()) {
-                return Value::Number(raw);
-            }
+        if is_json_number(text)
+            && let Ok(raw) = RawValue::from_string(text.to_owned())
+        {
+            return Value::Number(raw);
         }
         Value::String(text.to_owned())
     }

@@ -71,7 +71,7 @@ impl Recorded {
             .lock()
             .unwrap()
             .iter()
-            .map(|input| requested_ids(input))
+            .map(requested_ids)
             .collect()
     }
 }
