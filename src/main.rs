@@ -31,12 +31,17 @@ async fn main() -> ExitCode {
         items_table,
     } = &config.backend;
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    // Retries must fit the request budget: a hung attempt gets half of it, then one more try.
+    // Retries must fit the request budget: a hung attempt gets half of it, and the SDK's default
+    // backoff (1 s to start) is cut to 50 ms doubling to 250 ms, so three attempts at a throttled
+    // or unreachable upstream end well inside the budget with the upstream's own error.
     let timeouts = TimeoutConfig::builder()
         .connect_timeout(Duration::from_millis(500))
         .operation_attempt_timeout(config.request_budget / 2)
         .build();
-    let retries = RetryConfig::standard().with_max_attempts(3);
+    let retries = RetryConfig::standard()
+        .with_max_attempts(3)
+        .with_initial_backoff(Duration::from_millis(50))
+        .with_max_backoff(Duration::from_millis(250));
 
     let personalize_client = aws_sdk_personalizeruntime::Client::from_conf(
         aws_sdk_personalizeruntime::config::Builder::from(&sdk)

