@@ -1,7 +1,10 @@
 //! Typed configuration, read from the environment once at start and validated there.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::recommender::filter::LocalFilter;
 
 /// Personalize's own limit on `numResults`; `MAX_COUNT` plus over-fetch must stay within it.
 pub const PERSONALIZE_MAX_RESULTS: u32 = 500;
@@ -9,8 +12,6 @@ pub const PERSONALIZE_MAX_RESULTS: u32 = 500;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub backend: Backend,
-    /// Filter name (what a caller sends as `filter=`) → filter ARN.
-    pub filters: BTreeMap<String, String>,
     pub default_filter: Option<String>,
     pub default_count: u32,
     pub max_count: u32,
@@ -29,8 +30,28 @@ pub enum Backend {
     Aws {
         personalize: PersonalizeArn,
         items_table: String,
+        /// Filter name (what a caller sends as `filter=`) → filter ARN, from `FILTERS`.
+        filters: BTreeMap<String, String>,
+    },
+    /// No AWS at all: a recommender trained at start and a catalog, from CSV files in `data_dir`.
+    Local {
+        data_dir: PathBuf,
+        /// Filter name → expression, from `LOCAL_FILTERS`.
+        filters: BTreeMap<String, LocalFilter>,
     },
 }
+
+impl Backend {
+    fn has_filter(&self, name: &str) -> bool {
+        match self {
+            Backend::Aws { filters, .. } => filters.contains_key(name),
+            Backend::Local { filters, .. } => filters.contains_key(name),
+        }
+    }
+}
+
+/// Local mode's filters when `LOCAL_FILTERS` is not set; they suit the sample data.
+pub const DEFAULT_LOCAL_FILTERS: &str = r#"not-purchased=EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase");by-category=INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORY)"#;
 
 /// `ITEM_URL_TEMPLATE` / `IMAGE_URL_TEMPLATE`: `{id}` is replaced by the item id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -92,40 +113,39 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 
-        let arn = var("PERSONALIZE_ARN").ok_or(ConfigError::Missing {
-            var: "PERSONALIZE_ARN",
-            hint: " (the campaign or recommender ARN to ask for recommendations)",
-        })?;
-        let (kind, region) = parse_arn("PERSONALIZE_ARN", &arn)?;
-        let kind = match kind {
-            ArnKind::Campaign => TargetKind::Campaign,
-            ArnKind::Recommender => TargetKind::Recommender,
-            ArnKind::Filter => {
-                return Err(invalid(
-                    "PERSONALIZE_ARN",
-                    &arn,
-                    "a filter ARN; expected a campaign or recommender ARN",
-                ));
+        let backend = match var("PERSONALIZE_ARN") {
+            Some(arn) => aws_backend(&var, arn)?,
+            None => {
+                if let Some(value) = var("FILTERS") {
+                    return Err(invalid(
+                        "FILTERS",
+                        &value,
+                        "filter ARNs need PERSONALIZE_ARN; in local mode use LOCAL_FILTERS",
+                    ));
+                }
+                let filters =
+                    var("LOCAL_FILTERS").unwrap_or_else(|| DEFAULT_LOCAL_FILTERS.to_owned());
+                Backend::Local {
+                    data_dir: PathBuf::from(
+                        var("DATA_DIR").unwrap_or_else(|| "examples/data".to_owned()),
+                    ),
+                    filters: parse_local_filters(&filters)?,
+                }
             }
         };
-        let personalize = PersonalizeArn { kind, arn, region };
-        let items_table = var("ITEMS_TABLE").ok_or(ConfigError::Missing {
-            var: "ITEMS_TABLE",
-            hint: " (the DynamoDB table holding item metadata)",
-        })?;
 
-        let filters = match var("FILTERS") {
-            Some(value) => parse_filters(&value)?,
-            None => BTreeMap::new(),
-        };
         let default_filter = var("DEFAULT_FILTER");
         if let Some(name) = &default_filter
-            && !filters.contains_key(name)
+            && !backend.has_filter(name)
         {
+            let source = match backend {
+                Backend::Aws { .. } => "FILTERS",
+                Backend::Local { .. } => "LOCAL_FILTERS",
+            };
             return Err(invalid(
                 "DEFAULT_FILTER",
                 name,
-                "not a filter name in FILTERS",
+                format!("not a filter name in {source}"),
             ));
         }
 
@@ -146,11 +166,7 @@ impl Config {
         };
 
         Ok(Config {
-            backend: Backend::Aws {
-                personalize,
-                items_table,
-            },
-            filters,
+            backend,
             default_filter,
             default_count,
             max_count,
@@ -162,6 +178,76 @@ impl Config {
             in_lambda: var("AWS_LAMBDA_RUNTIME_API").is_some(),
         })
     }
+}
+
+fn aws_backend(var: &impl Fn(&str) -> Option<String>, arn: String) -> Result<Backend, ConfigError> {
+    let (kind, region) = parse_arn("PERSONALIZE_ARN", &arn)?;
+    let kind = match kind {
+        ArnKind::Campaign => TargetKind::Campaign,
+        ArnKind::Recommender => TargetKind::Recommender,
+        ArnKind::Filter => {
+            return Err(invalid(
+                "PERSONALIZE_ARN",
+                &arn,
+                "a filter ARN; expected a campaign or recommender ARN",
+            ));
+        }
+    };
+    let items_table = var("ITEMS_TABLE").ok_or(ConfigError::Missing {
+        var: "ITEMS_TABLE",
+        hint: " with PERSONALIZE_ARN (the DynamoDB table holding item metadata)",
+    })?;
+    let filters = match var("FILTERS") {
+        Some(value) => parse_filters(&value)?,
+        None => BTreeMap::new(),
+    };
+    Ok(Backend::Aws {
+        personalize: PersonalizeArn { kind, arn, region },
+        items_table,
+        filters,
+    })
+}
+
+/// `LOCAL_FILTERS=name=EXPRESSION;name=EXPRESSION`: `;` separates, since expressions hold commas.
+fn parse_local_filters(value: &str) -> Result<BTreeMap<String, LocalFilter>, ConfigError> {
+    let mut filters = BTreeMap::new();
+    for entry in value.split(';').map(str::trim).filter(|e| !e.is_empty()) {
+        let Some((name, expression)) = entry.split_once('=') else {
+            return Err(invalid(
+                "LOCAL_FILTERS",
+                value,
+                format!("entry {entry:?} is not name=EXPRESSION"),
+            ));
+        };
+        let name = name.trim();
+        check_filter_name("LOCAL_FILTERS", value, name)?;
+        let filter = LocalFilter::parse(expression.trim()).map_err(|reason| {
+            invalid("LOCAL_FILTERS", value, format!("filter {name}: {reason}"))
+        })?;
+        if filters.insert(name.to_owned(), filter).is_some() {
+            return Err(invalid(
+                "LOCAL_FILTERS",
+                value,
+                format!("filter {name} is named twice"),
+            ));
+        }
+    }
+    Ok(filters)
+}
+
+fn check_filter_name(var: &'static str, value: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(
+            var,
+            value,
+            format!("filter name {name:?} must be letters, digits, - or _"),
+        ));
+    }
+    Ok(())
 }
 
 fn invalid(var: &'static str, value: &str, reason: impl Into<String>) -> ConfigError {
@@ -214,17 +300,7 @@ fn parse_filters(value: &str) -> Result<BTreeMap<String, String>, ConfigError> {
             ));
         };
         let name = name.trim();
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(invalid(
-                "FILTERS",
-                value,
-                format!("filter name {name:?} must be letters, digits, - or _"),
-            ));
-        }
+        check_filter_name("FILTERS", value, name)?;
         let arn = arn.trim();
         if parse_arn("FILTERS", arn)?.0 != ArnKind::Filter {
             return Err(invalid(
@@ -301,7 +377,12 @@ mod tests {
         let Backend::Aws {
             personalize,
             items_table,
-        } = c.backend;
+            filters,
+        } = c.backend
+        else {
+            panic!("AWS mode")
+        };
+        assert!(filters.is_empty());
         assert_eq!(personalize.kind, TargetKind::Campaign);
         assert_eq!(personalize.region, "eu-west-1");
         assert_eq!(items_table, "items");
@@ -311,28 +392,33 @@ mod tests {
     fn the_arn_decides_campaign_or_recommender() {
         let arn = "arn:aws:personalize:us-east-1:123456789012:recommender/top-picks";
         let c = config(&[("PERSONALIZE_ARN", arn), ("ITEMS_TABLE", "t")]).unwrap();
-        let Backend::Aws { personalize, .. } = c.backend;
+        let Backend::Aws { personalize, .. } = c.backend else {
+            panic!("AWS mode")
+        };
         assert_eq!(personalize.kind, TargetKind::Recommender);
     }
 
     #[test]
     fn filters_parse_and_the_default_must_be_one_of_them() {
-        let filters = format!("no-purchased={FILTER}, by_category = {FILTER}");
+        let filter_list = format!("no-purchased={FILTER}, by_category = {FILTER}");
         let c = config(&[
             ("PERSONALIZE_ARN", CAMPAIGN),
             ("ITEMS_TABLE", "t"),
-            ("FILTERS", &filters),
+            ("FILTERS", &filter_list),
             ("DEFAULT_FILTER", "by_category"),
         ])
         .unwrap();
-        assert_eq!(c.filters.len(), 2);
-        assert_eq!(c.filters["no-purchased"], FILTER);
+        let Backend::Aws { filters, .. } = &c.backend else {
+            panic!("AWS mode")
+        };
+        assert_eq!(filters.len(), 2);
+        assert_eq!(filters["no-purchased"], FILTER);
         assert_eq!(c.default_filter.as_deref(), Some("by_category"));
 
         let err = config(&[
             ("PERSONALIZE_ARN", CAMPAIGN),
             ("ITEMS_TABLE", "t"),
-            ("FILTERS", &filters),
+            ("FILTERS", &filter_list),
             ("DEFAULT_FILTER", "nope"),
         ])
         .unwrap_err();
@@ -381,10 +467,55 @@ mod tests {
     }
 
     #[test]
-    fn missing_variables_are_named() {
-        let err = config(&[("ITEMS_TABLE", "t")]).unwrap_err();
-        assert!(err.to_string().starts_with("PERSONALIZE_ARN is required"));
+    fn the_table_is_required_with_personalize() {
         let err = config(&[("PERSONALIZE_ARN", CAMPAIGN)]).unwrap_err();
-        assert!(err.to_string().starts_with("ITEMS_TABLE is required"));
+        assert!(
+            err.to_string().starts_with("ITEMS_TABLE is required"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn no_personalize_arn_means_local_mode_with_the_sample_data() {
+        let c = config(&[]).unwrap();
+        let Backend::Local { data_dir, filters } = c.backend else {
+            panic!("local mode")
+        };
+        assert_eq!(data_dir, PathBuf::from("examples/data"));
+        assert_eq!(
+            filters.keys().collect::<Vec<_>>(),
+            ["by-category", "not-purchased"]
+        );
+
+        let c = config(&[
+            ("DATA_DIR", "/data"),
+            (
+                "LOCAL_FILTERS",
+                r#"no-bags=EXCLUDE ItemID WHERE Items.CATEGORY IN ("bags", "totes")"#,
+            ),
+            ("DEFAULT_FILTER", "no-bags"),
+        ])
+        .unwrap();
+        let Backend::Local { data_dir, filters } = c.backend else {
+            panic!("local mode")
+        };
+        assert_eq!(data_dir, PathBuf::from("/data"));
+        assert_eq!(filters.len(), 1);
+        assert_eq!(c.default_filter.as_deref(), Some("no-bags"));
+    }
+
+    #[test]
+    fn local_mode_configuration_errors_name_the_variable() {
+        for (vars, expected) in [
+            (vec![("FILTERS", FILTER)], "FILTERS="),
+            (
+                vec![("LOCAL_FILTERS", "x=INCLUDE everything")],
+                "LOCAL_FILTERS=",
+            ),
+            (vec![("DEFAULT_FILTER", "nope")], "DEFAULT_FILTER="),
+        ] {
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{err}");
+        }
     }
 }

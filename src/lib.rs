@@ -7,6 +7,7 @@
 pub mod api;
 pub mod catalog;
 pub mod config;
+pub mod dataset;
 pub mod recommender;
 pub mod service;
 pub mod upstream;

@@ -1,16 +1,24 @@
-//! Wiring only: configuration, logging, clients built once per cold start, then serve.
+//! Wiring only: configuration, logging, backends built once per cold start, then serve.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
+use axum::Router;
 use personalize_braze::api::query::Limits;
 use personalize_braze::api::{App, router};
 use personalize_braze::catalog::dynamodb::DynamoDbCatalog;
-use personalize_braze::config::{Backend, Config, LogFormat};
+use personalize_braze::catalog::file::FileCatalog;
+use personalize_braze::config::{Backend, Config, LogFormat, PersonalizeArn};
+use personalize_braze::dataset::{self, DataError};
+use personalize_braze::recommender::cooccurrence::Model;
+use personalize_braze::recommender::filter::LocalFilter;
+use personalize_braze::recommender::local::LocalRecommender;
 use personalize_braze::recommender::personalize::Personalize;
 use personalize_braze::service::Service;
 use tracing_subscriber::EnvFilter;
@@ -26,10 +34,85 @@ async fn main() -> ExitCode {
     };
     init_tracing(config.log_format);
 
-    let Backend::Aws {
-        personalize,
-        items_table,
-    } = &config.backend;
+    let (app, summary) = match &config.backend {
+        Backend::Aws {
+            personalize,
+            items_table,
+            filters,
+        } => {
+            let app = aws_app(&config, personalize, items_table, filters).await;
+            (
+                app,
+                format!(
+                    "Personalize {}, DynamoDB table {items_table}",
+                    personalize.arn
+                ),
+            )
+        }
+        Backend::Local { data_dir, filters } => {
+            let (config, data_dir, filters) = (config.clone(), data_dir.clone(), filters.clone());
+            match tokio::task::spawn_blocking(move || local_app(&config, &data_dir, filters)).await
+            {
+                Ok(Ok(built)) => built,
+                Ok(Err(e)) => {
+                    eprintln!("personalize-braze: cannot start in local mode: {e}");
+                    return ExitCode::FAILURE;
+                }
+                Err(e) => {
+                    eprintln!("personalize-braze: loading local data failed: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    };
+
+    if config.in_lambda {
+        tracing::info!("serving Lambda invocations: {summary}");
+        if let Err(e) = lambda_http::run(app).await {
+            tracing::error!(error = %e, "lambda runtime stopped");
+            return ExitCode::FAILURE;
+        }
+        return ExitCode::SUCCESS;
+    }
+
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!(
+                "personalize-braze: cannot listen on 127.0.0.1:{}: {e}",
+                config.port
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!("listening on http://127.0.0.1:{}: {summary}", config.port);
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        eprintln!("personalize-braze: server stopped: {e}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+fn limits(config: &Config) -> Limits {
+    Limits {
+        default_count: config.default_count,
+        max_count: config.max_count,
+        default_filter: config.default_filter.clone(),
+    }
+}
+
+async fn aws_app(
+    config: &Config,
+    personalize: &PersonalizeArn,
+    items_table: &str,
+    filters: &BTreeMap<String, String>,
+) -> Router {
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
     // Retries must fit the request budget: a hung attempt gets half of it, and the SDK's default
     // backoff (1 s to start) is cut to 50 ms doubling to 250 ms, so three attempts at a throttled
@@ -57,58 +140,61 @@ async fn main() -> ExitCode {
             .retry_config(retries)
             .build(),
     );
-
     let service = Service::new(
-        Personalize::new(
-            personalize_client,
-            personalize.clone(),
-            config.filters.clone(),
-        ),
+        Personalize::new(personalize_client, personalize.clone(), filters.clone()),
         DynamoDbCatalog::new(dynamodb_client, items_table, config.url_templates.clone()),
         config.request_budget,
     );
-    let limits = Limits {
-        default_count: config.default_count,
-        max_count: config.max_count,
-        default_filter: config.default_filter.clone(),
-    };
-    let app = router(Arc::new(App::new(service, limits, config.cache_max_age)));
+    router(Arc::new(App::new(
+        service,
+        limits(config),
+        config.cache_max_age,
+    )))
+}
 
-    if config.in_lambda {
-        if let Err(e) = lambda_http::run(app).await {
-            tracing::error!(error = %e, "lambda runtime stopped");
-            return ExitCode::FAILURE;
-        }
-        return ExitCode::SUCCESS;
-    }
+/// Reads `interactions.csv` and `items.csv` from the data directory and trains the model.
+fn local_app(
+    config: &Config,
+    data_dir: &Path,
+    filters: BTreeMap<String, LocalFilter>,
+) -> Result<(Router, String), DataError> {
+    let started = Instant::now();
+    let interactions = dataset::read_interactions(&data_dir.join("interactions.csv"))?;
+    let items = dataset::read_items(&data_dir.join("items.csv"))?;
+    let model = Model::train(&interactions);
+    let stats = model.stats(interactions.len());
+    let try_user = model.example_user().unwrap_or("any-user").to_owned();
+    drop(interactions);
 
-    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", config.port)).await {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!(
-                "personalize-braze: cannot listen on 127.0.0.1:{}: {e}",
-                config.port
-            );
-            return ExitCode::FAILURE;
-        }
-    };
+    let catalog = FileCatalog::new(&items, &config.url_templates);
+    let recommender = LocalRecommender::new(model, &items, filters);
     tracing::info!(
-        "listening on http://127.0.0.1:{}/recommendations?user_id=USER_ID (Personalize {}, table {})",
-        config.port,
-        personalize.arn,
-        items_table
+        interactions = stats.interactions,
+        users = stats.users,
+        items = stats.items,
+        catalog_items = catalog.len(),
+        load_ms = started.elapsed().as_millis() as u64,
+        "local mode: trained on {} interactions from {} users over {} items, catalog of {} items, from {} in {:.2} s",
+        stats.interactions,
+        stats.users,
+        stats.items,
+        catalog.len(),
+        data_dir.display(),
+        started.elapsed().as_secs_f64()
     );
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        eprintln!("personalize-braze: server stopped: {e}");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    let summary = format!(
+        "local mode, try curl 'http://127.0.0.1:{}/recommendations?user_id={try_user}&count=3'",
+        config.port
+    );
+    let service = Service::new(recommender, catalog, config.request_budget);
+    Ok((
+        router(Arc::new(App::new(
+            service,
+            limits(config),
+            config.cache_max_age,
+        ))),
+        summary,
+    ))
 }
 
 /// JSON lines by default (what CloudWatch Logs Insights queries); `LOG_FORMAT=text` for people.

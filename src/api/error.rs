@@ -79,7 +79,7 @@ impl ApiError {
             UpstreamError::Rejected(_) => (
                 StatusCode::BAD_REQUEST,
                 "rejected_by_recommender",
-                "Personalize rejected the request; check the filter_ and context_ values against the filter.",
+                "The recommender rejected the request; check the filter_ and context_ values against the filter.",
             ),
             UpstreamError::Misconfigured(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,

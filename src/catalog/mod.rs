@@ -1,6 +1,7 @@
 //! The `Catalog` port: item metadata for a batch of ids, and the `Item` it returns.
 
 pub mod dynamodb;
+pub mod file;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,5 +1,8 @@
 //! The `Recommender` port: ranked item ids for a user.
 
+pub mod cooccurrence;
+pub mod filter;
+pub mod local;
 pub mod personalize;
 
 use std::future::Future;

@@ -1,0 +1,89 @@
+//! `Catalog` over the items CSV, held in memory: local mode's stand-in for the DynamoDB table.
+//! Column names become attribute names: `ITEM_ID` is `id`, every other column is lower-cased.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::{Catalog, Item, Value};
+use crate::config::UrlTemplates;
+use crate::dataset::ItemRecord;
+use crate::upstream::UpstreamError;
+
+pub struct FileCatalog {
+    items: HashMap<String, Arc<Item>>,
+}
+
+impl FileCatalog {
+    pub fn new(records: &[ItemRecord], templates: &UrlTemplates) -> Self {
+        let items = records
+            .iter()
+            .map(|record| {
+                // A field whose text is a JSON number is a number, kept exactly; anything else a string.
+                let attributes = record
+                    .fields
+                    .iter()
+                    .map(|(column, text)| (column.to_lowercase(), Value::number(text)));
+                (
+                    record.id.clone(),
+                    Arc::new(Item::new(record.id.as_str(), attributes, templates)),
+                )
+            })
+            .collect();
+        FileCatalog { items }
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+impl Catalog for FileCatalog {
+    async fn items(
+        &self,
+        ids: &[String],
+        _deadline: Instant,
+    ) -> Result<HashMap<String, Arc<Item>>, UpstreamError> {
+        Ok(ids
+            .iter()
+            .filter_map(|id| self.items.get(id).map(|item| (id.clone(), item.clone())))
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn columns_map_to_attributes_and_numbers_keep_their_text() {
+        let records = vec![ItemRecord {
+            id: "a1".into(),
+            fields: vec![
+                ("NAME".into(), "Shoe, \"wide\"".into()),
+                ("PRICE".into(), "19.90".into()),
+                ("SKU".into(), "007".into()),
+                ("Category_L1".into(), "shoes|sale".into()),
+            ],
+        }];
+        let templates = UrlTemplates {
+            url: Some("https://shop.example/p/{id}".into()),
+            image: None,
+        };
+        let catalog = FileCatalog::new(&records, &templates);
+        let found = catalog
+            .items(&["a1".into(), "missing".into()], Instant::now())
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            serde_json::to_string(&found["a1"]).unwrap(),
+            r#"{"id":"a1","url":"https://shop.example/p/a1","name":"Shoe, \"wide\"","price":19.90,"category_l1":"shoes|sale","sku":"007"}"#
+        );
+    }
+}

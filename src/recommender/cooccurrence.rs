@@ -1,0 +1,444 @@
+//! The embedded recommender's model: item-to-item similarity from co-occurrence in user histories.
+//!
+//! - Each interaction weighs `0.5^(age / 30 days)`, age measured from the newest interaction in the
+//!   data, so recent behaviour counts more. A user's weight for an item is their heaviest event on it.
+//! - Similarity is the cosine of two items' weighted user vectors: co-occurrence divided by
+//!   `sqrt(norm_i · norm_j)`, so popular items do not swamp everything. Each item keeps its
+//!   `NEIGHBOURS` most similar items.
+//! - A user's score for an unseen item is `Σ weight(recent item) · similarity(recent item, item)`
+//!   over their `RECENT_HISTORY` most recent items. Ties go to the more popular item, then the
+//!   smaller id. Items the user already interacted with are never recommended. When the history
+//!   predicts fewer items than asked for, and for unknown users, the most popular items fill in.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use crate::dataset::Interaction;
+
+const HALF_LIFE_SECONDS: f64 = 30.0 * 24.0 * 3600.0;
+/// Similar items kept per item.
+const NEIGHBOURS: usize = 100;
+/// The most recent distinct items of each user that training looks at (bounds the quadratic cost).
+const TRAINING_HISTORY: usize = 200;
+/// The most recent distinct items a recommendation is scored from.
+const RECENT_HISTORY: usize = 20;
+
+pub type ItemIndex = u32;
+
+pub struct Model {
+    item_ids: Vec<String>,
+    item_index: HashMap<String, ItemIndex>,
+    /// Σ of each item's user weights: its recency-weighted popularity.
+    popularity: Vec<f32>,
+    /// Item indices, most popular first.
+    popular: Vec<ItemIndex>,
+    neighbours: Vec<Box<[(ItemIndex, f32)]>>,
+    users: HashMap<String, User>,
+    event_types: Vec<String>,
+}
+
+struct User {
+    /// Distinct items, most recently touched first, with the user's weight for each.
+    history: Vec<(ItemIndex, f32)>,
+    /// The same items, sorted, for "already seen" checks.
+    seen: Vec<ItemIndex>,
+    /// Every (item, event type) pair, for filters on `Interactions.EVENT_TYPE`.
+    events: Vec<(ItemIndex, u16)>,
+}
+
+/// What training saw, for the start-up line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    pub users: usize,
+    pub items: usize,
+    pub interactions: usize,
+}
+
+impl Model {
+    pub fn train(interactions: &[Interaction]) -> Model {
+        let newest = interactions.iter().map(|i| i.timestamp).max().unwrap_or(0);
+        let mut item_ids = Vec::new();
+        let mut item_index = HashMap::new();
+        let mut event_types: Vec<String> = Vec::new();
+        let mut per_user: HashMap<&str, Vec<(ItemIndex, i64, f32, u16)>> = HashMap::new();
+
+        for interaction in interactions {
+            let item = *item_index
+                .entry(interaction.item_id.clone())
+                .or_insert_with(|| {
+                    item_ids.push(interaction.item_id.clone());
+                    (item_ids.len() - 1) as ItemIndex
+                });
+            let event = match event_types
+                .iter()
+                .position(|e| *e == interaction.event_type)
+            {
+                Some(e) => e as u16,
+                None => {
+                    event_types.push(interaction.event_type.clone());
+                    (event_types.len() - 1) as u16
+                }
+            };
+            let age = (newest - interaction.timestamp).max(0) as f64;
+            let weight = 0.5f64.powf(age / HALF_LIFE_SECONDS) as f32;
+            per_user.entry(&interaction.user_id).or_default().push((
+                item,
+                interaction.timestamp,
+                weight,
+                event,
+            ));
+        }
+
+        let mut users = HashMap::with_capacity(per_user.len());
+        let mut item_users: Vec<Vec<(u32, f32)>> = vec![Vec::new(); item_ids.len()];
+        let mut user_vectors: Vec<Vec<(ItemIndex, f32)>> = Vec::with_capacity(per_user.len());
+        for (user_id, mut events) in per_user {
+            // Newest first; a user's weight for an item is their heaviest event on it.
+            events.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let mut weight_of: HashMap<ItemIndex, f32> = HashMap::with_capacity(events.len());
+            let mut order = Vec::new();
+            for &(item, _, weight, _) in &events {
+                let w = weight_of.entry(item).or_insert_with(|| {
+                    order.push(item);
+                    0.0
+                });
+                *w = w.max(weight);
+            }
+            let history: Vec<(ItemIndex, f32)> = order.iter().map(|i| (*i, weight_of[i])).collect();
+            let mut seen = order;
+            seen.sort_unstable();
+            let mut pairs: Vec<(ItemIndex, u16)> = events.iter().map(|e| (e.0, e.3)).collect();
+            pairs.sort_unstable();
+            pairs.dedup();
+
+            let u = user_vectors.len() as u32;
+            let vector: Vec<(ItemIndex, f32)> =
+                history.iter().take(TRAINING_HISTORY).copied().collect();
+            for &(item, weight) in &vector {
+                item_users[item as usize].push((u, weight));
+            }
+            user_vectors.push(vector);
+            users.insert(
+                user_id.to_owned(),
+                User {
+                    history,
+                    seen,
+                    events: pairs,
+                },
+            );
+        }
+
+        let popularity: Vec<f32> = item_users
+            .iter()
+            .map(|us| us.iter().map(|(_, w)| w).sum())
+            .collect();
+        let norms: Vec<f32> = item_users
+            .iter()
+            .map(|us| us.iter().map(|(_, w)| w * w).sum::<f32>().sqrt())
+            .collect();
+        let neighbours = similar_items(&item_users, &user_vectors, &norms, &popularity, &item_ids);
+
+        let mut popular: Vec<ItemIndex> = (0..item_ids.len() as ItemIndex).collect();
+        popular.sort_by(|&a, &b| rank_order(&popularity, &item_ids, a, b, 0.0, 0.0));
+
+        Model {
+            item_ids,
+            item_index,
+            popularity,
+            popular,
+            neighbours,
+            users,
+            event_types,
+        }
+    }
+
+    pub fn stats(&self, interactions: usize) -> Stats {
+        Stats {
+            users: self.users.len(),
+            items: self.item_ids.len(),
+            interactions,
+        }
+    }
+
+    pub fn item_id(&self, item: ItemIndex) -> &str {
+        &self.item_ids[item as usize]
+    }
+
+    pub fn item_ids(&self) -> &[String] {
+        &self.item_ids
+    }
+
+    pub fn index_of(&self, item_id: &str) -> Option<ItemIndex> {
+        self.item_index.get(item_id).copied()
+    }
+
+    /// Some user id from the data, for the start-up hint.
+    pub fn example_user(&self) -> Option<&str> {
+        self.users.keys().min().map(String::as_str)
+    }
+
+    /// Items the user had any of these event types with.
+    pub fn items_with_events(&self, user_id: &str, event_types: &[&str]) -> Vec<ItemIndex> {
+        let wanted: Vec<u16> = self
+            .event_types
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| event_types.contains(&e.as_str()))
+            .map(|(i, _)| i as u16)
+            .collect();
+        let mut items: Vec<ItemIndex> = self
+            .users
+            .get(user_id)
+            .map(|u| {
+                u.events
+                    .iter()
+                    .filter(|(_, e)| wanted.contains(e))
+                    .map(|(i, _)| *i)
+                    .collect()
+            })
+            .unwrap_or_default();
+        items.dedup();
+        items
+    }
+
+    /// Up to `count` items for the user, best first, each passing `allowed`.
+    pub fn recommend(
+        &self,
+        user_id: &str,
+        count: usize,
+        allowed: impl Fn(ItemIndex) -> bool,
+    ) -> Vec<ItemIndex> {
+        let user = self.users.get(user_id);
+        let unseen = |item: ItemIndex| user.is_none_or(|u| u.seen.binary_search(&item).is_err());
+        let mut picked: Vec<ItemIndex> = Vec::with_capacity(count);
+
+        if let Some(user) = user {
+            let mut scores: HashMap<ItemIndex, f32> = HashMap::new();
+            for &(item, weight) in user.history.iter().take(RECENT_HISTORY) {
+                for &(other, similarity) in self.neighbours[item as usize].iter() {
+                    *scores.entry(other).or_default() += weight * similarity;
+                }
+            }
+            let mut scored: Vec<(ItemIndex, f32)> = scores
+                .into_iter()
+                .filter(|&(item, score)| score > 0.0 && unseen(item) && allowed(item))
+                .collect();
+            scored.sort_by(|a, b| rank_order(&self.popularity, &self.item_ids, a.0, b.0, a.1, b.1));
+            picked.extend(scored.iter().take(count).map(|(item, _)| *item));
+        }
+
+        for &item in &self.popular {
+            if picked.len() >= count {
+                break;
+            }
+            if unseen(item) && allowed(item) && !picked.contains(&item) {
+                picked.push(item);
+            }
+        }
+        picked
+    }
+}
+
+/// Higher score first, then more popular, then the smaller id: a total, stable order.
+fn rank_order(
+    popularity: &[f32],
+    ids: &[String],
+    a: ItemIndex,
+    b: ItemIndex,
+    score_a: f32,
+    score_b: f32,
+) -> Ordering {
+    score_b
+        .partial_cmp(&score_a)
+        .unwrap_or(Ordering::Equal)
+        .then(
+            popularity[b as usize]
+                .partial_cmp(&popularity[a as usize])
+                .unwrap_or(Ordering::Equal),
+        )
+        .then_with(|| ids[a as usize].cmp(&ids[b as usize]))
+}
+
+/// For each item, accumulate co-occurrence over the histories of its users into one dense
+/// scratch row, turn it into cosine similarity and keep the best `NEIGHBOURS`. Memory stays
+/// O(items × NEIGHBOURS) instead of O(item pairs).
+fn similar_items(
+    item_users: &[Vec<(u32, f32)>],
+    user_vectors: &[Vec<(ItemIndex, f32)>],
+    norms: &[f32],
+    popularity: &[f32],
+    ids: &[String],
+) -> Vec<Box<[(ItemIndex, f32)]>> {
+    let mut scratch = vec![0f32; item_users.len()];
+    let mut touched: Vec<ItemIndex> = Vec::new();
+    let mut neighbours = Vec::with_capacity(item_users.len());
+    for (item, users) in item_users.iter().enumerate() {
+        for &(user, weight) in users {
+            for &(other, other_weight) in &user_vectors[user as usize] {
+                if other as usize != item {
+                    if scratch[other as usize] == 0.0 {
+                        touched.push(other);
+                    }
+                    scratch[other as usize] += weight * other_weight;
+                }
+            }
+        }
+        let mut row: Vec<(ItemIndex, f32)> = touched
+            .drain(..)
+            .map(|other| {
+                let co = std::mem::take(&mut scratch[other as usize]);
+                (other, co / (norms[item] * norms[other as usize]))
+            })
+            .filter(|(_, similarity)| similarity.is_finite() && *similarity > 0.0)
+            .collect();
+        let order = |a: &(ItemIndex, f32), b: &(ItemIndex, f32)| {
+            rank_order(popularity, ids, a.0, b.0, a.1, b.1)
+        };
+        if row.len() > NEIGHBOURS {
+            row.select_nth_unstable_by(NEIGHBOURS, order);
+            row.truncate(NEIGHBOURS);
+        }
+        row.sort_by(order);
+        neighbours.push(row.into_boxed_slice());
+    }
+    neighbours
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn interactions(rows: &[(&str, &str, &str, i64)]) -> Vec<Interaction> {
+        rows.iter()
+            .map(|(u, i, e, t)| Interaction {
+                user_id: u.to_string(),
+                item_id: i.to_string(),
+                event_type: e.to_string(),
+                timestamp: *t,
+            })
+            .collect()
+    }
+
+    fn ids(model: &Model, items: Vec<ItemIndex>) -> Vec<&str> {
+        items.into_iter().map(|i| model.item_id(i)).collect()
+    }
+
+    /// Users (all at one time, so every weight is 1):
+    /// u1: A B · u2: A B C · u3: B C · u4: C D · u5: A
+    /// Users per item: A 3, B 3, C 3, D 1, so cosine = co-occurrence / sqrt(n_i · n_j):
+    /// sim(A,B) = 2/3, sim(A,C) = 1/3, sim(B,C) = 2/3, sim(C,D) = 1/√3 ≈ 0.577, sim(A,D) = sim(B,D) = 0.
+    fn tiny() -> Model {
+        Model::train(&interactions(&[
+            ("u1", "A", "view", 100),
+            ("u1", "B", "view", 100),
+            ("u2", "A", "view", 100),
+            ("u2", "B", "purchase", 100),
+            ("u2", "C", "view", 100),
+            ("u3", "B", "view", 100),
+            ("u3", "C", "view", 100),
+            ("u4", "C", "view", 100),
+            ("u4", "D", "view", 100),
+            ("u5", "A", "view", 100),
+        ]))
+    }
+
+    #[test]
+    fn scores_are_exactly_the_cosine_of_co_occurrence() {
+        let model = tiny();
+        let a = model.index_of("A").unwrap();
+        let neighbours: Vec<(&str, f32)> = model.neighbours[a as usize]
+            .iter()
+            .map(|(i, s)| (model.item_id(*i), *s))
+            .collect();
+        assert_eq!(neighbours.len(), 2, "A never co-occurs with D");
+        assert_eq!(neighbours[0].0, "B");
+        assert!((neighbours[0].1 - 2.0 / 3.0).abs() < 1e-6);
+        assert_eq!(neighbours[1].0, "C");
+        assert!((neighbours[1].1 - 1.0 / 3.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_user_gets_what_their_history_predicts_then_popular_items() {
+        let model = tiny();
+        // u5 saw A: B (2/3) before C (1/3); D has no co-occurrence with A and comes from popularity.
+        assert_eq!(
+            ids(&model, model.recommend("u5", 3, |_| true)),
+            ["B", "C", "D"]
+        );
+        // u3 saw B and C: A scores 2/3 + 1/3 = 1, D scores 1/√3 from C.
+        assert_eq!(ids(&model, model.recommend("u3", 5, |_| true)), ["A", "D"]);
+        // count is honoured.
+        assert_eq!(ids(&model, model.recommend("u5", 1, |_| true)), ["B"]);
+    }
+
+    #[test]
+    fn seen_items_are_never_recommended() {
+        let model = tiny();
+        for user in ["u1", "u2", "u3", "u4", "u5"] {
+            let seen: Vec<&str> = model.users[user]
+                .history
+                .iter()
+                .map(|(i, _)| model.item_id(*i))
+                .collect();
+            let recommended = ids(&model, model.recommend(user, 10, |_| true));
+            assert!(
+                recommended.iter().all(|r| !seen.contains(r)),
+                "{user}: {recommended:?} vs {seen:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_users_get_the_most_popular_items() {
+        let model = tiny();
+        // A, B, C each have 3 users (ties broken by id), D has 1.
+        assert_eq!(
+            ids(&model, model.recommend("stranger", 10, |_| true)),
+            ["A", "B", "C", "D"]
+        );
+        assert_eq!(
+            ids(&model, model.recommend("stranger", 2, |_| true)),
+            ["A", "B"]
+        );
+    }
+
+    #[test]
+    fn filters_apply_to_predicted_and_popular_items_alike() {
+        let model = tiny();
+        let c = model.index_of("C").unwrap();
+        assert_eq!(
+            ids(&model, model.recommend("u5", 3, |i| i != c)),
+            ["B", "D"]
+        );
+        assert_eq!(
+            ids(&model, model.recommend("stranger", 3, |i| i != c)),
+            ["A", "B", "D"]
+        );
+    }
+
+    #[test]
+    fn recent_history_counts_more_than_old_history() {
+        let day = 24 * 3600;
+        // X co-occurs with P (via v1), Y with Q (via v2). The user touched P 90 days ago, Q today.
+        let model = Model::train(&interactions(&[
+            ("v1", "P", "view", 100 * day),
+            ("v1", "X", "view", 100 * day),
+            ("v2", "Q", "view", 100 * day),
+            ("v2", "Y", "view", 100 * day),
+            ("user", "P", "view", 10 * day),
+            ("user", "Q", "view", 100 * day),
+        ]));
+        assert_eq!(
+            ids(&model, model.recommend("user", 2, |_| true)),
+            ["Y", "X"]
+        );
+    }
+
+    #[test]
+    fn items_with_events_finds_a_users_purchases() {
+        let model = tiny();
+        let purchased = ids(&model, model.items_with_events("u2", &["purchase"]));
+        assert_eq!(purchased, ["B"]);
+        assert!(model.items_with_events("u1", &["purchase"]).is_empty());
+    }
+}

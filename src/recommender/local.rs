@@ -1,0 +1,230 @@
+//! `Recommender` for local mode: the co-occurrence model trained at start, with local filters.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::cooccurrence::{ItemIndex, Model};
+use super::filter::{Action, Dataset, LocalFilter};
+use super::{RecommendationQuery, Recommendations, Recommender};
+use crate::dataset::ItemRecord;
+use crate::upstream::UpstreamError;
+
+pub struct LocalRecommender {
+    model: Model,
+    filters: BTreeMap<String, LocalFilter>,
+    /// Items-file fields for each model item (column names upper-cased), for `Items.FIELD` filters.
+    item_fields: Vec<Vec<(String, String)>>,
+}
+
+impl LocalRecommender {
+    pub fn new(model: Model, items: &[ItemRecord], filters: BTreeMap<String, LocalFilter>) -> Self {
+        let by_id: HashMap<&str, &ItemRecord> = items.iter().map(|r| (r.id.as_str(), r)).collect();
+        let item_fields = model
+            .item_ids()
+            .iter()
+            .map(|id| {
+                by_id
+                    .get(id.as_str())
+                    .map(|r| {
+                        r.fields
+                            .iter()
+                            .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect();
+        LocalRecommender {
+            model,
+            filters,
+            item_fields,
+        }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    fn field_matches(&self, item: ItemIndex, field: &str, values: &[String]) -> bool {
+        self.item_fields[item as usize]
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(field))
+            .is_some_and(|(_, value)| value.split('|').any(|v| values.iter().any(|w| w == v)))
+    }
+}
+
+impl Recommender for LocalRecommender {
+    fn has_filter(&self, name: &str) -> bool {
+        self.filters.contains_key(name)
+    }
+
+    async fn recommend(
+        &self,
+        query: &RecommendationQuery,
+    ) -> Result<Recommendations, UpstreamError> {
+        let resolved = match &query.filter {
+            None => None,
+            Some(name) => self
+                .filters
+                .get(name)
+                .ok_or_else(|| {
+                    UpstreamError::Misconfigured(format!("no local filter named {name}"))
+                })?
+                .resolve(&query.filter_values)
+                .map_err(UpstreamError::Rejected)?,
+        };
+        let excluded: Vec<ItemIndex> = match &resolved {
+            Some(r) if *r.dataset == Dataset::InteractionEventType => {
+                let types: Vec<&str> = r.values.iter().map(String::as_str).collect();
+                self.model.items_with_events(&query.user_id, &types)
+            }
+            _ => Vec::new(),
+        };
+        let allowed = |item: ItemIndex| match &resolved {
+            None => true,
+            Some(r) => match r.dataset {
+                Dataset::InteractionEventType => !excluded.contains(&item),
+                Dataset::Items(field) => {
+                    let matches = self.field_matches(item, field, &r.values);
+                    (r.action == Action::Include) == matches
+                }
+            },
+        };
+        let items = self
+            .model
+            .recommend(&query.user_id, query.count as usize, allowed);
+        Ok(Recommendations {
+            item_ids: items
+                .into_iter()
+                .map(|i| self.model.item_id(i).to_owned())
+                .collect(),
+            recommendation_id: None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Interaction;
+
+    fn recommender() -> LocalRecommender {
+        let rows = [
+            ("u1", "A", "view"),
+            ("u1", "B", "view"),
+            ("u2", "A", "view"),
+            ("u2", "B", "purchase"),
+            ("u2", "C", "view"),
+            ("u3", "B", "view"),
+            ("u3", "C", "view"),
+            ("u4", "C", "view"),
+            ("u4", "D", "view"),
+            ("u5", "A", "purchase"),
+        ];
+        let interactions: Vec<Interaction> = rows
+            .iter()
+            .map(|(u, i, e)| Interaction {
+                user_id: u.to_string(),
+                item_id: i.to_string(),
+                event_type: e.to_string(),
+                timestamp: 1,
+            })
+            .collect();
+        let items: Vec<ItemRecord> = [
+            ("A", "shoes"),
+            ("B", "hats|sale"),
+            ("C", "shoes"),
+            ("D", "bags"),
+        ]
+        .iter()
+        .map(|(id, category)| ItemRecord {
+            id: id.to_string(),
+            fields: vec![("Category".to_owned(), category.to_string())],
+        })
+        .collect();
+        let filters = BTreeMap::from([
+            (
+                "by-category".to_owned(),
+                LocalFilter::parse("INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORY)").unwrap(),
+            ),
+            (
+                "no-bags".to_owned(),
+                LocalFilter::parse(r#"EXCLUDE ItemID WHERE Items.CATEGORY IN ("bags")"#).unwrap(),
+            ),
+        ]);
+        LocalRecommender::new(Model::train(&interactions), &items, filters)
+    }
+
+    async fn ask(
+        r: &LocalRecommender,
+        user: &str,
+        filter: Option<&str>,
+        values: &[(&str, &[&str])],
+    ) -> Result<Vec<String>, UpstreamError> {
+        let query = RecommendationQuery {
+            user_id: user.into(),
+            count: 10,
+            filter: filter.map(str::to_owned),
+            filter_values: values
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                .collect(),
+            context: Vec::new(),
+        };
+        r.recommend(&query).await.map(|r| r.item_ids)
+    }
+
+    #[tokio::test]
+    async fn item_filters_include_or_exclude_by_field_with_multi_values() {
+        let r = recommender();
+        assert_eq!(
+            ask(&r, "stranger", None, &[]).await.unwrap(),
+            ["A", "B", "C", "D"]
+        );
+        assert_eq!(
+            ask(&r, "stranger", Some("no-bags"), &[]).await.unwrap(),
+            ["A", "B", "C"]
+        );
+        let shoes = ask(
+            &r,
+            "stranger",
+            Some("by-category"),
+            &[("CATEGORY", &["shoes"])],
+        )
+        .await
+        .unwrap();
+        assert_eq!(shoes, ["A", "C"]);
+        let sale = ask(
+            &r,
+            "stranger",
+            Some("by-category"),
+            &[("CATEGORY", &["sale", "bags"])],
+        )
+        .await
+        .unwrap();
+        assert_eq!(sale, ["B", "D"], "B is hats|sale");
+    }
+
+    #[tokio::test]
+    async fn an_include_filter_without_its_value_is_rejected() {
+        let r = recommender();
+        let err = ask(&r, "u5", Some("by-category"), &[]).await.unwrap_err();
+        assert!(
+            matches!(err, UpstreamError::Rejected(ref m) if m.contains("filter_CATEGORY")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn purchases_can_be_excluded_by_event_type() {
+        let mut r = recommender();
+        r.filters.insert(
+            "not-purchased".into(),
+            LocalFilter::parse(r#"EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase")"#)
+                .unwrap(),
+        );
+        // u2 purchased B: excluded whatever else applies (it is also seen, so never shown).
+        let ids = ask(&r, "u2", Some("not-purchased"), &[]).await.unwrap();
+        assert!(!ids.contains(&"B".to_owned()));
+        assert_eq!(ids, ["D"]);
+    }
+}
