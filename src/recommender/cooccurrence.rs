@@ -223,7 +223,15 @@ impl Model {
                 .into_iter()
                 .filter(|&(item, score)| score > 0.0 && unseen(item) && allowed(item))
                 .collect();
-            scored.sort_by(|a, b| rank_order(&self.popularity, &self.item_ids, a.0, b.0, a.1, b.1));
+            let order = |a: &(ItemIndex, f32), b: &(ItemIndex, f32)| {
+                rank_order(&self.popularity, &self.item_ids, a.0, b.0, a.1, b.1)
+            };
+            // Only the best `count` need ordering.
+            if scored.len() > count && count > 0 {
+                scored.select_nth_unstable_by(count - 1, order);
+                scored.truncate(count);
+            }
+            scored.sort_by(order);
             picked.extend(scored.iter().take(count).map(|(item, _)| *item));
         }
 

@@ -5,6 +5,7 @@
 mod catalog;
 mod fake_personalize;
 mod http;
+mod local_mode;
 mod processes;
 
 use std::time::{Duration, Instant};
