@@ -34,20 +34,19 @@ async fn main() -> ExitCode {
     };
     init_tracing(config.log_format);
 
-    let (app, summary) = match &config.backend {
+    // `summary` says what serves requests; `try_path` is a request worth trying locally.
+    let (app, summary, try_path) = match &config.backend {
         Backend::Aws {
             personalize,
             items_table,
             filters,
         } => {
             let app = aws_app(&config, personalize, items_table, filters).await;
-            (
-                app,
-                format!(
-                    "Personalize {}, DynamoDB table {items_table}",
-                    personalize.arn
-                ),
-            )
+            let summary = format!(
+                "Personalize {}, DynamoDB table {items_table}",
+                personalize.arn
+            );
+            (app, summary, "/recommendations?user_id=USER_ID".to_owned())
         }
         Backend::Local { data_dir, filters } => {
             let (config, data_dir, filters) = (config.clone(), data_dir.clone(), filters.clone());
@@ -67,7 +66,7 @@ async fn main() -> ExitCode {
     };
 
     if config.in_lambda {
-        tracing::info!("serving Lambda invocations: {summary}");
+        tracing::info!("{summary}; serving Lambda invocations");
         if let Err(e) = lambda_http::run(app).await {
             tracing::error!(error = %e, "lambda runtime stopped");
             return ExitCode::FAILURE;
@@ -85,7 +84,10 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!("listening on http://127.0.0.1:{}: {summary}", config.port);
+    tracing::info!(
+        "{summary}; listening on http://127.0.0.1:{port}, try curl 'http://127.0.0.1:{port}{try_path}'",
+        port = config.port
+    );
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -157,7 +159,7 @@ fn local_app(
     config: &Config,
     data_dir: &Path,
     filters: BTreeMap<String, LocalFilter>,
-) -> Result<(Router, String), DataError> {
+) -> Result<(Router, String, String), DataError> {
     let started = Instant::now();
     let interactions = dataset::read_interactions(&data_dir.join("interactions.csv"))?;
     let items = dataset::read_items(&data_dir.join("items.csv"))?;
@@ -168,12 +170,7 @@ fn local_app(
 
     let catalog = FileCatalog::new(&items, &config.url_templates);
     let recommender = LocalRecommender::new(model, &items, filters);
-    tracing::info!(
-        interactions = stats.interactions,
-        users = stats.users,
-        items = stats.items,
-        catalog_items = catalog.len(),
-        load_ms = started.elapsed().as_millis() as u64,
+    let summary = format!(
         "local mode: trained on {} interactions from {} users over {} items, catalog of {} items, from {} in {:.2} s",
         stats.interactions,
         stats.users,
@@ -182,19 +179,14 @@ fn local_app(
         data_dir.display(),
         started.elapsed().as_secs_f64()
     );
-    let summary = format!(
-        "local mode, try curl 'http://127.0.0.1:{}/recommendations?user_id={try_user}&count=3'",
-        config.port
-    );
     let service = Service::new(recommender, catalog, config.request_budget);
-    Ok((
-        router(Arc::new(App::new(
-            service,
-            limits(config),
-            config.cache_max_age,
-        ))),
-        summary,
-    ))
+    let app = router(Arc::new(App::new(
+        service,
+        limits(config),
+        config.cache_max_age,
+    )));
+    let try_path = format!("/recommendations?user_id={try_user}&count=3");
+    Ok((app, summary, try_path))
 }
 
 /// JSON lines by default (what CloudWatch Logs Insights queries); `LOG_FORMAT=text` for people.
