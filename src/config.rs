@@ -288,27 +288,30 @@ fn template(
     }
 }
 
-/// `FILTERS=name=arn,name=arn`: ARNs contain neither `,` nor `=`, so the split is unambiguous.
+/// `FILTERS=arn,arn` (each named by its resource name: `…:filter/not-purchased` is
+/// `not-purchased`) or `FILTERS=name=arn,…` to choose the names. ARNs contain neither `,` nor `=`,
+/// so the split is unambiguous.
 fn parse_filters(value: &str) -> Result<BTreeMap<String, String>, ConfigError> {
     let mut filters = BTreeMap::new();
     for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let Some((name, arn)) = entry.split_once('=') else {
-            return Err(invalid(
-                "FILTERS",
-                value,
-                format!("entry {entry:?} is not name=arn"),
-            ));
+        let (name, arn) = match entry.split_once('=') {
+            Some((name, arn)) => (name.trim(), arn.trim()),
+            None => (
+                entry
+                    .rsplit_once('/')
+                    .map(|(_, name)| name)
+                    .unwrap_or_default(),
+                entry,
+            ),
         };
-        let name = name.trim();
-        check_filter_name("FILTERS", value, name)?;
-        let arn = arn.trim();
         if parse_arn("FILTERS", arn)?.0 != ArnKind::Filter {
             return Err(invalid(
                 "FILTERS",
                 value,
-                format!("{name}: not a filter ARN"),
+                format!("{arn}: not a filter ARN"),
             ));
         }
+        check_filter_name("FILTERS", value, name)?;
         if filters.insert(name.to_owned(), arn.to_owned()).is_some() {
             return Err(invalid(
                 "FILTERS",
@@ -452,6 +455,22 @@ mod tests {
             let err = config(&vars).unwrap_err();
             assert!(err.to_string().starts_with(name), "{name}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn bare_filter_arns_are_named_after_their_resource() {
+        let other = "arn:aws:personalize:eu-west-1:123456789012:filter/by_category";
+        let c = config(&[
+            ("PERSONALIZE_ARN", CAMPAIGN),
+            ("ITEMS_TABLE", "t"),
+            ("FILTERS", &format!("{FILTER},{other}")),
+        ])
+        .unwrap();
+        let Backend::Aws { filters, .. } = &c.backend else {
+            panic!("AWS mode")
+        };
+        assert_eq!(filters["no-purchased"], FILTER);
+        assert_eq!(filters["by_category"], other);
     }
 
     #[test]
