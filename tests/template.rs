@@ -3,7 +3,8 @@
 use serde_norway::Value;
 
 fn template() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml")).expect("template.yaml")
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))
+        .expect("template.yaml")
 }
 
 fn parse(text: &str) -> Value {
@@ -93,7 +94,10 @@ fn problems(template: &Value) -> Vec<String> {
             recommendations_route = true;
         }
         if properties["Auth"]["ApiKeyRequired"].as_bool() == Some(false) {
-            problems.push(format!("event {}: turns the API key off", name.as_str().unwrap_or_default()));
+            problems.push(format!(
+                "event {}: turns the API key off",
+                name.as_str().unwrap_or_default()
+            ));
         }
     }
     if !recommendations_route {
@@ -111,9 +115,21 @@ fn iam_is_least_privilege_and_the_api_needs_a_key() {
 fn the_checks_catch_what_they_guard_against() {
     let text = template();
     let broken = [
-        ("Action: dynamodb:BatchGetItem", "Action: dynamodb:*", "wildcard action dynamodb:*"),
-        ("Resource: !GetAtt ItemsTable.Arn", "Resource: \"*\"", "wildcard resource *"),
-        ("        ApiKeyRequired: true", "        ApiKeyRequired: false", "ApiKeyRequired must be true"),
+        (
+            "Action: dynamodb:BatchGetItem",
+            "Action: dynamodb:*",
+            "wildcard action dynamodb:*",
+        ),
+        (
+            "Resource: !GetAtt ItemsTable.Arn",
+            "Resource: \"*\"",
+            "wildcard resource *",
+        ),
+        (
+            "        ApiKeyRequired: true",
+            "        ApiKeyRequired: false",
+            "ApiKeyRequired must be true",
+        ),
         (
             "            Path: /recommendations\n            Method: GET",
             "            Path: /recommendations\n            Method: GET\n            Auth:\n              ApiKeyRequired: false",
@@ -121,9 +137,15 @@ fn the_checks_catch_what_they_guard_against() {
         ),
     ];
     for (original, replacement, expected) in broken {
-        assert!(text.contains(original), "the template no longer contains {original:?}");
+        assert!(
+            text.contains(original),
+            "the template no longer contains {original:?}"
+        );
         let found = problems(&parse(&text.replacen(original, replacement, 1)));
-        assert!(found.iter().any(|p| p.contains(expected)), "{replacement:?} was not caught: {found:?}");
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "{replacement:?} was not caught: {found:?}"
+        );
     }
 }
 
@@ -131,10 +153,22 @@ fn the_checks_catch_what_they_guard_against() {
 fn the_function_is_built_for_arm64_with_cargo_lambda() {
     let template = parse(&template());
     let function = &template["Resources"]["RecommendationsFunction"];
-    assert_eq!(function["Metadata"]["BuildMethod"].as_str(), Some("rust-cargolambda"));
-    assert_eq!(function["Properties"]["Runtime"].as_str(), Some("provided.al2023"));
-    assert_eq!(function["Properties"]["Handler"].as_str(), Some("bootstrap"));
+    assert_eq!(
+        function["Metadata"]["BuildMethod"].as_str(),
+        Some("rust-cargolambda")
+    );
+    assert_eq!(
+        function["Properties"]["Runtime"].as_str(),
+        Some("provided.al2023")
+    );
+    assert_eq!(
+        function["Properties"]["Handler"].as_str(),
+        Some("bootstrap")
+    );
     assert_eq!(strings(&function["Properties"]["Architectures"]), ["arm64"]);
     let variables = &function["Properties"]["Environment"]["Variables"];
-    assert_eq!(variables["AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH"].as_str(), Some("true"));
+    assert_eq!(
+        variables["AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH"].as_str(),
+        Some("true")
+    );
 }
