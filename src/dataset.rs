@@ -135,24 +135,39 @@ pub fn read_interactions(path: &Path) -> Result<Vec<Interaction>, DataError> {
 }
 
 pub fn read_items(path: &Path) -> Result<Vec<ItemRecord>, DataError> {
-    let mut reader = open(path)?;
-    let headers = header(path, &mut reader)?;
-    let id = column(path, &headers, "ITEM_ID")?;
+    check_items(path).map_err(|mut problems| problems.remove(0))
+}
+
+/// Reads the whole items file and reports every problem in it, not only the first, each with
+/// its line: what a loader needs to say before it refuses to write anything.
+pub fn check_items(path: &Path) -> Result<Vec<ItemRecord>, Vec<DataError>> {
+    let mut reader = open(path).map_err(|e| vec![e])?;
+    let headers = header(path, &mut reader).map_err(|e| vec![e])?;
+    let id = column(path, &headers, "ITEM_ID").map_err(|e| vec![e])?;
 
     let mut items: Vec<ItemRecord> = Vec::new();
+    let mut problems = Vec::new();
     let mut seen = std::collections::HashMap::new();
     for row in rows(path, reader, headers.len()) {
-        let (line, record) = row?;
+        let (line, record) = match row {
+            Ok(row) => row,
+            Err(e) => {
+                problems.push(e);
+                continue;
+            }
+        };
         let item_id = record[id].trim();
         if item_id.is_empty() {
-            return Err(error(path, Some(line), "ITEM_ID is empty"));
+            problems.push(error(path, Some(line), "ITEM_ID is empty"));
+            continue;
         }
         if let Some(first) = seen.insert(item_id.to_owned(), line) {
-            return Err(error(
+            problems.push(error(
                 path,
                 Some(line),
                 format!("ITEM_ID {item_id:?} repeats line {first}"),
             ));
+            continue;
         }
         let fields = headers
             .iter()
@@ -166,7 +181,11 @@ pub fn read_items(path: &Path) -> Result<Vec<ItemRecord>, DataError> {
             fields,
         });
     }
-    Ok(items)
+    if problems.is_empty() {
+        Ok(items)
+    } else {
+        Err(problems)
+    }
 }
 
 #[cfg(test)]
@@ -274,6 +293,25 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .ends_with("line 2: USER_ID is empty")
+        );
+
+        let path = file("several.csv", b"ITEM_ID,NAME\na,b\n,c\nd\na,e\n");
+        let all: Vec<String> = check_items(&path)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let lines: Vec<&str> = all
+            .iter()
+            .map(|e| e.rsplit_once(", line ").unwrap().1)
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "3: ITEM_ID is empty",
+                "4: 1 fields, but the header has 2",
+                "5: ITEM_ID \"a\" repeats line 2"
+            ]
         );
 
         let missing = read_items(Path::new("/nonexistent/items.csv")).unwrap_err();

@@ -135,7 +135,7 @@ pub fn fill_template(template: &str, id: &str) -> String {
 }
 
 /// JSON's number grammar: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`.
-fn is_json_number(text: &str) -> bool {
+pub fn is_json_number(text: &str) -> bool {
     let bytes = text.as_bytes();
     let mut i = 0;
     let digits = |i: &mut usize| {

@@ -5,6 +5,7 @@
 mod catalog;
 mod fake_personalize;
 mod http;
+mod loader;
 mod local_mode;
 mod processes;
 
