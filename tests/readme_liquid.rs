@@ -1,0 +1,169 @@
+//! Every ```liquid block in the README is valid Liquid and works on the answers the service
+//! really gives. Braze's own tags get faithful stand-ins: `connected_content` fetches the URL from
+//! the real router (local mode over the sample data) into its `:save` variable, adding
+//! `__http_status_code__` to object answers as Braze does; `abort_message` becomes a marker.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use personalize_braze::api::query::Limits;
+use personalize_braze::api::{App, router};
+use personalize_braze::catalog::file::FileCatalog;
+use personalize_braze::config::{Config, UrlTemplates};
+use personalize_braze::dataset;
+use personalize_braze::recommender::cooccurrence::Model;
+use personalize_braze::recommender::local::LocalRecommender;
+use personalize_braze::service::Service;
+use serde_json::Value;
+use tower::ServiceExt;
+
+const USER: &str = "user-00001";
+
+fn snippets() -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    readme
+        .split("```liquid\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap().to_owned())
+        .collect()
+}
+
+fn local_app() -> axum::Router {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
+    let interactions = dataset::read_interactions(&dir.join("interactions.csv")).unwrap();
+    let items = dataset::read_items(&dir.join("items.csv")).unwrap();
+    let config = Config::from_lookup(|_| None).unwrap();
+    let personalize_braze::config::Backend::Local { filters, .. } = config.backend else {
+        panic!("local mode")
+    };
+    let recommender = LocalRecommender::new(Model::train(&interactions), &items, filters);
+    let catalog = FileCatalog::new(&items, &UrlTemplates::default());
+    let service = Service::new(recommender, catalog, config.request_budget);
+    let limits = Limits {
+        default_count: 10,
+        max_count: 100,
+        default_filter: None,
+    };
+    router(Arc::new(App::new(service, limits, 300)))
+}
+
+/// The `{% connected_content URL … :save NAME … %}` tag: (the whole tag, URL, NAME).
+fn connected_content(snippet: &str) -> (String, String, String) {
+    let start = snippet
+        .find("{% connected_content ")
+        .expect("a connected_content tag");
+    let end = start + snippet[start..].find("%}").unwrap() + 2;
+    let tag = &snippet[start..end];
+    // The URL may hold `{{${user_id} | url_param_escape}}`, spaces included: it ends at the first option.
+    let body = tag["{% connected_content ".len()..tag.len() - 2].trim();
+    let (url, options) = body.split_once(" :").unwrap_or((body, ""));
+    let url = url.trim().to_owned();
+    let save = options
+        .split(" :")
+        .find_map(|option| option.strip_prefix("save "))
+        .map(|name| name.split_whitespace().next().unwrap().to_owned())
+        .expect(":save");
+    (tag.to_owned(), url, save)
+}
+
+/// What Braze would call: the path after the stage, with the user id template filled in.
+fn path_of(url: &str) -> String {
+    let path = &url[url.find("/Prod/").expect("a /Prod/ URL") + "/Prod".len()..];
+    path.replace("{{${user_id} | url_param_escape}}", USER)
+        .replace("{{${user_id}}}", USER)
+}
+
+async fn fetch(app: &axum::Router, path: &str) -> (u16, Value) {
+    let response = app
+        .clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let mut json: Value = serde_json::from_slice(&bytes).unwrap();
+    if let Value::Object(object) = &mut json
+        && (200..300).contains(&status)
+    {
+        object.insert("__http_status_code__".into(), Value::from(status));
+    }
+    (status, json)
+}
+
+fn render(snippet: &str, tag: &str, save: &str, answer: &Value) -> String {
+    let mut template = snippet.replace(tag, "");
+    while let Some(start) = template.find("{% abort_message(") {
+        let end = start + template[start..].find("%}").unwrap() + 2;
+        let reason = template[start + "{% abort_message(".len()..end - 3]
+            .trim_end_matches(')')
+            .to_owned();
+        template.replace_range(start..end, &format!("ABORTED({reason})"));
+    }
+    let parsed = liquid::ParserBuilder::with_stdlib()
+        .build()
+        .unwrap()
+        .parse(&template)
+        .unwrap_or_else(|e| panic!("not valid Liquid: {e}\n{template}"));
+    let mut globals = liquid::Object::new();
+    globals.insert(
+        save.to_owned().into(),
+        liquid::model::to_value(answer).unwrap(),
+    );
+    parsed
+        .render(&globals)
+        .unwrap_or_else(|e| panic!("does not render: {e}\n{template}"))
+}
+
+#[tokio::test]
+async fn every_readme_snippet_renders_against_real_answers() {
+    let app = local_app();
+    let snippets = snippets();
+    assert!(
+        snippets.len() >= 4,
+        "expected the README's Braze snippets, found {}",
+        snippets.len()
+    );
+
+    for snippet in &snippets {
+        let (tag, url, save) = connected_content(snippet);
+        let (status, answer) = fetch(&app, &path_of(&url)).await;
+        assert_eq!(status, 200, "{url}: {answer}");
+        let output = render(snippet, &tag, &save, &answer);
+        assert!(
+            !output.contains("ABORTED"),
+            "aborted on a real answer:\n{output}"
+        );
+
+        let items = answer.get("items").unwrap_or(&answer).as_array().unwrap();
+        let first = items[0]["name"].as_str().unwrap();
+        // Snippets that show items show the real first one (HTML-escaped where they escape).
+        if snippet.contains("[0].name") {
+            assert!(output.contains(first), "{first:?} not in:\n{output}");
+        }
+        if snippet.contains("{% for item in") {
+            assert_eq!(
+                output.matches("<a href=\"https://shop.example/p/").count(),
+                items.len(),
+                "{output}"
+            );
+        }
+
+        // The same snippet with no recommendations must abort rather than render a blank.
+        if snippet.contains("abort_message('no recommendations')") {
+            let empty = match answer {
+                Value::Object(_) => {
+                    serde_json::json!({"items": [], "recommendation_id": null, "__http_status_code__": 200})
+                }
+                _ => serde_json::json!([]),
+            };
+            // abort_message stops Braze's rendering there: render up to the end of its line.
+            let guard = snippet.find("abort_message('no recommendations')").unwrap();
+            let until = guard + snippet[guard..].find('\n').unwrap_or(snippet.len() - guard);
+            let output = render(&snippet[..until], &tag, &save, &empty);
+            assert!(output.contains("ABORTED('no recommendations')"), "{output}");
+        }
+    }
+}
