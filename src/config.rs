@@ -18,6 +18,10 @@ pub struct Config {
     pub cache_max_age: u32,
     pub url_templates: UrlTemplates,
     pub request_budget: Duration,
+    /// How long item metadata is cached in the function (AWS mode); 0 turns the cache off.
+    pub item_cache_ttl: Duration,
+    /// At most this many items are cached.
+    pub item_cache_size: usize,
     pub port: u16,
     pub log_format: LogFormat,
     /// `AWS_LAMBDA_RUNTIME_API` is set: serve Lambda invocations, not a local port.
@@ -153,6 +157,8 @@ impl Config {
         let default_count = number(&var, "DEFAULT_COUNT", 10, 1, max_count)?;
         let cache_max_age = number(&var, "CACHE_MAX_AGE", 300, 0, 14_400)?;
         let budget_ms = number(&var, "REQUEST_BUDGET_MS", 1500, 50, 29_000)?;
+        let item_cache_ttl = number(&var, "ITEM_CACHE_TTL", 300, 0, 86_400)?;
+        let item_cache_size = number(&var, "ITEM_CACHE_SIZE", 10_000, 1, 1_000_000)?;
         let port = number(&var, "PORT", 9000, 1, u16::MAX as u32)? as u16;
 
         let url_templates = UrlTemplates {
@@ -173,6 +179,8 @@ impl Config {
             cache_max_age,
             url_templates,
             request_budget: Duration::from_millis(budget_ms.into()),
+            item_cache_ttl: Duration::from_secs(item_cache_ttl.into()),
+            item_cache_size: item_cache_size as usize,
             port,
             log_format,
             in_lambda: var("AWS_LAMBDA_RUNTIME_API").is_some(),
@@ -377,6 +385,8 @@ mod tests {
         assert_eq!(c.cache_max_age, 300);
         assert_eq!(c.request_budget, Duration::from_millis(1500));
         assert_eq!(c.port, 9000);
+        assert_eq!(c.item_cache_ttl, Duration::from_secs(300));
+        assert_eq!(c.item_cache_size, 10_000);
         let Backend::Aws {
             personalize,
             items_table,

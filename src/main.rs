@@ -12,6 +12,7 @@ use aws_config::timeout::TimeoutConfig;
 use axum::Router;
 use personalize_braze::api::query::Limits;
 use personalize_braze::api::{App, router};
+use personalize_braze::catalog::cache::CachedCatalog;
 use personalize_braze::catalog::dynamodb::DynamoDbCatalog;
 use personalize_braze::catalog::file::FileCatalog;
 use personalize_braze::config::{Backend, Config, LogFormat, PersonalizeArn};
@@ -144,7 +145,11 @@ async fn aws_app(
     );
     let service = Service::new(
         Personalize::new(personalize_client, personalize.clone(), filters.clone()),
-        DynamoDbCatalog::new(dynamodb_client, items_table, config.url_templates.clone()),
+        CachedCatalog::new(
+            DynamoDbCatalog::new(dynamodb_client, items_table, config.url_templates.clone()),
+            config.item_cache_size,
+            config.item_cache_ttl,
+        ),
         config.request_budget,
     );
     router(Arc::new(App::new(

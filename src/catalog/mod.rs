@@ -1,5 +1,6 @@
 //! The `Catalog` port: item metadata for a batch of ids, and the `Item` it returns.
 
+pub mod cache;
 pub mod dynamodb;
 pub mod file;
 
