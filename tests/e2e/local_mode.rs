@@ -6,12 +6,7 @@ use super::http::HttpClient;
 use super::processes::ServiceProcess;
 
 async fn start(vars: Vec<(&'static str, String)>) -> ServiceProcess {
-    tokio::task::spawn_blocking(move || {
-        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        ServiceProcess::start(&vars)
-    })
-    .await
-    .unwrap()
+    ServiceProcess::launch(&vars).await
 }
 
 fn sample_data() -> String {

@@ -55,17 +55,7 @@ impl Stack {
             env.retain(|(n, _)| n != name);
             env.push((name, value));
         }
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let service = tokio::task::spawn_blocking(move || {
-            let vars: Vec<(&str, &str)> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            ServiceProcess::start(&vars)
-        })
-        .await
-        .unwrap();
+        let service = ServiceProcess::launch(&env).await;
         Stack {
             fake,
             service,
@@ -342,12 +332,7 @@ async fn dynamodb_going_away_turns_into_503s() {
         ("ITEM_URL_TEMPLATE", URL_TEMPLATE.to_owned()),
         ("IMAGE_URL_TEMPLATE", IMAGE_TEMPLATE.to_owned()),
     ];
-    let service = tokio::task::spawn_blocking(move || {
-        let vars: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        ServiceProcess::start(&vars)
-    })
-    .await
-    .unwrap();
+    let service = ServiceProcess::launch(&env).await;
     let http = HttpClient::new();
     let url = format!("{}/recommendations?user_id=kim&count=5", service.base_url);
 

@@ -195,6 +195,23 @@ impl ServiceProcess {
         }
     }
 
+    /// `start` for async tests: it waits for the port with blocking sleeps, so it runs off the runtime.
+    pub async fn launch<K: AsRef<str>, V: AsRef<str>>(vars: &[(K, V)]) -> ServiceProcess {
+        let owned: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.as_ref().to_owned(), v.as_ref().to_owned()))
+            .collect();
+        tokio::task::spawn_blocking(move || {
+            let vars: Vec<(&str, &str)> = owned
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            ServiceProcess::start(&vars)
+        })
+        .await
+        .expect("starting the service")
+    }
+
     /// What the service logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
