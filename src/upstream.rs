@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 
 /// The error both ports return. The `String` is detail for the logs only; callers never see it.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     /// The upstream asked us to slow down (throttling, unprocessed keys that would not drain).
     #[error("throttled: {0}")]
