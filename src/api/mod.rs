@@ -11,10 +11,9 @@ use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Serialize;
 use tower::ServiceExt;
 
-use crate::catalog::{Catalog, Item};
+use crate::catalog::{self, Catalog};
 use crate::recommender::Recommender;
 use crate::service::{Recommended, Service, Timings};
 pub use error::ApiError;
@@ -90,28 +89,31 @@ async fn recommendations<R: Recommender, C: Catalog>(
     response
 }
 
-#[derive(Serialize)]
-struct ObjectBody<'a> {
-    items: &'a [Arc<Item>],
-    recommendation_id: Option<&'a str>,
-}
-
+/// The body is the items' pre-rendered JSON joined: no per-request serialization of items.
 fn ok_response(found: &Recommended, format: Format, cache_control: &HeaderValue) -> Response {
-    let body = match format {
-        Format::List => serde_json::to_vec(&found.items),
-        Format::Object => serde_json::to_vec(&ObjectBody {
-            items: &found.items,
-            recommendation_id: found.recommendation_id.as_deref(),
-        }),
-    };
-    match body {
-        Ok(json) => json_response(StatusCode::OK, json, cache_control.clone()),
-        // Our own types always serialize; this arm exists so a bug is a 500, not a panic.
-        Err(e) => {
-            tracing::error!(error = %e, "could not serialize a response");
-            (StatusCode::INTERNAL_SERVER_ERROR, "").into_response()
+    let items_len = catalog::json_array_len(&found.items);
+    let json = match format {
+        Format::List => {
+            let mut json = Vec::with_capacity(items_len);
+            catalog::write_json_array(&found.items, &mut json);
+            json
         }
-    }
+        Format::Object => {
+            let id = found.recommendation_id.as_deref();
+            let mut json = Vec::with_capacity(items_len + 64 + id.map_or(0, str::len));
+            json.extend_from_slice(br#"{"items":"#);
+            catalog::write_json_array(&found.items, &mut json);
+            json.extend_from_slice(br#","recommendation_id":"#);
+            match id {
+                // A `String` always serializes; writing into a `Vec` cannot fail.
+                Some(id) => serde_json::to_writer(&mut json, id).unwrap_or_default(),
+                None => json.extend_from_slice(b"null"),
+            }
+            json.push(b'}');
+            json
+        }
+    };
+    json_response(StatusCode::OK, json, cache_control.clone())
 }
 
 fn json_response(status: StatusCode, json: Vec<u8>, cache_control: HeaderValue) -> Response {
@@ -192,4 +194,44 @@ fn strip_stage(mut request: Request) -> Request {
         }
     }
     request
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::catalog::{Item, Value};
+    use crate::config::UrlTemplates;
+
+    async fn body(found: &Recommended, format: Format) -> serde_json::Value {
+        let response = ok_response(found, format, &HeaderValue::from_static("max-age=1"));
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        serde_json::from_slice(&bytes).expect("the body is JSON")
+    }
+
+    #[tokio::test]
+    async fn joined_bodies_are_the_json_a_serializer_would_write() {
+        let item = |id: &str| {
+            let name = ("name".to_owned(), Value::String("Quote \" and \\ é".into()));
+            Arc::new(Item::new(id, [name], &UrlTemplates::default()))
+        };
+        let found = Recommended {
+            items: vec![item("a"), item("b\"")],
+            recommendation_id: Some("RID-\"1\"".into()),
+        };
+        let expected_items = serde_json::to_value(&found.items).unwrap();
+        assert_eq!(body(&found, Format::List).await, expected_items);
+        assert_eq!(
+            body(&found, Format::Object).await,
+            serde_json::json!({ "items": expected_items, "recommendation_id": "RID-\"1\"" })
+        );
+
+        let nothing = Recommended::default();
+        assert_eq!(body(&nothing, Format::List).await, serde_json::json!([]));
+        assert_eq!(
+            body(&nothing, Format::Object).await,
+            serde_json::json!({ "items": [], "recommendation_id": null })
+        );
+    }
 }

@@ -27,11 +27,22 @@ pub trait Catalog: Send + Sync + 'static {
 }
 
 /// One catalog item as Braze sees it: `id`, then every stored attribute.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Items are immutable and shared, so each is rendered to JSON once, when it is built; a
+/// response is then the rendered items joined, not a serialization per request.
+#[derive(Debug, Clone)]
 pub struct Item {
     id: String,
     /// In response order: url, name, price, image first, the rest by name. Never holds `id`.
     attributes: Vec<(String, Value)>,
+    json: Box<RawValue>,
+}
+
+impl PartialEq for Item {
+    fn eq(&self, other: &Self) -> bool {
+        // `json` is a function of the other two.
+        self.id == other.id && self.attributes == other.attributes
+    }
 }
 
 /// An attribute value. Numbers keep the exact text they were stored with.
@@ -92,7 +103,17 @@ impl Item {
             }
         }
         attributes.sort_by(|(a, _), (b, _)| display_rank(a).cmp(&display_rank(b)).then(a.cmp(b)));
-        Item { id, attributes }
+        let json = render(&id, &attributes);
+        Item {
+            id,
+            attributes,
+            json,
+        }
+    }
+
+    /// The item as a JSON object, rendered when it was built.
+    pub fn json(&self) -> &str {
+        self.json.get()
     }
 
     pub fn id(&self) -> &str {
@@ -174,14 +195,52 @@ pub fn is_json_number(text: &str) -> bool {
     i == bytes.len()
 }
 
-impl Serialize for Item {
+/// `{"id":…, attributes…}` in that order.
+struct Fields<'a>(&'a str, &'a [(String, Value)]);
+
+impl Serialize for Fields<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.attributes.len() + 1))?;
-        map.serialize_entry("id", &self.id)?;
-        for (name, value) in &self.attributes {
+        let mut map = serializer.serialize_map(Some(self.1.len() + 1))?;
+        map.serialize_entry("id", self.0)?;
+        for (name, value) in self.1 {
             map.serialize_entry(name, value)?;
         }
         map.end()
+    }
+}
+
+fn render(id: &str, attributes: &[(String, Value)]) -> Box<RawValue> {
+    // Strings, raw numbers, bools and nulls always serialize, so the fallback is never taken;
+    // it keeps a bug from becoming a panic.
+    serde_json::value::to_raw_value(&Fields(id, attributes)).unwrap_or_else(|_| {
+        serde_json::value::to_raw_value(&serde_json::json!({ "id": id }))
+            .unwrap_or_else(|_| RawValue::NULL.to_owned())
+    })
+}
+
+/// Writes `items` as a JSON array of their pre-rendered objects.
+pub fn write_json_array(items: &[Arc<Item>], out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item.json().as_bytes());
+    }
+    out.push(b']');
+}
+
+/// How many bytes [`write_json_array`] writes for `items`.
+pub fn json_array_len(items: &[Arc<Item>]) -> usize {
+    2 + items
+        .iter()
+        .map(|item| item.json().len() + 1)
+        .sum::<usize>()
+}
+
+impl Serialize for Item {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.json.serialize(serializer)
     }
 }
 

@@ -1,0 +1,130 @@
+//! Our own cost per request: the real router, query parsing, service join and JSON body, with
+//! in-memory backends so no network time hides in the figure. Issue target: ≤ 15 µs at count 25.
+//!
+//! Run: `cargo bench --bench request_path`
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use criterion::{Criterion, criterion_group, criterion_main};
+use http_body_util::BodyExt;
+use personalize_braze::api::query::Limits;
+use personalize_braze::api::{self, App};
+use personalize_braze::catalog::file::FileCatalog;
+use personalize_braze::config::UrlTemplates;
+use personalize_braze::dataset::read_items;
+use personalize_braze::recommender::{RecommendationQuery, Recommendations, Recommender};
+use personalize_braze::service::Service;
+use personalize_braze::upstream::UpstreamError;
+use tower::ServiceExt;
+
+/// Answers like Personalize would, instantly: the first `count` ids of a fixed ranking, each
+/// request starting at a different place so answers differ per user.
+struct Ranked(Vec<String>);
+
+impl Recommender for Ranked {
+    fn has_filter(&self, _: &str) -> bool {
+        false
+    }
+
+    async fn recommend(
+        &self,
+        query: &RecommendationQuery,
+    ) -> Result<Recommendations, UpstreamError> {
+        let start = query.user_id.len() * 7 % self.0.len();
+        Ok(Recommendations {
+            item_ids: self
+                .0
+                .iter()
+                .cycle()
+                .skip(start)
+                .take(query.count as usize)
+                .cloned()
+                .collect(),
+            recommendation_id: Some("RID-b3a7c1f0-2d4e-4c59-9f1a-0e6d8c2b5a41".into()),
+        })
+    }
+}
+
+fn router() -> Router {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/items.csv");
+    let records = read_items(&data).expect("the sample items load");
+    let templates = UrlTemplates {
+        url: Some("https://shop.example.com/p/{id}".into()),
+        image: Some("https://cdn.example.com/img/{id}.jpg".into()),
+    };
+    let catalog = FileCatalog::new(&records, &templates);
+    let ids = records.iter().map(|r| r.id.clone()).collect();
+    let service = Service::new(Ranked(ids), catalog, Duration::from_millis(1500));
+    let limits = Limits {
+        default_count: 10,
+        max_count: 100,
+        default_filter: None,
+    };
+    api::router(Arc::new(App::new(service, limits, 300)))
+}
+
+async fn request(router: &Router, uri: &str) -> usize {
+    let request = Request::get(uri).body(Body::empty()).unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .len()
+}
+
+fn request_path(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let router = router();
+    let mut group = c.benchmark_group("request_path");
+    for (name, uri) in [
+        ("list/count=10", "/recommendations?user_id=user-42&count=10"),
+        ("list/count=25", "/recommendations?user_id=user-42&count=25"),
+        (
+            "object/count=10",
+            "/recommendations?user_id=user-42&count=10&format=object",
+        ),
+        (
+            "object/count=25",
+            "/recommendations?user_id=user-42&count=25&format=object",
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            b.to_async(&runtime).iter(|| request(&router, uri))
+        });
+    }
+
+    // The same request with the production JSON log line written (to a sink).
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_target(false)
+        .with_writer(std::io::sink)
+        .finish();
+    tracing::subscriber::with_default(subscriber, || {
+        group.bench_function("list/count=25+json-log", |b| {
+            b.to_async(&runtime)
+                .iter(|| request(&router, "/recommendations?user_id=user-42&count=25"))
+        });
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = request_path
+}
+criterion_main!(benches);
