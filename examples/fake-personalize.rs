@@ -1,0 +1,68 @@
+//! The project's fake Personalize runtime (the one the end-to-end tests use) as a process, for
+//! load tests and for trying AWS mode on a laptop:
+//!
+//!   cargo run --release --example fake-personalize -- [--port 9100] [--items examples/data/items.csv] [--latency-ms 0]
+//!
+//! Then start the service with `PERSONALIZE_ARN=arn:aws:personalize:us-east-1:000000000000:campaign/fake`
+//! and `AWS_ENDPOINT_URL_PERSONALIZE_RUNTIME=http://127.0.0.1:9100`.
+
+#[path = "../tests/e2e/fake_personalize.rs"]
+#[allow(dead_code)] // The tests' switches and records are not used here.
+mod fake_personalize;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use fake_personalize::{FakePersonalize, Mode};
+use personalize_braze::dataset::read_items;
+
+const USAGE: &str = "usage: fake-personalize [--port N] [--items FILE] [--latency-ms N]";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let mut port = 9100u16;
+    let mut items = PathBuf::from("examples/data/items.csv");
+    let mut latency = Duration::ZERO;
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let value = args.next();
+        let parsed = match (arg.as_str(), value) {
+            ("--port", Some(v)) => v.parse().map(|v| port = v).is_ok(),
+            ("--items", Some(v)) => {
+                items = PathBuf::from(v);
+                true
+            }
+            ("--latency-ms", Some(v)) => v
+                .parse()
+                .map(|ms| latency = Duration::from_millis(ms))
+                .is_ok(),
+            _ => false,
+        };
+        if !parsed {
+            eprintln!("fake-personalize: bad argument {arg:?}\n{USAGE}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let ids = match read_items(&items) {
+        Ok(records) => records.into_iter().map(|r| r.id).collect(),
+        Err(e) => {
+            eprintln!("fake-personalize: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(listener) => listener,
+        Err(e) => {
+            eprintln!("fake-personalize: cannot listen on 127.0.0.1:{port}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let fake = FakePersonalize::serve(listener, ids, false);
+    if !latency.is_zero() {
+        fake.set_mode(Mode::Slow(latency));
+    }
+    println!("fake Personalize runtime on {}", fake.endpoint);
+    let _ = tokio::signal::ctrl_c().await;
+    ExitCode::SUCCESS
+}
