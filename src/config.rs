@@ -188,19 +188,31 @@ impl Config {
     }
 }
 
+impl PersonalizeArn {
+    /// A campaign or recommender ARN, as `var` gives it; `var` names it in errors.
+    pub fn parse(var: &'static str, arn: &str) -> Result<PersonalizeArn, ConfigError> {
+        let (kind, region) = parse_arn(var, arn)?;
+        let kind = match kind {
+            ArnKind::Campaign => TargetKind::Campaign,
+            ArnKind::Recommender => TargetKind::Recommender,
+            ArnKind::Filter => {
+                return Err(invalid(
+                    var,
+                    arn,
+                    "a filter ARN; expected a campaign or recommender ARN",
+                ));
+            }
+        };
+        Ok(PersonalizeArn {
+            kind,
+            arn: arn.to_owned(),
+            region,
+        })
+    }
+}
+
 fn aws_backend(var: &impl Fn(&str) -> Option<String>, arn: String) -> Result<Backend, ConfigError> {
-    let (kind, region) = parse_arn("PERSONALIZE_ARN", &arn)?;
-    let kind = match kind {
-        ArnKind::Campaign => TargetKind::Campaign,
-        ArnKind::Recommender => TargetKind::Recommender,
-        ArnKind::Filter => {
-            return Err(invalid(
-                "PERSONALIZE_ARN",
-                &arn,
-                "a filter ARN; expected a campaign or recommender ARN",
-            ));
-        }
-    };
+    let personalize = PersonalizeArn::parse("PERSONALIZE_ARN", &arn)?;
     let items_table = var("ITEMS_TABLE").ok_or(ConfigError::Missing {
         var: "ITEMS_TABLE",
         hint: " with PERSONALIZE_ARN (the DynamoDB table holding item metadata)",
@@ -210,7 +222,7 @@ fn aws_backend(var: &impl Fn(&str) -> Option<String>, arn: String) -> Result<Bac
         None => BTreeMap::new(),
     };
     Ok(Backend::Aws {
-        personalize: PersonalizeArn { kind, arn, region },
+        personalize,
         items_table,
         filters,
     })

@@ -8,6 +8,7 @@ pub mod api;
 pub mod catalog;
 pub mod config;
 pub mod dataset;
+pub mod evaluation;
 pub mod recommender;
 pub mod service;
 pub mod upstream;

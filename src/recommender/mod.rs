@@ -4,6 +4,7 @@ pub mod cooccurrence;
 pub mod filter;
 pub mod local;
 pub mod personalize;
+pub mod popularity;
 
 use std::future::Future;
 

@@ -1,0 +1,412 @@
+//! Offline quality of recommenders on your own interactions: precision@k, NDCG@k, MRR@k and
+//! coverage for the embedded co-occurrence model, a popularity baseline, and optionally a live
+//! Personalize campaign or recommender, side by side.
+//!
+//!   cargo run --release --bin evaluate -- --interactions interactions.csv [options]
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use aws_config::BehaviorVersion;
+use futures_util::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use personalize_braze::config::PersonalizeArn;
+use personalize_braze::dataset::{read_interactions, read_items};
+use personalize_braze::evaluation::{self, Scores, Split, Tally};
+use personalize_braze::recommender::cooccurrence::Model;
+use personalize_braze::recommender::local::LocalRecommender;
+use personalize_braze::recommender::personalize::Personalize;
+use personalize_braze::recommender::popularity::Popularity;
+use personalize_braze::recommender::{RecommendationQuery, Recommender};
+
+const USAGE: &str = "usage: evaluate --interactions FILE [--items FILE] [--k 10]
+                [--holdout 0.2 | --cutoff UNIX_SECONDS|YYYY-MM-DD]
+                [--keep-seen] [--personalize-arn ARN [--tps 5]] [--max-users N] [--json]
+
+  --holdout F      the newest fraction F of each user's events is what they are tested on (default 0.2)
+  --cutoff T       events at or after T are the test part, everything before it trains
+  --keep-seen      also score items users had already interacted with in training (as Personalize's
+                   own metrics do); by default only items new to the user count, and the
+                   popularity baseline skips what each user has seen, like the embedded model
+  --items FILE     adds the catalog's items to the coverage denominator
+  --personalize-arn  also ask this campaign or recommender (AWS credentials from the environment)
+  --tps N          requests per second to Personalize, at most (default 5: a campaign's minimum)
+  --max-users N    test only the first N users (by id), e.g. to keep a live campaign's bill small
+  --json           print the results as JSON instead of a table";
+
+#[derive(Debug)]
+struct Args {
+    interactions: PathBuf,
+    items: Option<PathBuf>,
+    k: usize,
+    split: Split,
+    personalize: Option<PersonalizeArn>,
+    tps: u32,
+    max_users: Option<usize>,
+    keep_seen: bool,
+    json: bool,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args {
+        interactions: PathBuf::new(),
+        items: None,
+        k: 10,
+        split: Split::Holdout { fraction: 0.2 },
+        personalize: None,
+        tps: 5,
+        max_users: None,
+        keep_seen: false,
+        json: false,
+    };
+    let mut interactions = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--json" => {
+                parsed.json = true;
+                continue;
+            }
+            "--keep-seen" => {
+                parsed.keep_seen = true;
+                continue;
+            }
+            _ => {}
+        }
+        let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+        let bad = |what: &str| format!("{arg} {value:?}: {what}");
+        match arg.as_str() {
+            "--interactions" => interactions = Some(PathBuf::from(&value)),
+            "--items" => parsed.items = Some(PathBuf::from(&value)),
+            "--k" => {
+                parsed.k = value
+                    .parse()
+                    .ok()
+                    .filter(|k| (1..=500).contains(k))
+                    .ok_or_else(|| bad("expected 1 to 500"))?
+            }
+            "--holdout" => {
+                let fraction: f64 = value
+                    .parse()
+                    .ok()
+                    .filter(|f| *f > 0.0 && *f < 1.0)
+                    .ok_or_else(|| bad("expected a fraction between 0 and 1, e.g. 0.2"))?;
+                parsed.split = Split::Holdout { fraction };
+            }
+            "--cutoff" => {
+                let timestamp = parse_time(&value)
+                    .ok_or_else(|| bad("expected Unix seconds or a date YYYY-MM-DD"))?;
+                parsed.split = Split::Cutoff { timestamp };
+            }
+            "--personalize-arn" => {
+                parsed.personalize = Some(
+                    PersonalizeArn::parse("--personalize-arn", &value)
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            "--tps" => {
+                parsed.tps = value
+                    .parse()
+                    .ok()
+                    .filter(|t| *t >= 1)
+                    .ok_or_else(|| bad("expected a whole number of requests per second, ≥ 1"))?
+            }
+            "--max-users" => {
+                parsed.max_users = Some(
+                    value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| bad("expected a number ≥ 1"))?,
+                )
+            }
+            _ => return Err(format!("unknown argument {arg:?}")),
+        }
+    }
+    parsed.interactions = interactions.ok_or("--interactions is required")?;
+    Ok(parsed)
+}
+
+/// Unix seconds, or a UTC date `YYYY-MM-DD` (its midnight).
+fn parse_time(text: &str) -> Option<i64> {
+    if let Ok(seconds) = text.parse::<i64>() {
+        return Some(seconds);
+    }
+    let mut parts = text.splitn(3, '-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from 1970-01-01 in the proleptic Gregorian calendar (March-based years).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    Some((era * 146_097 + day_of_era - 719_468) * 86_400)
+}
+
+struct Outcome {
+    name: &'static str,
+    scores: Scores,
+    seconds: f64,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("evaluate: {e}\n{USAGE}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("evaluate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), String> {
+    let started = Instant::now();
+    let interactions = read_interactions(&args.interactions).map_err(|e| e.to_string())?;
+    let total = interactions.len();
+    let mut catalog: HashSet<String> = interactions.iter().map(|i| i.item_id.clone()).collect();
+    if let Some(items) = &args.items {
+        let records = read_items(items).map_err(|e| e.to_string())?;
+        catalog.extend(records.into_iter().map(|r| r.id));
+    }
+    let mut divided = evaluation::split(interactions, args.split, args.keep_seen);
+    if let Some(max) = args.max_users {
+        divided.test.truncate(max);
+    }
+    if divided.test.is_empty() {
+        return Err(
+            "no user has events in the test part; try a larger --holdout or an earlier --cutoff"
+                .into(),
+        );
+    }
+    let test = Arc::new(divided.test);
+
+    let mut outcomes = Vec::new();
+    let clock = Instant::now();
+    let model = Model::train(&divided.training);
+    let cooccurrence = LocalRecommender::new(model, &[], BTreeMap::new());
+    outcomes.push(Outcome {
+        name: "co-occurrence",
+        scores: evaluate_embedded(&cooccurrence, &test, &catalog, args.k).await,
+        seconds: clock.elapsed().as_secs_f64(),
+    });
+    drop(cooccurrence);
+
+    let clock = Instant::now();
+    let popularity = Popularity::train(&divided.training, !args.keep_seen);
+    outcomes.push(Outcome {
+        name: "popularity",
+        scores: evaluate_embedded(&popularity, &test, &catalog, args.k).await,
+        seconds: clock.elapsed().as_secs_f64(),
+    });
+
+    if let Some(target) = &args.personalize {
+        let clock = Instant::now();
+        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        let client = aws_sdk_personalizeruntime::Client::from_conf(
+            aws_sdk_personalizeruntime::config::Builder::from(&sdk)
+                .region(aws_config::Region::new(target.region.clone()))
+                .build(),
+        );
+        let personalize = Arc::new(Personalize::new(client, target.clone(), BTreeMap::new()));
+        outcomes.push(Outcome {
+            name: "personalize",
+            scores: evaluate_live(personalize, &test, &catalog, args.k, args.tps).await,
+            seconds: clock.elapsed().as_secs_f64(),
+        });
+    }
+
+    let split = match args.split {
+        Split::Holdout { fraction } => serde_json::json!({ "holdout": fraction }),
+        Split::Cutoff { timestamp } => serde_json::json!({ "cutoff": timestamp }),
+    };
+    if args.json {
+        let backends: Vec<_> = outcomes
+            .iter()
+            .map(|o| serde_json::json!({ "backend": o.name, "seconds": o.seconds, "scores": o.scores }))
+            .collect();
+        let report = serde_json::json!({
+            "k": args.k,
+            "split": split,
+            "keep_seen": args.keep_seen,
+            "interactions": total,
+            "training_interactions": divided.training.len(),
+            "test_users": test.len(),
+            "catalog_items": catalog.len(),
+            "backends": backends,
+        });
+        println!("{report:#}");
+    } else {
+        println!(
+            "{total} interactions, {} for training; {} test users; {} catalog items; split {split}{}",
+            divided.training.len(),
+            test.len(),
+            catalog.len(),
+            if args.keep_seen {
+                ", seen items kept"
+            } else {
+                ""
+            }
+        );
+        print!("{}", table(&outcomes, args.k));
+        eprintln!("evaluated in {:.1} s", started.elapsed().as_secs_f64());
+    }
+    Ok(())
+}
+
+fn table(outcomes: &[Outcome], k: usize) -> String {
+    let mut out = format!(
+        "| backend | users | precision@{k} | NDCG@{k} | MRR@{k} | coverage | failed | seconds |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
+    );
+    for o in outcomes {
+        let s = &o.scores;
+        out.push_str(&format!(
+            "| {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {:.1} |\n",
+            o.name,
+            s.users,
+            s.precision_at_k,
+            s.ndcg_at_k,
+            s.mrr_at_k,
+            s.coverage,
+            s.failed,
+            o.seconds
+        ));
+    }
+    out
+}
+
+fn query(user_id: &str, k: usize) -> RecommendationQuery {
+    RecommendationQuery {
+        user_id: user_id.to_owned(),
+        count: k as u32,
+        ..RecommendationQuery::default()
+    }
+}
+
+async fn evaluate_embedded(
+    recommender: &impl Recommender,
+    test: &[(String, HashSet<String>)],
+    catalog: &HashSet<String>,
+    k: usize,
+) -> Scores {
+    let mut tally = Tally::new(k, catalog);
+    for (user, truth) in test {
+        match recommender.recommend(&query(user, k)).await {
+            Ok(answer) => tally.add(catalog, &answer.item_ids, truth),
+            Err(_) => tally.fail(),
+        }
+    }
+    tally.scores()
+}
+
+/// Asks a live backend at most `tps` times a second, a few requests in flight, with a progress bar.
+async fn evaluate_live<R: Recommender>(
+    recommender: Arc<R>,
+    test: &Arc<Vec<(String, HashSet<String>)>>,
+    catalog: &HashSet<String>,
+    k: usize,
+    tps: u32,
+) -> Scores {
+    let bar = ProgressBar::new(test.len() as u64);
+    if let Ok(style) =
+        ProgressStyle::with_template("personalize {bar:40} {pos}/{len} ({per_sec}, {eta} left)")
+    {
+        bar.set_style(style);
+    }
+    let mut ticker = tokio::time::interval(Duration::from_secs(1) / tps);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ticker = Arc::new(tokio::sync::Mutex::new(ticker));
+    let in_flight = (tps as usize).clamp(1, 32);
+
+    let answers = futures_util::stream::iter(0..test.len())
+        .map(|index| {
+            let (recommender, ticker, test) = (recommender.clone(), ticker.clone(), test.clone());
+            async move {
+                ticker.lock().await.tick().await;
+                let answer = recommender.recommend(&query(&test[index].0, k)).await;
+                (index, answer)
+            }
+        })
+        .buffer_unordered(in_flight);
+    futures_util::pin_mut!(answers);
+
+    let mut tally = Tally::new(k, catalog);
+    let mut first_error = None;
+    while let Some((index, answer)) = answers.next().await {
+        bar.inc(1);
+        match answer {
+            Ok(answer) => tally.add(catalog, &answer.item_ids, &test[index].1),
+            Err(e) => {
+                tally.fail();
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    if let Some(e) = first_error {
+        eprintln!(
+            "evaluate: {} Personalize requests failed, the first with: {e}",
+            tally.scores().failed
+        );
+    }
+    tally.scores()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_unix_seconds() {
+        assert_eq!(parse_time("1700000000"), Some(1_700_000_000));
+        assert_eq!(parse_time("1970-01-01"), Some(0));
+        assert_eq!(parse_time("2000-03-01"), Some(951_868_800));
+        assert_eq!(parse_time("2026-11-28"), Some(1_795_824_000));
+        assert_eq!(parse_time("2026-13-01"), None);
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn arguments_are_checked_with_their_names() {
+        let parse = |list: &[&str]| parse_args(list.iter().map(|s| s.to_string()));
+        assert!(parse(&[]).unwrap_err().contains("--interactions"));
+        let e = parse(&["--interactions", "x.csv", "--holdout", "1.5"]).unwrap_err();
+        assert!(e.contains("--holdout") && e.contains("1.5"), "{e}");
+        let e = parse(&["--interactions", "x.csv", "--personalize-arn", "nope"]).unwrap_err();
+        assert!(e.contains("--personalize-arn"), "{e}");
+        let args = parse(&[
+            "--interactions",
+            "x.csv",
+            "--cutoff",
+            "2026-01-01",
+            "--k",
+            "25",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(args.k, 25);
+        assert!(args.json);
+        assert_eq!(
+            args.split,
+            Split::Cutoff {
+                timestamp: 1_767_225_600
+            }
+        );
+    }
+}
