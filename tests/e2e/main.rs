@@ -3,6 +3,7 @@
 //! Nothing here is in-process with the service; everything crosses real HTTP on loopback.
 
 mod catalog;
+mod evaluate;
 mod fake_personalize;
 mod http;
 mod loader;

@@ -1,0 +1,176 @@
+//! The `evaluate` binary on a small hand-made dataset (not the sample), with the embedded
+//! backends and with the fake Personalize as the live one.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use personalize_braze::evaluation::Tally;
+use serde_json::Value;
+
+use crate::CAMPAIGN_ARN;
+use crate::fake_personalize::{FakePersonalize, Mode};
+
+/// Training (before t=100): u1 a b, u2 a c, u3 a b. Test: u1 c, u2 b, u3 d.
+fn dataset() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("evaluate");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("interactions.csv");
+    std::fs::write(
+        &path,
+        "USER_ID,ITEM_ID,EVENT_TYPE,TIMESTAMP\n\
+         u1,a,view,1\nu1,b,view,2\nu2,a,view,3\nu2,c,view,4\nu3,a,view,5\nu3,b,view,6\n\
+         u1,c,purchase,100\nu2,b,view,101\nu3,d,view,102\n",
+    )
+    .unwrap();
+    path
+}
+
+async fn evaluate(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_evaluate"))
+            .args(&args)
+            .env("AWS_ACCESS_KEY_ID", "AKIDTESTTESTTEST")
+            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn args(extra: &[&str]) -> Vec<String> {
+    let mut args = vec![
+        "--interactions".to_string(),
+        dataset().display().to_string(),
+        "--cutoff".into(),
+        "100".into(),
+        "--k".into(),
+        "2".into(),
+        "--json".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn report(output: &Output) -> Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("--json prints JSON")
+}
+
+fn backend<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["backend"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {report}"))
+}
+
+fn close(value: &Value, expected: f64) -> bool {
+    (value.as_f64().unwrap() - expected).abs() < 1e-9
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_backends_score_as_computed_by_hand() {
+    let report = report(&evaluate(args(&[]), vec![]).await);
+    assert_eq!(report["test_users"], 3);
+    assert_eq!(report["training_interactions"], 6);
+    // Each backend, skipping what the user saw, can only offer u1 c, u2 b, u3 c (d is unknown
+    // before the cut-off): hits for u1 and u2 at position 1, a miss for u3.
+    for name in ["co-occurrence", "popularity"] {
+        let scores = &backend(&report, name)["scores"];
+        assert_eq!(scores["users"], 3, "{name}");
+        assert!(
+            close(&scores["precision_at_k"], 1.0 / 3.0),
+            "{name}: {scores}"
+        );
+        assert!(close(&scores["ndcg_at_k"], 2.0 / 3.0), "{name}: {scores}");
+        assert!(close(&scores["mrr_at_k"], 2.0 / 3.0), "{name}: {scores}");
+        // b and c of a, b, c, d.
+        assert!(close(&scores["coverage"], 0.5), "{name}: {scores}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_campaign_is_asked_once_per_test_user_and_scored_the_same_way() {
+    let catalog: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+    let fake = FakePersonalize::start(catalog.clone()).await;
+    let env = vec![(
+        "AWS_ENDPOINT_URL_PERSONALIZE_RUNTIME",
+        fake.endpoint.clone(),
+    )];
+    let output = evaluate(
+        args(&["--personalize-arn", CAMPAIGN_ARN, "--tps", "20"]),
+        env,
+    )
+    .await;
+    let report = report(&output);
+
+    let received = fake.received();
+    assert_eq!(received.len(), 3);
+    let mut users: Vec<&str> = received
+        .iter()
+        .map(|r| r.body["userId"].as_str().unwrap())
+        .collect();
+    users.sort();
+    assert_eq!(users, ["u1", "u2", "u3"]);
+    assert!(
+        received
+            .iter()
+            .all(|r| r.body["numResults"] == 2 && r.body["campaignArn"] == CAMPAIGN_ARN)
+    );
+
+    // What the fake answered, scored with the library's tally.
+    let catalog_set: HashSet<String> = catalog.into_iter().collect();
+    let mut tally = Tally::new(2, &catalog_set);
+    for (user, truth) in [("u1", "c"), ("u2", "b"), ("u3", "d")] {
+        let truth = HashSet::from([truth.to_string()]);
+        tally.add(&catalog_set, &fake.ranking(user, 2), &truth);
+    }
+    let expected = serde_json::to_value(tally.scores()).unwrap();
+    let scores = &backend(&report, "personalize")["scores"];
+    for metric in [
+        "users",
+        "failed",
+        "precision_at_k",
+        "ndcg_at_k",
+        "mrr_at_k",
+        "coverage",
+    ] {
+        assert_eq!(scores[metric], expected[metric], "{metric}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_campaign_counts_failures_and_says_why() {
+    let fake = FakePersonalize::start(vec!["a".into(), "b".into()]).await;
+    fake.set_mode(Mode::Throttle);
+    let env = vec![(
+        "AWS_ENDPOINT_URL_PERSONALIZE_RUNTIME",
+        fake.endpoint.clone(),
+    )];
+    let output = evaluate(
+        args(&["--personalize-arn", CAMPAIGN_ARN, "--tps", "50"]),
+        env,
+    )
+    .await;
+    let report = report(&output);
+    let scores = &backend(&report, "personalize")["scores"];
+    assert_eq!(scores["failed"], 3);
+    assert_eq!(scores["users"], 0);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("3 Personalize requests failed") && stderr.contains("throttled"),
+        "{stderr}"
+    );
+    // The embedded backends are unaffected.
+    assert_eq!(backend(&report, "popularity")["scores"]["users"], 3);
+}
