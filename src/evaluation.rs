@@ -136,7 +136,7 @@ pub struct Scores {
 /// Accumulates per-user results into [`Scores`].
 pub struct Tally<'a> {
     k: usize,
-    catalog_size: usize,
+    catalog: &'a HashSet<String>,
     recommended: HashSet<&'a str>,
     sums: [f64; 3],
     users: usize,
@@ -148,7 +148,7 @@ impl<'a> Tally<'a> {
     pub fn new(k: usize, catalog: &'a HashSet<String>) -> Self {
         Tally {
             k,
-            catalog_size: catalog.len(),
+            catalog,
             recommended: HashSet::new(),
             sums: [0.0; 3],
             users: 0,
@@ -157,14 +157,9 @@ impl<'a> Tally<'a> {
     }
 
     /// Scores one user's answer; ids outside `catalog` count for precision but not coverage.
-    pub fn add(
-        &mut self,
-        catalog: &'a HashSet<String>,
-        recommended: &[String],
-        truth: &HashSet<String>,
-    ) {
+    pub fn add(&mut self, recommended: &[String], truth: &HashSet<String>) {
         for id in recommended.iter().take(self.k) {
-            if let Some(id) = catalog.get(id) {
+            if let Some(id) = self.catalog.get(id) {
                 self.recommended.insert(id.as_str());
             }
         }
@@ -195,10 +190,10 @@ impl<'a> Tally<'a> {
             precision_at_k: mean(self.sums[0]),
             ndcg_at_k: mean(self.sums[1]),
             mrr_at_k: mean(self.sums[2]),
-            coverage: if self.catalog_size == 0 {
+            coverage: if self.catalog.is_empty() {
                 0.0
             } else {
-                self.recommended.len() as f64 / self.catalog_size as f64
+                self.recommended.len() as f64 / self.catalog.len() as f64
             },
         }
     }
@@ -271,8 +266,8 @@ mod tests {
         assert_eq!(ndcg_at_k(&list(&["a"]), &set(&[]), 10), None);
         let catalog = set(&["a", "b", "c", "d"]);
         let mut tally = Tally::new(2, &catalog);
-        tally.add(&catalog, &list(&["a", "b"]), &set(&[]));
-        tally.add(&catalog, &list(&["c", "a"]), &set(&["a"]));
+        tally.add(&list(&["a", "b"]), &set(&[]));
+        tally.add(&list(&["c", "a"]), &set(&["a"]));
         let scores = tally.scores();
         assert_eq!(scores.users, 1);
         assert!(close(scores.precision_at_k, 0.5));
@@ -300,8 +295,8 @@ mod tests {
     fn averages_are_over_users_and_coverage_over_the_catalog() {
         let catalog = set(&["a", "b", "c", "d", "e"]);
         let mut tally = Tally::new(2, &catalog);
-        tally.add(&catalog, &list(&["a", "b", "c"]), &set(&["a"])); // p 0.5, rr 1, ndcg 1
-        tally.add(&catalog, &list(&["b", "x"]), &set(&["c"])); // p 0, rr 0, ndcg 0
+        tally.add(&list(&["a", "b", "c"]), &set(&["a"])); // p 0.5, rr 1, ndcg 1
+        tally.add(&list(&["b", "x"]), &set(&["c"])); // p 0, rr 0, ndcg 0
         tally.fail();
         let scores = tally.scores();
         assert_eq!((scores.users, scores.failed), (2, 1));

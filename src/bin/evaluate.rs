@@ -308,7 +308,7 @@ async fn evaluate_embedded(
     let mut tally = Tally::new(k, catalog);
     for (user, truth) in test {
         match recommender.recommend(&query(user, k)).await {
-            Ok(answer) => tally.add(catalog, &answer.item_ids, truth),
+            Ok(answer) => tally.add(&answer.item_ids, truth),
             Err(_) => tally.fail(),
         }
     }
@@ -351,7 +351,7 @@ async fn evaluate_live<R: Recommender>(
     while let Some((index, answer)) = answers.next().await {
         bar.inc(1);
         match answer {
-            Ok(answer) => tally.add(catalog, &answer.item_ids, &test[index].1),
+            Ok(answer) => tally.add(&answer.item_ids, &test[index].1),
             Err(e) => {
                 tally.fail();
                 first_error.get_or_insert(e);

@@ -133,7 +133,7 @@ async fn a_live_campaign_is_asked_once_per_test_user_and_scored_the_same_way() {
     let mut tally = Tally::new(2, &catalog_set);
     for (user, truth) in [("u1", "c"), ("u2", "b"), ("u3", "d")] {
         let truth = HashSet::from([truth.to_string()]);
-        tally.add(&catalog_set, &fake.ranking(user, 2), &truth);
+        tally.add(&fake.ranking(user, 2), &truth);
     }
     let expected = serde_json::to_value(tally.scores()).unwrap();
     let scores = &backend(&report, "personalize")["scores"];
