@@ -24,7 +24,6 @@ pub struct CachedCatalog<C> {
     ttl: Duration,
 }
 
-#[derive(Default)]
 struct State {
     entries: HashMap<String, Entry>,
     /// Ids some request is fetching right now, and where its answer will appear.
@@ -43,6 +42,15 @@ type Fetched = Result<Arc<HashMap<String, Arc<Item>>>, UpstreamError>;
 /// is dropped (its caller went away) the sender goes with it and waiters fetch for themselves.
 type Flight = watch::Receiver<Option<Fetched>>;
 
+impl<C> CachedCatalog<C> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave an entry half-written; keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 impl<C: Catalog> CachedCatalog<C> {
     pub fn new(inner: C, capacity: usize, ttl: Duration) -> Self {
         CachedCatalog {
@@ -56,29 +64,22 @@ impl<C: Catalog> CachedCatalog<C> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        // A panic while holding the lock cannot leave an entry half-written; keep serving.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Fetches `ids` for everyone waiting on them, caches the answer and publishes it.
     async fn fetch(
         &self,
-        ids: Vec<String>,
+        ids: &[String],
         sender: watch::Sender<Option<Fetched>>,
         deadline: Instant,
     ) -> Fetched {
         // Whatever happens (answer, error, or this future dropped), the ids stop being in flight.
         let landing = Landing {
             cache: self,
-            ids: &ids,
+            ids,
             flight: sender.subscribe(),
         };
-        let fetched = self.inner.items(&ids, deadline).await.map(Arc::new);
+        let fetched = self.inner.items(ids, deadline).await.map(Arc::new);
         if let Ok(items) = &fetched {
-            self.remember(&ids, items, &mut self.lock());
+            self.remember(ids, items, &mut self.lock());
         }
         drop(landing);
         sender.send_replace(Some(fetched.clone()));
@@ -123,11 +124,7 @@ struct Landing<'a, C> {
 
 impl<C> Drop for Landing<'_, C> {
     fn drop(&mut self) {
-        let mut state = self
-            .cache
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.cache.lock();
         for id in self.ids {
             if state
                 .in_flight
@@ -175,16 +172,13 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         // Our own fetch and the waits for other requests' fetches run side by side.
         let own = async {
             match sender {
-                Some(sender) => self.fetch(mine.clone(), sender, deadline).await.map(Some),
+                Some(sender) => self.fetch(&mine, sender, deadline).await.map(Some),
                 None => Ok(None),
             }
         };
         let (own, waited) = tokio::join!(own, wait_for_flights(theirs));
         if let Some(fetched) = own? {
-            found.extend(mine.iter().filter_map(|id| {
-                let item = fetched.get(id)?;
-                Some((id.clone(), item.clone()))
-            }));
+            found.extend(fetched.iter().map(|(id, item)| (id.clone(), item.clone())));
         }
         let Waited { items, orphans } = waited?;
         found.extend(items);
@@ -197,7 +191,7 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
                     state.in_flight.insert(id.clone(), sender.subscribe());
                 }
             }
-            let fetched = self.fetch(orphans, sender, deadline).await?;
+            let fetched = self.fetch(&orphans, sender, deadline).await?;
             found.extend(fetched.iter().map(|(id, item)| (id.clone(), item.clone())));
         }
         Ok(found)
