@@ -17,7 +17,9 @@ use personalize_braze::api::{self, App};
 use personalize_braze::catalog::file::FileCatalog;
 use personalize_braze::config::UrlTemplates;
 use personalize_braze::dataset::read_items;
-use personalize_braze::recommender::{RecommendationQuery, Recommendations, Recommender};
+use personalize_braze::recommender::{
+    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender,
+};
 use personalize_braze::service::Service;
 use personalize_braze::upstream::UpstreamError;
 use tower::ServiceExt;
@@ -31,11 +33,15 @@ impl Recommender for Ranked {
         false
     }
 
+    fn missing_setting(&self, _: Operation) -> Option<&'static str> {
+        None
+    }
+
     async fn recommend(
         &self,
         query: &RecommendationQuery,
     ) -> Result<Recommendations, UpstreamError> {
-        let start = query.user_id.len() * 7 % self.0.len();
+        let start = query.subject.user_id().map_or(0, str::len) * 7 % self.0.len();
         Ok(Recommendations {
             item_ids: self
                 .0
@@ -46,7 +52,20 @@ impl Recommender for Ranked {
                 .cloned()
                 .collect(),
             recommendation_id: Some("RID-b3a7c1f0-2d4e-4c59-9f1a-0e6d8c2b5a41".into()),
+            items: None,
         })
+    }
+
+    /// The given order, as a campaign with no opinion would answer.
+    async fn rank(&self, query: &RankingQuery) -> Result<Recommendations, UpstreamError> {
+        Ok(Recommendations {
+            item_ids: query.item_ids.clone(),
+            ..Recommendations::default()
+        })
+    }
+
+    async fn record(&self, _: &[Event]) -> Result<(), UpstreamError> {
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::recommender::filter::LocalFilter;
+use crate::recommender::personalize::MAX_RESULTS_WITH_METADATA;
 
 /// Personalize's own limit on `numResults`; `MAX_COUNT` plus over-fetch must stay within it.
 pub const PERSONALIZE_MAX_RESULTS: u32 = 500;
@@ -30,10 +31,18 @@ pub struct Config {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Backend {
-    /// Amazon Personalize for ranking, a DynamoDB table for item metadata.
+    /// Amazon Personalize, each endpoint enabled by its own setting; item metadata from a
+    /// DynamoDB table or from Personalize itself.
     Aws {
-        personalize: PersonalizeArn,
-        items_table: String,
+        /// `PERSONALIZE_ARN`: `GET /recommendations`.
+        personalize: Option<PersonalizeArn>,
+        /// `RELATED_ITEMS_ARN`: `GET /related-items`.
+        related_items: Option<PersonalizeArn>,
+        /// `RANKING_ARN` (a campaign): `GET|POST /rankings`.
+        ranking: Option<PersonalizeArn>,
+        /// `EVENT_TRACKER_ID`: `POST /events`.
+        event_tracker_id: Option<String>,
+        items: ItemSource,
         /// Filter name (what a caller sends as `filter=`) → filter ARN, from `FILTERS`.
         filters: BTreeMap<String, String>,
     },
@@ -44,6 +53,28 @@ pub enum Backend {
         filters: BTreeMap<String, LocalFilter>,
     },
 }
+
+/// Where item metadata comes from in AWS mode (`ITEM_METADATA_SOURCE`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemSource {
+    /// `ITEMS_TABLE`, read with BatchGetItem and cached in the function.
+    DynamoDb { table: String },
+    /// Personalize answers with these item columns (`ITEM_METADATA_COLUMNS`); no table at all.
+    Personalize { columns: Vec<String> },
+    /// Only `EVENT_TRACKER_ID` is set: no endpoint returns items.
+    Unused,
+}
+
+/// Personalize's limit on `metadataColumns`.
+pub const MAX_METADATA_COLUMNS: usize = 10;
+
+/// The AWS-mode settings; any one of them set means AWS mode.
+const AWS_SETTINGS: [&str; 4] = [
+    "PERSONALIZE_ARN",
+    "RELATED_ITEMS_ARN",
+    "RANKING_ARN",
+    "EVENT_TRACKER_ID",
+];
 
 impl Backend {
     fn has_filter(&self, name: &str) -> bool {
@@ -117,24 +148,29 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let var = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
 
-        let backend = match var("PERSONALIZE_ARN") {
-            Some(arn) => aws_backend(&var, arn)?,
-            None => {
-                if let Some(value) = var("FILTERS") {
-                    return Err(invalid(
-                        "FILTERS",
-                        &value,
-                        "filter ARNs need PERSONALIZE_ARN; in local mode use LOCAL_FILTERS",
-                    ));
-                }
-                let filters =
-                    var("LOCAL_FILTERS").unwrap_or_else(|| DEFAULT_LOCAL_FILTERS.to_owned());
-                Backend::Local {
-                    data_dir: PathBuf::from(
-                        var("DATA_DIR").unwrap_or_else(|| "examples/data".to_owned()),
-                    ),
-                    filters: parse_local_filters(&filters)?,
-                }
+        let backend = if AWS_SETTINGS.iter().any(|name| var(name).is_some()) {
+            aws_backend(&var)?
+        } else {
+            if let Some(value) = var("FILTERS") {
+                return Err(invalid(
+                    "FILTERS",
+                    &value,
+                    "filter ARNs need PERSONALIZE_ARN; in local mode use LOCAL_FILTERS",
+                ));
+            }
+            if let Some(value) = var("ITEM_METADATA_SOURCE") {
+                return Err(invalid(
+                    "ITEM_METADATA_SOURCE",
+                    &value,
+                    "needs a Personalize ARN; local mode reads items from DATA_DIR",
+                ));
+            }
+            let filters = var("LOCAL_FILTERS").unwrap_or_else(|| DEFAULT_LOCAL_FILTERS.to_owned());
+            Backend::Local {
+                data_dir: PathBuf::from(
+                    var("DATA_DIR").unwrap_or_else(|| "examples/data".to_owned()),
+                ),
+                filters: parse_local_filters(&filters)?,
             }
         };
 
@@ -153,7 +189,15 @@ impl Config {
             ));
         }
 
-        let max_count = number(&var, "MAX_COUNT", 100, 1, PERSONALIZE_MAX_RESULTS)?;
+        // Personalize sends at most 50 items with their metadata.
+        let count_cap = match &backend {
+            Backend::Aws {
+                items: ItemSource::Personalize { .. },
+                ..
+            } => MAX_RESULTS_WITH_METADATA,
+            _ => PERSONALIZE_MAX_RESULTS,
+        };
+        let max_count = number(&var, "MAX_COUNT", 100.min(count_cap), 1, count_cap)?;
         let default_count = number(&var, "DEFAULT_COUNT", 10, 1, max_count)?;
         let cache_max_age = number(&var, "CACHE_MAX_AGE", 300, 0, 14_400)?;
         let budget_ms = number(&var, "REQUEST_BUDGET_MS", 1500, 50, 29_000)?;
@@ -211,21 +255,102 @@ impl PersonalizeArn {
     }
 }
 
-fn aws_backend(var: &impl Fn(&str) -> Option<String>, arn: String) -> Result<Backend, ConfigError> {
-    let personalize = PersonalizeArn::parse("PERSONALIZE_ARN", &arn)?;
-    let items_table = var("ITEMS_TABLE").ok_or(ConfigError::Missing {
-        var: "ITEMS_TABLE",
-        hint: " with PERSONALIZE_ARN (the DynamoDB table holding item metadata)",
-    })?;
+fn aws_backend(var: &impl Fn(&str) -> Option<String>) -> Result<Backend, ConfigError> {
+    let arn = |name: &'static str| {
+        var(name)
+            .map(|value| PersonalizeArn::parse(name, value.trim()))
+            .transpose()
+    };
+    let personalize = arn("PERSONALIZE_ARN")?;
+    let related_items = arn("RELATED_ITEMS_ARN")?;
+    let ranking = arn("RANKING_ARN")?;
+    if let Some(ranking) = &ranking
+        && ranking.kind != TargetKind::Campaign
+    {
+        return Err(invalid(
+            "RANKING_ARN",
+            &ranking.arn,
+            "GetPersonalizedRanking takes a campaign ARN (a Personalized-Ranking campaign)",
+        ));
+    }
+    let event_tracker_id = match var("EVENT_TRACKER_ID") {
+        Some(id) if id.len() > 256 || id.contains(char::is_whitespace) => {
+            return Err(invalid(
+                "EVENT_TRACKER_ID",
+                &id,
+                "expected the tracking ID of an event tracker (no spaces, at most 256 characters)",
+            ));
+        }
+        id => id,
+    };
+    let serves_items = personalize.is_some() || related_items.is_some() || ranking.is_some();
+    let items = match var("ITEM_METADATA_SOURCE").as_deref() {
+        None | Some("dynamodb") if !serves_items => match var("ITEMS_TABLE") {
+            Some(table) => ItemSource::DynamoDb { table },
+            None => ItemSource::Unused,
+        },
+        None | Some("dynamodb") => ItemSource::DynamoDb {
+            table: var("ITEMS_TABLE").ok_or(ConfigError::Missing {
+                var: "ITEMS_TABLE",
+                hint: " with a Personalize ARN (the DynamoDB table holding item metadata), \
+                       unless ITEM_METADATA_SOURCE=personalize",
+            })?,
+        },
+        Some("personalize") => ItemSource::Personalize {
+            columns: metadata_columns(var("ITEM_METADATA_COLUMNS"))?,
+        },
+        Some(other) => {
+            return Err(invalid(
+                "ITEM_METADATA_SOURCE",
+                other,
+                "expected dynamodb or personalize",
+            ));
+        }
+    };
     let filters = match var("FILTERS") {
         Some(value) => parse_filters(&value)?,
         None => BTreeMap::new(),
     };
     Ok(Backend::Aws {
         personalize,
-        items_table,
+        related_items,
+        ranking,
+        event_tracker_id,
+        items,
         filters,
     })
+}
+
+/// `ITEM_METADATA_COLUMNS=NAME,PRICE,…`: Items-dataset columns, 1 to 10 of them.
+fn metadata_columns(value: Option<String>) -> Result<Vec<String>, ConfigError> {
+    let value = value.ok_or(ConfigError::Missing {
+        var: "ITEM_METADATA_COLUMNS",
+        hint: " with ITEM_METADATA_SOURCE=personalize (the Items dataset columns to return)",
+    })?;
+    let columns: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if columns.is_empty() || columns.len() > MAX_METADATA_COLUMNS {
+        return Err(invalid(
+            "ITEM_METADATA_COLUMNS",
+            &value,
+            format!("expected 1 to {MAX_METADATA_COLUMNS} column names"),
+        ));
+    }
+    if let Some(bad) = columns
+        .iter()
+        .find(|c| !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    {
+        return Err(invalid(
+            "ITEM_METADATA_COLUMNS",
+            &value,
+            format!("{bad:?} is not a column name (letters, digits and _)"),
+        ));
+    }
+    Ok(columns)
 }
 
 /// `LOCAL_FILTERS=name=EXPRESSION;name=EXPRESSION`: `;` separates, since expressions hold commas.
@@ -400,24 +525,36 @@ mod tests {
         assert_eq!(c.item_cache_ttl, Duration::from_secs(300));
         assert_eq!(c.item_cache_size, 10_000);
         let Backend::Aws {
-            personalize,
-            items_table,
+            personalize: Some(personalize),
+            related_items: None,
+            ranking: None,
+            event_tracker_id: None,
+            items,
             filters,
         } = c.backend
         else {
-            panic!("AWS mode")
+            panic!("AWS mode with recommendations only: {:?}", c.backend)
         };
         assert!(filters.is_empty());
         assert_eq!(personalize.kind, TargetKind::Campaign);
         assert_eq!(personalize.region, "eu-west-1");
-        assert_eq!(items_table, "items");
+        assert_eq!(
+            items,
+            ItemSource::DynamoDb {
+                table: "items".into()
+            }
+        );
     }
 
     #[test]
     fn the_arn_decides_campaign_or_recommender() {
         let arn = "arn:aws:personalize:us-east-1:123456789012:recommender/top-picks";
         let c = config(&[("PERSONALIZE_ARN", arn), ("ITEMS_TABLE", "t")]).unwrap();
-        let Backend::Aws { personalize, .. } = c.backend else {
+        let Backend::Aws {
+            personalize: Some(personalize),
+            ..
+        } = c.backend
+        else {
             panic!("AWS mode")
         };
         assert_eq!(personalize.kind, TargetKind::Recommender);
@@ -469,6 +606,16 @@ mod tests {
             ("FILTERS", "just-a-name"),
             ("FILTERS", &format!("x={CAMPAIGN}")),
             ("LOG_FORMAT", "xml"),
+            (
+                "RELATED_ITEMS_ARN",
+                "arn:aws:personalize:eu-west-1:1:dataset/x",
+            ),
+            (
+                "RANKING_ARN",
+                "arn:aws:personalize:eu-west-1:123456789012:recommender/r",
+            ),
+            ("EVENT_TRACKER_ID", "has spaces in it"),
+            ("ITEM_METADATA_SOURCE", "s3"),
         ];
         for (name, value) in cases {
             let mut vars: Vec<(&str, &str)> =
@@ -512,6 +659,98 @@ mod tests {
         let err = config(&[("PERSONALIZE_ARN", CAMPAIGN)]).unwrap_err();
         assert!(
             err.to_string().starts_with("ITEMS_TABLE is required"),
+            "{err}"
+        );
+    }
+
+    const RELATED: &str = "arn:aws:personalize:eu-west-1:123456789012:campaign/sims";
+    const RANKING: &str = "arn:aws:personalize:eu-west-1:123456789012:campaign/ranking";
+
+    #[test]
+    fn each_endpoint_has_its_own_setting_and_any_one_means_aws_mode() {
+        let c = config(&[
+            ("RELATED_ITEMS_ARN", RELATED),
+            ("RANKING_ARN", RANKING),
+            ("EVENT_TRACKER_ID", "3f1e2d4c-aaaa-bbbb-cccc-1234567890ab"),
+            ("ITEMS_TABLE", "items"),
+        ])
+        .unwrap();
+        let Backend::Aws {
+            personalize,
+            related_items,
+            ranking,
+            event_tracker_id,
+            ..
+        } = c.backend
+        else {
+            panic!("AWS mode")
+        };
+        assert_eq!(personalize, None);
+        assert_eq!(related_items.unwrap().arn, RELATED);
+        assert_eq!(ranking.unwrap().arn, RANKING);
+        assert_eq!(
+            event_tracker_id.as_deref(),
+            Some("3f1e2d4c-aaaa-bbbb-cccc-1234567890ab")
+        );
+
+        // Events alone need no table.
+        let c = config(&[("EVENT_TRACKER_ID", "tracker")]).unwrap();
+        let Backend::Aws { items, .. } = c.backend else {
+            panic!("AWS mode")
+        };
+        assert_eq!(items, ItemSource::Unused);
+        // Any ARN does.
+        let err = config(&[("RELATED_ITEMS_ARN", RELATED)]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("ITEMS_TABLE is required"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn metadata_from_personalize_needs_columns_and_caps_the_count_at_50() {
+        let base = [
+            ("PERSONALIZE_ARN", CAMPAIGN),
+            ("ITEM_METADATA_SOURCE", "personalize"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut vars = base.to_vec();
+            vars.extend_from_slice(extra);
+            config(&vars)
+        };
+        let c = with(&[("ITEM_METADATA_COLUMNS", "NAME, PRICE,IMAGE_URL")]).unwrap();
+        let Backend::Aws { items, .. } = &c.backend else {
+            panic!("AWS mode")
+        };
+        assert_eq!(
+            *items,
+            ItemSource::Personalize {
+                columns: vec!["NAME".into(), "PRICE".into(), "IMAGE_URL".into()]
+            }
+        );
+        assert_eq!(c.max_count, 50, "the default follows Personalize's cap");
+
+        for (extra, var) in [
+            (&[][..], "ITEM_METADATA_COLUMNS is required"),
+            (
+                &[("ITEM_METADATA_COLUMNS", "A,B,C,D,E,F,G,H,I,J,K")][..],
+                "ITEM_METADATA_COLUMNS=",
+            ),
+            (
+                &[("ITEM_METADATA_COLUMNS", "NAME,price-eur")][..],
+                "ITEM_METADATA_COLUMNS=",
+            ),
+            (
+                &[("ITEM_METADATA_COLUMNS", "NAME"), ("MAX_COUNT", "51")][..],
+                "MAX_COUNT=",
+            ),
+        ] {
+            let err = with(extra).unwrap_err().to_string();
+            assert!(err.starts_with(var), "{extra:?}: {err}");
+        }
+        let err = config(&[("ITEM_METADATA_SOURCE", "personalize")]).unwrap_err();
+        assert!(
+            err.to_string().starts_with("ITEM_METADATA_SOURCE="),
             "{err}"
         );
     }

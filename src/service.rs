@@ -1,6 +1,9 @@
 //! The one flow: ask the recommender for ranked ids, join them with the catalog, keep the
 //! recommender's order, drop ids the catalog lacks, trim to `count`; all within a time budget.
+//! Recommendations, related items and rankings all take it; events go straight through.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,7 +11,9 @@ use tokio::time::Instant;
 
 use crate::catalog::{Catalog, Item};
 use crate::config::PERSONALIZE_MAX_RESULTS;
-use crate::recommender::{RecommendationQuery, Recommender};
+use crate::recommender::{
+    Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Subject,
+};
 use crate::upstream::UpstreamError;
 
 pub struct Service<R, C> {
@@ -64,49 +69,95 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         &self.recommender
     }
 
+    /// Ranked items for a user, or related to an item (never the item itself).
     pub async fn recommend(
         &self,
         query: RecommendationQuery,
         timings: &mut Timings,
     ) -> Result<Recommended, ServiceError> {
-        let deadline = Instant::now() + self.budget;
-        match tokio::time::timeout_at(deadline, self.join(query, deadline, timings)).await {
-            Ok(result) => result,
-            Err(_elapsed) if timings.recommender.is_none() => {
-                Err(ServiceError::Recommender(UpstreamError::TimedOut))
-            }
-            Err(_elapsed) => Err(ServiceError::Catalog(UpstreamError::TimedOut)),
-        }
-    }
-
-    async fn join(
-        &self,
-        query: RecommendationQuery,
-        deadline: Instant,
-        timings: &mut Timings,
-    ) -> Result<Recommended, ServiceError> {
         let count = query.count as usize;
+        let source = match &query.subject {
+            Subject::User(_) => None,
+            Subject::RelatedTo { item_id, .. } => Some(item_id.clone()),
+        };
         let ask = RecommendationQuery {
             count: over_fetch(query.count),
             ..query
         };
+        let deadline = Instant::now() + self.budget;
+        let work = self.join(
+            self.recommender.recommend(&ask),
+            count,
+            source.as_deref(),
+            deadline,
+            timings,
+        );
+        settle(tokio::time::timeout_at(deadline, work).await, timings)
+    }
 
+    /// The query's items in the user's order, at most `count` of them, without those the
+    /// catalog lacks.
+    pub async fn rank(
+        &self,
+        query: RankingQuery,
+        count: Option<u32>,
+        timings: &mut Timings,
+    ) -> Result<Recommended, ServiceError> {
+        let count = count.map_or(usize::MAX, |c| c as usize);
+        let deadline = Instant::now() + self.budget;
+        let work = self.join(
+            self.recommender.rank(&query),
+            count,
+            None,
+            deadline,
+            timings,
+        );
+        settle(tokio::time::timeout_at(deadline, work).await, timings)
+    }
+
+    /// Feeds events back to the recommender, within the same budget.
+    pub async fn record(
+        &self,
+        events: &[Event],
+        timings: &mut Timings,
+    ) -> Result<(), ServiceError> {
         let started = Instant::now();
-        let ranked = self.recommender.recommend(&ask).await;
+        let result = tokio::time::timeout(self.budget, self.recommender.record(events)).await;
+        timings.recommender = Some(started.elapsed());
+        match result {
+            Ok(result) => result.map_err(ServiceError::Recommender),
+            Err(_elapsed) => Err(ServiceError::Recommender(UpstreamError::TimedOut)),
+        }
+    }
+
+    /// Awaits the ranked ids, joins them with the catalog (unless the recommender brought the
+    /// items), keeps the recommender's order, drops unknown, repeated and `source` ids, trims.
+    async fn join(
+        &self,
+        ranked: impl Future<Output = Result<Recommendations, UpstreamError>>,
+        count: usize,
+        source: Option<&str>,
+        deadline: Instant,
+        timings: &mut Timings,
+    ) -> Result<Recommended, ServiceError> {
+        let started = Instant::now();
+        let ranked = ranked.await;
         timings.recommender = Some(started.elapsed());
         let ranked = ranked.map_err(ServiceError::Recommender)?;
-        if ranked.item_ids.is_empty() {
-            return Ok(Recommended {
-                items: Vec::new(),
-                recommendation_id: ranked.recommendation_id,
-            });
+
+        let mut found = match ranked.items {
+            Some(items) => items,
+            None if ranked.item_ids.is_empty() => HashMap::new(),
+            None => {
+                let started = Instant::now();
+                let found = self.catalog.items(&ranked.item_ids, deadline).await;
+                timings.catalog = Some(started.elapsed());
+                found.map_err(ServiceError::Catalog)?
+            }
+        };
+        if let Some(source) = source {
+            found.remove(source);
         }
-
-        let started = Instant::now();
-        let found = self.catalog.items(&ranked.item_ids, deadline).await;
-        timings.catalog = Some(started.elapsed());
-        let mut found = found.map_err(ServiceError::Catalog)?;
-
         // `remove` also drops a repeated id's second appearance.
         let items = ranked
             .item_ids
@@ -121,18 +172,52 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
     }
 }
 
+/// A timed-out request blames whichever call was still running.
+fn settle<T>(
+    result: Result<Result<T, ServiceError>, tokio::time::error::Elapsed>,
+    timings: &Timings,
+) -> Result<T, ServiceError> {
+    match result {
+        Ok(result) => result,
+        Err(_elapsed) if timings.recommender.is_none() => {
+            Err(ServiceError::Recommender(UpstreamError::TimedOut))
+        }
+        Err(_elapsed) => Err(ServiceError::Catalog(UpstreamError::TimedOut)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use super::*;
     use crate::config::UrlTemplates;
-    use crate::recommender::Recommendations;
+    use crate::recommender::Operation;
 
-    /// Answers `ids` after `delay`.
+    /// Answers `ids` after `delay`; ranks by reversing the given list. With `metadata`, it
+    /// brings the items itself, as Personalize does with metadata columns.
     struct SlowRecommender {
         ids: Vec<&'static str>,
         delay: Duration,
+        metadata: bool,
+    }
+
+    impl SlowRecommender {
+        fn answer(&self, ids: Vec<String>) -> Recommendations {
+            let items = self.metadata.then(|| {
+                ids.iter()
+                    .map(|id| {
+                        (
+                            id.clone(),
+                            Arc::new(Item::new(id.as_str(), [], &UrlTemplates::default())),
+                        )
+                    })
+                    .collect()
+            });
+            Recommendations {
+                item_ids: ids,
+                recommendation_id: Some("rid".into()),
+                items,
+            }
+        }
     }
 
     impl Recommender for SlowRecommender {
@@ -140,20 +225,27 @@ mod tests {
             false
         }
 
+        fn missing_setting(&self, _: Operation) -> Option<&'static str> {
+            None
+        }
+
         async fn recommend(
             &self,
             query: &RecommendationQuery,
         ) -> Result<Recommendations, UpstreamError> {
             tokio::time::sleep(self.delay).await;
-            Ok(Recommendations {
-                item_ids: self
-                    .ids
-                    .iter()
-                    .take(query.count as usize)
-                    .map(|s| s.to_string())
-                    .collect(),
-                recommendation_id: Some("rid".into()),
-            })
+            let ids = self.ids.iter().take(query.count as usize);
+            Ok(self.answer(ids.map(|s| s.to_string()).collect()))
+        }
+
+        async fn rank(&self, query: &RankingQuery) -> Result<Recommendations, UpstreamError> {
+            tokio::time::sleep(self.delay).await;
+            Ok(self.answer(query.item_ids.iter().rev().cloned().collect()))
+        }
+
+        async fn record(&self, _: &[Event]) -> Result<(), UpstreamError> {
+            tokio::time::sleep(self.delay).await;
+            Ok(())
         }
     }
 
@@ -187,6 +279,7 @@ mod tests {
             SlowRecommender {
                 ids: vec!["a", "x1", "b", "a", "c", "d"],
                 delay: Duration::from_millis(recommender_ms),
+                metadata: false,
             },
             SlowCatalog {
                 delay: Duration::from_millis(catalog_ms),
@@ -197,7 +290,7 @@ mod tests {
 
     fn query(count: u32) -> RecommendationQuery {
         RecommendationQuery {
-            user_id: "u".into(),
+            subject: Subject::User("u".into()),
             count,
             ..RecommendationQuery::default()
         }
@@ -240,6 +333,75 @@ mod tests {
             .unwrap_err();
         assert!(
             matches!(err, ServiceError::Catalog(UpstreamError::TimedOut)),
+            "{err:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(1500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn related_items_never_include_the_source_item() {
+        let query = RecommendationQuery {
+            subject: Subject::RelatedTo {
+                item_id: "b".into(),
+                user_id: None,
+            },
+            count: 3,
+            ..RecommendationQuery::default()
+        };
+        let found = service(0, 0)
+            .recommend(query, &mut Timings::default())
+            .await
+            .unwrap();
+        let ids: Vec<&str> = found.items.iter().map(|i| i.id()).collect();
+        assert_eq!(ids, ["a", "c", "d"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn items_brought_by_the_recommender_skip_the_catalog() {
+        let mut service = service(10, 60_000);
+        service.recommender.metadata = true;
+        let mut timings = Timings::default();
+        let found = service.recommend(query(2), &mut timings).await.unwrap();
+        let ids: Vec<&str> = found.items.iter().map(|i| i.id()).collect();
+        // "x1" is an item too: the recommender vouched for it.
+        assert_eq!(ids, ["a", "x1"]);
+        assert_eq!(timings.catalog, None, "the slow catalog was not asked");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rankings_keep_the_recommenders_order_drop_unknown_ids_and_trim() {
+        let query = RankingQuery {
+            user_id: "u".into(),
+            item_ids: ["a", "x1", "b", "c"].map(String::from).to_vec(),
+            ..RankingQuery::default()
+        };
+        let ranked = |count| {
+            let query = query.clone();
+            async move {
+                let found = service(0, 0)
+                    .rank(query, count, &mut Timings::default())
+                    .await
+                    .unwrap();
+                found
+                    .items
+                    .iter()
+                    .map(|i| i.id().to_owned())
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(ranked(None).await, ["c", "b", "a"]);
+        assert_eq!(ranked(Some(2)).await, ["c", "b"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn events_time_out_at_the_budget() {
+        let started = Instant::now();
+        let err = service(5_000, 0)
+            .record(&[], &mut Timings::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ServiceError::Recommender(UpstreamError::TimedOut)),
             "{err:?}"
         );
         assert_eq!(started.elapsed(), Duration::from_millis(1500));

@@ -1,6 +1,8 @@
 //! Every error a caller can see, and the one place that decides its status and body.
 //! Bodies never carry upstream detail: no ARN, no AWS request id, no stack trace.
 
+use std::borrow::Cow;
+
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -18,8 +20,17 @@ pub enum ApiError {
     InvalidParameter(InvalidParameter),
     #[error("no such route")]
     NotFound,
+    /// The route exists, but this deployment does not serve it; `setting` would enable it.
+    #[error("{route} is not enabled")]
+    NotEnabled {
+        route: &'static str,
+        setting: &'static str,
+    },
+    /// The methods the route takes.
     #[error("method not allowed")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
+    #[error("body larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
     #[error(transparent)]
     Service(#[from] ServiceError),
 }
@@ -39,54 +50,78 @@ struct Detail<'a> {
 
 impl ApiError {
     /// Status, machine-readable code and the message a caller may see.
-    fn describe(&self) -> (StatusCode, &'static str, &str) {
+    fn describe(&self) -> (StatusCode, &'static str, Cow<'_, str>) {
         let upstream = match self {
             ApiError::InvalidParameter(p) => {
-                return (StatusCode::BAD_REQUEST, "invalid_parameter", &p.message);
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "invalid_parameter",
+                    Cow::Borrowed(&p.message),
+                );
             }
             ApiError::NotFound => {
                 return (
                     StatusCode::NOT_FOUND,
                     "not_found",
-                    "No such route. Try GET /recommendations?user_id=USER_ID",
+                    Cow::Borrowed(
+                        "No such route. Try GET /recommendations?user_id=USER_ID; the others are \
+                         /related-items, /rankings and /events.",
+                    ),
                 );
             }
-            ApiError::MethodNotAllowed => {
+            ApiError::NotEnabled { route, setting } => {
+                return (
+                    StatusCode::NOT_FOUND,
+                    "not_enabled",
+                    Cow::Owned(format!(
+                        "{route} is not enabled in this deployment; set {setting} to enable it."
+                    )),
+                );
+            }
+            ApiError::MethodNotAllowed(methods) => {
                 return (
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",
-                    "Use GET for this route.",
+                    Cow::Owned(format!("Use {methods} for this route.")),
+                );
+            }
+            ApiError::BodyTooLarge { limit } => {
+                return (
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    Cow::Owned(format!("The body must be at most {limit} bytes.")),
                 );
             }
             ApiError::Service(e) => e.upstream(),
         };
-        match upstream {
+        let (status, code, message) = match upstream {
             UpstreamError::Throttled(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream_throttled",
-                "Recommendations are being throttled; retry shortly.",
+                "The recommender is throttling requests; retry shortly.",
             ),
             UpstreamError::Unavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream_unavailable",
-                "Recommendations are temporarily unavailable; retry shortly.",
+                "The recommender is temporarily unavailable; retry shortly.",
             ),
             UpstreamError::TimedOut => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream_timeout",
-                "Recommendations took too long; retry shortly.",
+                "The recommender took too long; retry shortly.",
             ),
             UpstreamError::Rejected(_) => (
                 StatusCode::BAD_REQUEST,
                 "rejected_by_recommender",
-                "The recommender rejected the request; check the filter_ and context_ values against the filter.",
+                "The recommender rejected the request; check the filter_ and context_ values against the filter, or the event fields.",
             ),
             UpstreamError::Misconfigured(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "misconfigured",
                 "The service is misconfigured; its operators have been told in the logs.",
             ),
-        }
+        };
+        (status, code, Cow::Borrowed(message))
     }
 
     pub fn status(&self) -> StatusCode {
@@ -104,7 +139,7 @@ impl IntoResponse for ApiError {
         let body = Body {
             error: Detail {
                 code,
-                message,
+                message: &message,
                 parameter,
             },
         };

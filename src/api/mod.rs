@@ -1,23 +1,29 @@
 //! HTTP: the router Braze talks to, the same inside Lambda and on a laptop.
 
 pub mod error;
+pub mod events;
 pub mod query;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower::ServiceExt;
 
 use crate::catalog::{self, Catalog};
-use crate::recommender::Recommender;
+use crate::recommender::{Operation, Recommender};
 use crate::service::{Recommended, Service, Timings};
 pub use error::ApiError;
-use query::{Format, Limits};
+use query::{Format, Limits, Params};
+
+/// The largest request body taken (`POST /rankings`, `POST /events`): 500 ids of 256
+/// characters fit, with room for filters and context.
+pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
 /// Everything a request needs, built once per cold start.
 pub struct App<R, C> {
@@ -37,15 +43,38 @@ impl<R: Recommender, C: Catalog> App<R, C> {
             cache_control,
         }
     }
+
+    fn has_filter(&self, name: &str) -> bool {
+        self.service.recommender().has_filter(name)
+    }
+
+    /// A 404 naming the setting, when this deployment does not serve `operation`.
+    fn enabled(&self, route: &'static str, operation: Operation) -> Result<(), ApiError> {
+        match self.service.recommender().missing_setting(operation) {
+            None => Ok(()),
+            Some(setting) => Err(ApiError::NotEnabled { route, setting }),
+        }
+    }
 }
 
 pub fn router<R: Recommender, C: Catalog>(app: Arc<App<R, C>>) -> Router {
     let routes = Router::new()
         .route(
             "/recommendations",
-            get(recommendations::<R, C>).fallback(method_not_allowed),
+            get(recommendations::<R, C>).fallback(use_get),
         )
-        .route("/health", get(health).fallback(method_not_allowed))
+        .route(
+            "/related-items",
+            get(related_items::<R, C>).fallback(use_get),
+        )
+        .route(
+            "/rankings",
+            get(rankings_get::<R, C>)
+                .post(rankings_post::<R, C>)
+                .fallback(use_get_or_post),
+        )
+        .route("/events", post(events::<R, C>).fallback(use_post))
+        .route("/health", get(health).fallback(use_get))
         .fallback(not_found)
         .with_state(app);
     // `Router::layer` runs after routing, too late to change the path; wrap the routes instead.
@@ -58,27 +87,150 @@ async fn recommendations<R: Recommender, C: Catalog>(
 ) -> Response {
     let started = Instant::now();
     let mut timings = Timings::default();
-    let result = match query::parse_recommendations(query.as_deref(), &app.limits, |name| {
-        app.service.recommender().has_filter(name)
-    }) {
-        Err(invalid) => Err(ApiError::InvalidParameter(invalid)),
-        Ok((query, format)) => app
-            .service
-            .recommend(query, &mut timings)
-            .await
-            .map(|found| (found, format))
-            .map_err(ApiError::from),
-    };
+    let result = async {
+        app.enabled("GET /recommendations", Operation::Recommendations)?;
+        let (query, format) =
+            query::parse_recommendations(query.as_deref(), &app.limits, |n| app.has_filter(n))?;
+        let found = app.service.recommend(query, &mut timings).await?;
+        Ok::<_, ApiError>((found, format))
+    }
+    .await;
+    respond(
+        "/recommendations",
+        result,
+        &app.cache_control,
+        started,
+        timings,
+    )
+}
 
+async fn related_items<R: Recommender, C: Catalog>(
+    State(app): State<Arc<App<R, C>>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let started = Instant::now();
+    let mut timings = Timings::default();
+    let result = async {
+        app.enabled("GET /related-items", Operation::RelatedItems)?;
+        let (query, format) =
+            query::parse_related_items(query.as_deref(), &app.limits, |n| app.has_filter(n))?;
+        let found = app.service.recommend(query, &mut timings).await?;
+        Ok::<_, ApiError>((found, format))
+    }
+    .await;
+    respond(
+        "/related-items",
+        result,
+        &app.cache_control,
+        started,
+        timings,
+    )
+}
+
+async fn rankings_get<R: Recommender, C: Catalog>(
+    State(app): State<Arc<App<R, C>>>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let params = Params::from_query(query.as_deref()).map_err(ApiError::from);
+    let cache_control = app.cache_control.clone();
+    rankings(app, params, cache_control).await
+}
+
+/// The same as `GET`, for lists too long for a URL. Braze does not cache POSTs, nor do we.
+async fn rankings_post<R: Recommender, C: Catalog>(
+    State(app): State<Arc<App<R, C>>>,
+    body: Body,
+) -> Response {
+    let params = match read_body(body).await {
+        Ok(bytes) => Params::from_json(&bytes).map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    rankings(app, params, HeaderValue::from_static("no-store")).await
+}
+
+async fn rankings<R: Recommender, C: Catalog>(
+    app: Arc<App<R, C>>,
+    params: Result<Params, ApiError>,
+    cache_control: HeaderValue,
+) -> Response {
+    let started = Instant::now();
+    let mut timings = Timings::default();
+    let result = async {
+        app.enabled("/rankings", Operation::Rankings)?;
+        let (query, count, format) = query::parse_rankings(params?, |n| app.has_filter(n))?;
+        let found = app.service.rank(query, count, &mut timings).await?;
+        Ok::<_, ApiError>((found, format))
+    }
+    .await;
+    respond("/rankings", result, &cache_control, started, timings)
+}
+
+/// `202 {"accepted": n}` once the recommender has the events.
+async fn events<R: Recommender, C: Catalog>(
+    State(app): State<Arc<App<R, C>>>,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut timings = Timings::default();
+    let result = async {
+        app.enabled("POST /events", Operation::Events)?;
+        let body = read_body(body).await?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let events = events::parse_events(&body, now)?;
+        app.service.record(&events, &mut timings).await?;
+        Ok::<_, ApiError>(events.len())
+    }
+    .await;
+    let (response, accepted) = match result {
+        Ok(accepted) => (
+            json_response(
+                StatusCode::ACCEPTED,
+                format!(r#"{{"accepted":{accepted}}}"#).into_bytes(),
+                HeaderValue::from_static("no-store"),
+            ),
+            accepted,
+        ),
+        Err(error) => (error.into_response_logged(), 0),
+    };
+    tracing::info!(
+        route = "/events",
+        status = response.status().as_u16(),
+        accepted,
+        recommender_ms = timings.recommender.map(|d| d.as_secs_f64() * 1e3),
+        total_ms = started.elapsed().as_secs_f64() * 1e3,
+        "request"
+    );
+    response
+}
+
+/// The body, up to `MAX_BODY_BYTES`.
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::BodyTooLarge {
+            limit: MAX_BODY_BYTES,
+        })
+}
+
+/// The answer of a read endpoint, and its one log line.
+fn respond(
+    route: &'static str,
+    result: Result<(Recommended, Format), ApiError>,
+    cache_control: &HeaderValue,
+    started: Instant,
+    timings: Timings,
+) -> Response {
     let (response, items) = match result {
         Ok((found, format)) => (
-            ok_response(&found, format, &app.cache_control),
+            ok_response(&found, format, cache_control),
             found.items.len(),
         ),
         Err(error) => (error.into_response_logged(), 0),
     };
     tracing::info!(
-        route = "/recommendations",
+        route,
         status = response.status().as_u16(),
         items,
         recommender_ms = timings.recommender.map(|d| d.as_secs_f64() * 1e3),
@@ -87,6 +239,12 @@ async fn recommendations<R: Recommender, C: Catalog>(
         "request"
     );
     response
+}
+
+impl From<query::InvalidParameter> for ApiError {
+    fn from(invalid: query::InvalidParameter) -> Self {
+        ApiError::InvalidParameter(invalid)
+    }
 }
 
 /// The body is the items' pre-rendered JSON joined: no per-request serialization of items.
@@ -158,8 +316,16 @@ async fn not_found() -> Response {
     ApiError::NotFound.into_response()
 }
 
-async fn method_not_allowed() -> Response {
-    ApiError::MethodNotAllowed.into_response()
+async fn use_get() -> Response {
+    ApiError::MethodNotAllowed("GET").into_response()
+}
+
+async fn use_post() -> Response {
+    ApiError::MethodNotAllowed("POST").into_response()
+}
+
+async fn use_get_or_post() -> Response {
+    ApiError::MethodNotAllowed("GET or POST").into_response()
 }
 
 /// API Gateway REST stages (and named HTTP API stages) put `/{stage}` in front of the path

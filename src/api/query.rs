@@ -6,10 +6,10 @@
 
 use std::borrow::Cow;
 
-use crate::recommender::RecommendationQuery;
+use crate::recommender::{RankingQuery, RecommendationQuery, Refinement, Subject};
 
 /// Personalize's limits on the request fields these parameters fill.
-const MAX_USER_ID_CHARS: usize = 256;
+const MAX_ID_CHARS: usize = 256;
 const MAX_FILTER_PARAMS: usize = 25;
 const MAX_FILTER_NAME_CHARS: usize = 50;
 const MAX_FILTER_VALUES_CHARS: usize = 1000;
@@ -42,90 +42,243 @@ pub struct InvalidParameter {
     pub message: String,
 }
 
-fn invalid(parameter: impl Into<String>, message: impl Into<String>) -> InvalidParameter {
+pub fn invalid(parameter: impl Into<String>, message: impl Into<String>) -> InvalidParameter {
     InvalidParameter {
         parameter: parameter.into(),
         message: message.into(),
     }
 }
 
-pub fn parse_recommendations(
-    query: Option<&str>,
-    limits: &Limits,
-    has_filter: impl Fn(&str) -> bool,
-) -> Result<(RecommendationQuery, Format), InvalidParameter> {
-    let mut user_id = None;
-    let mut count = None;
-    let mut filter = None;
-    let mut format = None;
-    let mut filter_values: Vec<(String, Vec<String>)> = Vec::new();
-    let mut context: Vec<(String, String)> = Vec::new();
+/// Personalize's limit on `inputList`, and so on the ids one ranking takes.
+pub const MAX_RANKING_ITEMS: usize = 500;
 
-    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        if value.is_empty() {
-            continue;
+/// Parameters as they arrive, from a query string or a JSON body, before an endpoint's rules.
+#[derive(Debug, Default)]
+pub struct Params {
+    user_id: Option<String>,
+    item_id: Option<String>,
+    count: Option<String>,
+    filter: Option<String>,
+    format: Option<String>,
+    item_ids: Option<Vec<String>>,
+    filter_values: Vec<(String, Vec<String>)>,
+    context: Vec<(String, String)>,
+}
+
+impl Params {
+    /// `user_id=…&count=…`; `item_ids` is a comma-separated list and may repeat.
+    pub fn from_query(query: Option<&str>) -> Result<Params, InvalidParameter> {
+        let mut params = Params::default();
+        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            if name == "item_ids" {
+                let ids = value.split(',').map(str::trim).filter(|id| !id.is_empty());
+                params
+                    .item_ids
+                    .get_or_insert_default()
+                    .extend(ids.map(str::to_owned));
+            } else {
+                params.add(&name, value)?;
+            }
         }
-        match name.as_ref() {
-            "user_id" => once(&mut user_id, "user_id", value)?,
-            "count" => once(&mut count, "count", value)?,
-            "filter" => once(&mut filter, "filter", value)?,
-            "format" => once(&mut format, "format", value)?,
+        Ok(params)
+    }
+
+    /// A JSON object with the query string's names: `{"user_id": "u", "item_ids": ["a", "b"]}`.
+    /// Values are strings (`count` may be a number); `item_ids` and `filter_*` may be arrays,
+    /// whose entries are taken whole (commas included).
+    pub fn from_json(body: &[u8]) -> Result<Params, InvalidParameter> {
+        let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
+            .map_err(|e| invalid("body", format!("body must be a JSON object: {e}")))?;
+        let mut params = Params::default();
+        for (name, value) in fields {
+            use serde_json::Value::{Array, Null, Number, String as Text};
+            match value {
+                Null => {}
+                Text(text) if name == "item_ids" => {
+                    let ids = text.split(',').map(str::trim).filter(|id| !id.is_empty());
+                    params.item_ids = Some(ids.map(str::to_owned).collect());
+                }
+                Text(text) => params.add(&name, Cow::Owned(text))?,
+                Number(n) if name == "count" => params.add(&name, Cow::Owned(n.to_string()))?,
+                Array(values) if name == "item_ids" || name.starts_with("filter_") => {
+                    let strings = values
+                        .into_iter()
+                        .map(|v| match v {
+                            Text(text) => Ok(text),
+                            _ => Err(invalid(&name, format!("{name} must hold only strings"))),
+                        })
+                        .collect::<Result<Vec<String>, _>>()?;
+                    match name.strip_prefix("filter_") {
+                        Some(param) => add_filter_values(
+                            &mut params.filter_values,
+                            &name,
+                            param,
+                            strings.iter().map(|v| v.trim()),
+                        )?,
+                        None => params.item_ids = Some(strings),
+                    }
+                }
+                _ => return Err(invalid(&name, format!("{name} must be a string"))),
+            }
+        }
+        Ok(params)
+    }
+
+    /// One name=value pair; empty values count as not given, unknown names are ignored.
+    fn add(&mut self, name: &str, value: Cow<'_, str>) -> Result<(), InvalidParameter> {
+        if value.is_empty() {
+            return Ok(());
+        }
+        match name {
+            "user_id" => once(&mut self.user_id, name, value),
+            "item_id" => once(&mut self.item_id, name, value),
+            "count" => once(&mut self.count, name, value),
+            "filter" => once(&mut self.filter, name, value),
+            "format" => once(&mut self.format, name, value),
             _ => {
                 if let Some(param) = name.strip_prefix("filter_") {
-                    add_filter_values(&mut filter_values, &name, param, &value)?;
+                    let values = value.split(',').map(str::trim);
+                    add_filter_values(&mut self.filter_values, name, param, values)
                 } else if let Some(key) = name.strip_prefix("context_") {
-                    add_context(&mut context, &name, key, value.into_owned())?;
+                    add_context(&mut self.context, name, key, value.into_owned())
+                } else {
+                    Ok(())
                 }
             }
         }
     }
 
-    let user_id = user_id.ok_or_else(|| invalid("user_id", "user_id is required"))?;
-    check_user_id(&user_id)?;
-    let count = match count {
-        None => limits.default_count,
-        Some(text) => match text.parse::<u32>() {
-            Ok(n) if (1..=limits.max_count).contains(&n) => n,
-            _ => {
-                return Err(invalid(
+    fn count(&self, default: Option<u32>, max: u32) -> Result<Option<u32>, InvalidParameter> {
+        match &self.count {
+            None => Ok(default),
+            Some(text) => match text.parse::<u32>() {
+                Ok(n) if (1..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(invalid(
                     "count",
-                    format!("count must be an integer from 1 to {}", limits.max_count),
-                ));
-            }
-        },
-    };
-    let format = match format.as_deref() {
-        None | Some("list") => Format::List,
-        Some("object") => Format::Object,
-        Some(_) => return Err(invalid("format", "format must be list or object")),
-    };
-    let filter = match filter {
-        Some(name) if !has_filter(&name) => {
-            return Err(invalid(
-                "filter",
-                format!("filter {name:?} is not a configured filter name"),
-            ));
+                    format!("count must be an integer from 1 to {max}"),
+                )),
+            },
         }
-        Some(name) => Some(name),
-        None => limits.default_filter.clone(),
-    };
-    if filter.is_none()
-        && let Some((param, _)) = filter_values.first()
-    {
-        return Err(invalid(
-            format!("filter_{param}"),
-            format!("filter_{param} needs a filter: add filter=NAME"),
-        ));
     }
 
+    fn format(&self) -> Result<Format, InvalidParameter> {
+        match self.format.as_deref() {
+            None | Some("list") => Ok(Format::List),
+            Some("object") => Ok(Format::Object),
+            Some(_) => Err(invalid("format", "format must be list or object")),
+        }
+    }
+
+    /// The filter (or `default_filter`), its values and the context.
+    fn refinement(
+        &mut self,
+        default_filter: Option<&String>,
+        has_filter: impl Fn(&str) -> bool,
+    ) -> Result<Refinement, InvalidParameter> {
+        let filter = match self.filter.take() {
+            Some(name) if !has_filter(&name) => {
+                return Err(invalid(
+                    "filter",
+                    format!("filter {name:?} is not a configured filter name"),
+                ));
+            }
+            Some(name) => Some(name),
+            None => default_filter.cloned(),
+        };
+        if filter.is_none()
+            && let Some((param, _)) = self.filter_values.first()
+        {
+            return Err(invalid(
+                format!("filter_{param}"),
+                format!("filter_{param} needs a filter: add filter=NAME"),
+            ));
+        }
+        Ok(Refinement {
+            filter,
+            filter_values: std::mem::take(&mut self.filter_values),
+            context: std::mem::take(&mut self.context),
+        })
+    }
+}
+
+/// `GET /recommendations?user_id=…`.
+pub fn parse_recommendations(
+    query: Option<&str>,
+    limits: &Limits,
+    has_filter: impl Fn(&str) -> bool,
+) -> Result<(RecommendationQuery, Format), InvalidParameter> {
+    let mut params = Params::from_query(query)?;
+    let user_id = required_id(params.user_id.take(), "user_id")?;
+    let count = params.count(Some(limits.default_count), limits.max_count)?;
+    let format = params.format()?;
+    let refinement = params.refinement(limits.default_filter.as_ref(), has_filter)?;
     let query = RecommendationQuery {
-        user_id,
-        count,
-        filter,
-        filter_values,
-        context,
+        subject: Subject::User(user_id),
+        count: count.unwrap_or(limits.default_count),
+        refinement,
     };
     Ok((query, format))
+}
+
+/// `GET /related-items?item_id=…[&user_id=…]`. `DEFAULT_FILTER` is for `/recommendations`
+/// only: a filter on a user's interactions means little without a user.
+pub fn parse_related_items(
+    query: Option<&str>,
+    limits: &Limits,
+    has_filter: impl Fn(&str) -> bool,
+) -> Result<(RecommendationQuery, Format), InvalidParameter> {
+    let mut params = Params::from_query(query)?;
+    let item_id = required_id(params.item_id.take(), "item_id")?;
+    let user_id = params.user_id.take();
+    if let Some(user_id) = &user_id {
+        check_id(user_id, "user_id")?;
+    }
+    let count = params.count(Some(limits.default_count), limits.max_count)?;
+    let format = params.format()?;
+    let refinement = params.refinement(None, has_filter)?;
+    let query = RecommendationQuery {
+        subject: Subject::RelatedTo { item_id, user_id },
+        count: count.unwrap_or(limits.default_count),
+        refinement,
+    };
+    Ok((query, format))
+}
+
+/// `GET /rankings?user_id=…&item_ids=a,b,c` or the same as a JSON body. `count`, when given,
+/// keeps the best few; otherwise every known item comes back.
+pub fn parse_rankings(
+    mut params: Params,
+    has_filter: impl Fn(&str) -> bool,
+) -> Result<(RankingQuery, Option<u32>, Format), InvalidParameter> {
+    let user_id = required_id(params.user_id.take(), "user_id")?;
+    let mut item_ids = params
+        .item_ids
+        .take()
+        .filter(|ids| !ids.is_empty())
+        .ok_or_else(|| invalid("item_ids", "item_ids is required: the items to rank"))?;
+    let mut seen = std::collections::HashSet::with_capacity(item_ids.len());
+    item_ids.retain(|id| seen.insert(id.clone()));
+    if item_ids.len() > MAX_RANKING_ITEMS {
+        return Err(invalid(
+            "item_ids",
+            format!(
+                "item_ids holds {} ids; at most {MAX_RANKING_ITEMS} can be ranked",
+                item_ids.len()
+            ),
+        ));
+    }
+    for id in &item_ids {
+        check_id(id, "item_ids")?;
+    }
+    let count = params.count(None, MAX_RANKING_ITEMS as u32)?;
+    let format = params.format()?;
+    let refinement = params.refinement(None, has_filter)?;
+    let query = RankingQuery {
+        user_id,
+        item_ids,
+        refinement,
+    };
+    Ok((query, count, format))
 }
 
 fn once(
@@ -140,17 +293,25 @@ fn once(
     Ok(())
 }
 
-fn check_user_id(user_id: &str) -> Result<(), InvalidParameter> {
-    if user_id.chars().count() > MAX_USER_ID_CHARS {
+fn required_id(value: Option<String>, name: &str) -> Result<String, InvalidParameter> {
+    let value = value.ok_or_else(|| invalid(name, format!("{name} is required")))?;
+    check_id(&value, name)?;
+    Ok(value)
+}
+
+/// User and item ids: Personalize takes up to 256 characters; control characters are refused
+/// here, where they are surely a template mistake.
+pub fn check_id(id: &str, name: &str) -> Result<(), InvalidParameter> {
+    if id.chars().count() > MAX_ID_CHARS {
         return Err(invalid(
-            "user_id",
-            format!("user_id must be at most {MAX_USER_ID_CHARS} characters"),
+            name,
+            format!("{name} must be at most {MAX_ID_CHARS} characters"),
         ));
     }
-    if user_id.chars().any(char::is_control) {
+    if id.chars().any(char::is_control) {
         return Err(invalid(
-            "user_id",
-            "user_id must not contain control characters",
+            name,
+            format!("{name} must not contain control characters"),
         ));
     }
     Ok(())
@@ -164,11 +325,11 @@ fn is_identifier(name: &str, max_chars: usize) -> bool {
 }
 
 /// `filter_CATEGORY=shoes,boots` (or repeated) → `CATEGORY: ["shoes", "boots"]`.
-fn add_filter_values(
+fn add_filter_values<'v>(
     all: &mut Vec<(String, Vec<String>)>,
     parameter: &str,
     param: &str,
-    value: &str,
+    values: impl Iterator<Item = &'v str>,
 ) -> Result<(), InvalidParameter> {
     if !is_identifier(param, MAX_FILTER_NAME_CHARS) {
         return Err(invalid(
@@ -191,14 +352,9 @@ fn add_filter_values(
             all.len() - 1
         }
     };
-    let values = &mut all[index].1;
-    values.extend(
-        value
-            .split(',')
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .map(str::to_owned),
-    );
+    let values_of_param = &mut all[index].1;
+    values_of_param.extend(values.filter(|v| !v.is_empty()).map(str::to_owned));
+    let values = &*values_of_param;
     // Each value costs its quotes, its escapes and a separating comma once quoted.
     let quoted: usize = values
         .iter()
@@ -282,9 +438,9 @@ mod tests {
     #[test]
     fn minimal_query_takes_the_defaults() {
         let (q, format) = parse("user_id=u1").unwrap();
-        assert_eq!(q.user_id, "u1");
+        assert_eq!(q.subject, Subject::User("u1".into()));
         assert_eq!(q.count, 10);
-        assert_eq!(q.filter, None);
+        assert_eq!(q.refinement.filter, None);
         assert_eq!(format, Format::List);
     }
 
@@ -295,11 +451,11 @@ mod tests {
              &filter_BRAND=acme&context_DEVICE=mobile&format=object&cb=123",
         )
         .unwrap();
-        assert_eq!(q.user_id, "u 1");
+        assert_eq!(q.subject, Subject::User("u 1".into()));
         assert_eq!(q.count, 25);
-        assert_eq!(q.filter.as_deref(), Some("cat"));
+        assert_eq!(q.refinement.filter.as_deref(), Some("cat"));
         assert_eq!(
-            q.filter_values,
+            q.refinement.filter_values,
             vec![
                 (
                     "CATEGORY".to_owned(),
@@ -308,15 +464,21 @@ mod tests {
                 ("BRAND".to_owned(), vec!["acme".to_owned()]),
             ]
         );
-        assert_eq!(q.context, vec![("DEVICE".to_owned(), "mobile".to_owned())]);
+        assert_eq!(
+            q.refinement.context,
+            vec![("DEVICE".to_owned(), "mobile".to_owned())]
+        );
         assert_eq!(format, Format::Object);
     }
 
     #[test]
     fn empty_values_count_as_not_given() {
         let (q, format) = parse("user_id=u&count=&filter=&format=&context_DEVICE=").unwrap();
-        assert_eq!((q.count, q.filter, format), (10, None, Format::List));
-        assert!(q.context.is_empty());
+        assert_eq!(
+            (q.count, q.refinement.filter, format),
+            (10, None, Format::List)
+        );
+        assert!(q.refinement.context.is_empty());
         assert_eq!(error("user_id=").parameter, "user_id");
     }
 
@@ -327,10 +489,10 @@ mod tests {
             ..limits()
         };
         let (q, _) = parse_recommendations(Some("user_id=u"), &limits, |_| true).unwrap();
-        assert_eq!(q.filter.as_deref(), Some("no-purchased"));
+        assert_eq!(q.refinement.filter.as_deref(), Some("no-purchased"));
         let (q, _) =
             parse_recommendations(Some("user_id=u&filter=cat"), &limits, |_| true).unwrap();
-        assert_eq!(q.filter.as_deref(), Some("cat"));
+        assert_eq!(q.refinement.filter.as_deref(), Some("cat"));
     }
 
     #[test]
@@ -387,12 +549,149 @@ mod tests {
     }
 
     #[test]
+    fn related_items_take_an_item_an_optional_user_and_no_default_filter() {
+        let limits = Limits {
+            default_filter: Some("no-purchased".into()),
+            ..limits()
+        };
+        let related = |query: &str| parse_related_items(Some(query), &limits, |name| name == "cat");
+        let (q, format) = related("item_id=sku%201&count=4&format=object").unwrap();
+        assert_eq!(
+            q.subject,
+            Subject::RelatedTo {
+                item_id: "sku 1".into(),
+                user_id: None
+            }
+        );
+        assert_eq!((q.count, format), (4, Format::Object));
+        assert_eq!(
+            q.refinement.filter, None,
+            "DEFAULT_FILTER is for /recommendations"
+        );
+        let (q, _) = related("item_id=a&user_id=u&filter=cat&filter_C=x&context_D=m").unwrap();
+        assert_eq!(q.subject.user_id(), Some("u"));
+        assert_eq!(q.refinement.filter.as_deref(), Some("cat"));
+        for (query, parameter) in [
+            ("user_id=u", "item_id"),
+            ("item_id=a%0A", "item_id"),
+            ("item_id=a&user_id=b%00", "user_id"),
+            ("item_id=a&item_id=b", "item_id"),
+            ("item_id=a&count=101", "count"),
+            ("item_id=a&filter=nope", "filter"),
+        ] {
+            assert_eq!(related(query).unwrap_err().parameter, parameter, "{query}");
+        }
+    }
+
+    fn rankings(
+        params: Result<Params, InvalidParameter>,
+    ) -> Result<(RankingQuery, Option<u32>, Format), InvalidParameter> {
+        parse_rankings(params?, |name| name == "cat")
+    }
+
+    #[test]
+    fn rankings_take_ids_from_a_query_string_or_a_json_body() {
+        let (q, count, format) = rankings(Params::from_query(Some(
+            "user_id=u&item_ids=a,b,%20c&item_ids=a,d",
+        )))
+        .unwrap();
+        assert_eq!(q.user_id, "u");
+        assert_eq!(
+            q.item_ids,
+            ["a", "b", "c", "d"],
+            "split, trimmed, repeats dropped"
+        );
+        assert_eq!((count, format), (None, Format::List));
+
+        let body = br#"{"user_id":"u","item_ids":["a,1","b"],"count":1,"format":"object",
+            "filter":"cat","filter_CATEGORY":["shoes","hats, caps"],"context_DEVICE":"mobile",
+            "cb":null}"#;
+        let (q, count, format) = rankings(Params::from_json(body)).unwrap();
+        assert_eq!(q.item_ids, ["a,1", "b"], "array entries are whole ids");
+        assert_eq!((count, format), (Some(1), Format::Object));
+        assert_eq!(
+            q.refinement.filter_values,
+            [(
+                "CATEGORY".to_owned(),
+                vec!["shoes".to_owned(), "hats, caps".to_owned()]
+            )]
+        );
+        assert_eq!(
+            q.refinement.context,
+            [("DEVICE".to_owned(), "mobile".to_owned())]
+        );
+
+        let (q, _, _) =
+            rankings(Params::from_json(br#"{"user_id":"u","item_ids":"a, b"}"#)).unwrap();
+        assert_eq!(q.item_ids, ["a", "b"]);
+    }
+
+    #[test]
+    fn rankings_name_each_bad_parameter() {
+        let many: Vec<String> = (0..501).map(|i| format!("i{i}")).collect();
+        let too_many = format!("user_id=u&item_ids={}", many.join(","));
+        let cases: Vec<(Result<Params, InvalidParameter>, &str, &str)> = vec![
+            (
+                Params::from_query(Some("item_ids=a")),
+                "user_id",
+                "required",
+            ),
+            (
+                Params::from_query(Some("user_id=u")),
+                "item_ids",
+                "required",
+            ),
+            (
+                Params::from_query(Some("user_id=u&item_ids=,,")),
+                "item_ids",
+                "required",
+            ),
+            (
+                Params::from_query(Some(&too_many)),
+                "item_ids",
+                "at most 500",
+            ),
+            (
+                Params::from_query(Some("user_id=u&item_ids=a%0Ab")),
+                "item_ids",
+                "control",
+            ),
+            (
+                Params::from_query(Some("user_id=u&item_ids=a&count=501")),
+                "count",
+                "1 to 500",
+            ),
+            (Params::from_json(b"[1,2]"), "body", "JSON object"),
+            (
+                Params::from_json(b"{\"user_id\":7,\"item_ids\":[\"a\"]}"),
+                "user_id",
+                "string",
+            ),
+            (
+                Params::from_json(br#"{"user_id":"u","item_ids":["a",2]}"#),
+                "item_ids",
+                "only strings",
+            ),
+            (
+                Params::from_json(br#"{"user_id":"u","item_ids":["a"],"count":"x"}"#),
+                "count",
+                "1 to 500",
+            ),
+        ];
+        for (params, parameter, message) in cases {
+            let err = rankings(params).unwrap_err();
+            assert_eq!(err.parameter, parameter, "{err:?}");
+            assert!(err.message.contains(message), "{}", err.message);
+        }
+    }
+
+    #[test]
     fn user_ids_may_be_any_printable_text_up_to_256_characters() {
         let id = "ü".repeat(256);
         let query = format!(
             "user_id={}",
             form_urlencoded::byte_serialize(id.as_bytes()).collect::<String>()
         );
-        assert_eq!(parse(&query).unwrap().0.user_id, id);
+        assert_eq!(parse(&query).unwrap().0.subject, Subject::User(id));
     }
 }

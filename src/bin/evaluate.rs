@@ -18,9 +18,9 @@ use personalize_braze::dataset::{read_interactions, read_items};
 use personalize_braze::evaluation::{self, Scores, Split, Tally};
 use personalize_braze::recommender::cooccurrence::Model;
 use personalize_braze::recommender::local::LocalRecommender;
-use personalize_braze::recommender::personalize::Personalize;
+use personalize_braze::recommender::personalize::{Personalize, Target};
 use personalize_braze::recommender::popularity::Popularity;
-use personalize_braze::recommender::{RecommendationQuery, Recommender};
+use personalize_braze::recommender::{RecommendationQuery, Recommender, Subject};
 
 const USAGE: &str = "usage: evaluate --interactions FILE [--items FILE] [--k 10]
                 [--holdout 0.2 | --cutoff UNIX_SECONDS|YYYY-MM-DD]
@@ -224,7 +224,12 @@ async fn run(args: Args) -> Result<(), String> {
                 .region(aws_config::Region::new(target.region.clone()))
                 .build(),
         );
-        let personalize = Arc::new(Personalize::new(client, target.clone(), BTreeMap::new()));
+        let personalize = Arc::new(Personalize::new(BTreeMap::new()).with_recommendations(
+            Target {
+                client,
+                arn: target.clone(),
+            },
+        ));
         outcomes.push(Outcome {
             name: "personalize",
             scores: evaluate_live(personalize, &test, &catalog, args.k, args.tps).await,
@@ -293,7 +298,7 @@ fn table(outcomes: &[Outcome], k: usize) -> String {
 
 fn query(user_id: &str, k: usize) -> RecommendationQuery {
     RecommendationQuery {
-        user_id: user_id.to_owned(),
+        subject: Subject::User(user_id.to_owned()),
         count: k as u32,
         ..RecommendationQuery::default()
     }

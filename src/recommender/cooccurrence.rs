@@ -238,16 +238,8 @@ impl Model {
 
         if let Some(user) = user {
             // At most RECENT_HISTORY × NEIGHBOURS candidates.
-            let mut scores: HashMap<ItemIndex, f32, IndexHash> = HashMap::with_capacity_and_hasher(
-                user.history.len().min(RECENT_HISTORY) * NEIGHBOURS,
-                IndexHash::default(),
-            );
-            for &(item, weight) in user.history.iter().take(RECENT_HISTORY) {
-                for &(other, similarity) in self.neighbours[item as usize].iter() {
-                    *scores.entry(other).or_default() += weight * similarity;
-                }
-            }
-            let mut scored: Vec<(ItemIndex, f32)> = scores
+            let mut scored: Vec<(ItemIndex, f32)> = self
+                .scores(user)
                 .into_iter()
                 .filter(|&(item, score)| score > 0.0 && unseen(item) && allowed(item))
                 .collect();
@@ -272,6 +264,111 @@ impl Model {
             }
         }
         picked
+    }
+}
+
+impl Model {
+    /// A user's score for each candidate: `Σ weight · similarity` over their recent history.
+    fn scores(&self, user: &User) -> HashMap<ItemIndex, f32, IndexHash> {
+        let mut scores: HashMap<ItemIndex, f32, IndexHash> = HashMap::with_capacity_and_hasher(
+            user.history.len().min(RECENT_HISTORY) * NEIGHBOURS,
+            IndexHash::default(),
+        );
+        for &(item, weight) in user.history.iter().take(RECENT_HISTORY) {
+            for &(other, similarity) in self.neighbours[item as usize].iter() {
+                *scores.entry(other).or_default() += weight * similarity;
+            }
+        }
+        scores
+    }
+
+    /// Up to `count` items like `item_id`, most similar first, each passing `allowed`; popular
+    /// items fill in, as for an item the data never saw. The item itself is never among them.
+    pub fn related(
+        &self,
+        item_id: &str,
+        count: usize,
+        allowed: impl Fn(ItemIndex) -> bool,
+    ) -> Vec<ItemIndex> {
+        let source = self.index_of(item_id);
+        let candidates = source
+            .map(|item| {
+                self.neighbours[item as usize]
+                    .iter()
+                    .map(|(other, _)| *other)
+            })
+            .into_iter()
+            .flatten()
+            .chain(self.popular.iter().copied());
+        let mut picked: Vec<ItemIndex> = Vec::with_capacity(count);
+        for item in candidates {
+            if picked.len() >= count {
+                break;
+            }
+            if Some(item) != source && allowed(item) && !picked.contains(&item) {
+                picked.push(item);
+            }
+        }
+        picked
+    }
+
+    /// Positions into `item_ids`, in the user's order: by score, then popularity, then as given.
+    /// Ids the model does not know go last, as given. Seen items are ranked like any other.
+    pub fn rank(&self, user_id: &str, item_ids: &[String]) -> Vec<usize> {
+        let scores = self
+            .users
+            .get(user_id)
+            .map(|user| self.scores(user))
+            .unwrap_or_default();
+        let key = |position: usize| {
+            let item = self.index_of(&item_ids[position]);
+            let score = item.and_then(|i| scores.get(&i)).copied().unwrap_or(0.0);
+            let popularity = item.map_or(-1.0, |i| self.popularity[i as usize]);
+            (score, popularity)
+        };
+        let mut order: Vec<usize> = (0..item_ids.len()).collect();
+        // A stable sort keeps the given order among equals.
+        order.sort_by(|&a, &b| {
+            let ((score_a, pop_a), (score_b, pop_b)) = (key(a), key(b));
+            score_b
+                .partial_cmp(&score_a)
+                .unwrap_or(Ordering::Equal)
+                .then(pop_b.partial_cmp(&pop_a).unwrap_or(Ordering::Equal))
+        });
+        order
+    }
+
+    /// Adds a live interaction to the user's history as their newest, at full weight, so their
+    /// next recommendations score from it and leave the item out. Similarities and popularity
+    /// stay as trained. Returns false for an item the model does not know (nothing to score).
+    pub fn record(&mut self, user_id: &str, item_id: &str, event_type: &str) -> bool {
+        let Some(item) = self.index_of(item_id) else {
+            return false;
+        };
+        let event = match self.event_types.iter().position(|e| e == event_type) {
+            Some(e) => e as u16,
+            None => {
+                self.event_types.push(event_type.to_owned());
+                (self.event_types.len() - 1) as u16
+            }
+        };
+        let user = self
+            .users
+            .entry(user_id.to_owned())
+            .or_insert_with(|| User {
+                history: Vec::new(),
+                seen: Vec::new(),
+                events: Vec::new(),
+            });
+        user.history.retain(|(i, _)| *i != item);
+        user.history.insert(0, (item, 1.0));
+        if let Err(at) = user.seen.binary_search(&item) {
+            user.seen.insert(at, item);
+        }
+        if let Err(at) = user.events.binary_search(&(item, event)) {
+            user.events.insert(at, (item, event));
+        }
+        true
     }
 }
 
@@ -468,6 +565,66 @@ mod tests {
             ids(&model, model.recommend("user", 2, |_| true)),
             ["Y", "X"]
         );
+    }
+
+    #[test]
+    fn related_items_are_the_neighbours_then_popular_items_never_the_item_itself() {
+        let model = tiny();
+        // A's neighbours: B (2/3), C (1/3); D fills in from popularity.
+        assert_eq!(
+            ids(&model, model.related("A", 3, |_| true)),
+            ["B", "C", "D"]
+        );
+        // D's only neighbour is C; popularity adds A and B, and skips D itself.
+        assert_eq!(
+            ids(&model, model.related("D", 10, |_| true)),
+            ["C", "A", "B"]
+        );
+        let b = model.index_of("B").unwrap();
+        assert_eq!(ids(&model, model.related("A", 2, |i| i != b)), ["C", "D"]);
+        // An item the data never saw: popular items.
+        assert_eq!(ids(&model, model.related("new", 2, |_| true)), ["A", "B"]);
+    }
+
+    #[test]
+    fn ranking_orders_the_given_items_by_the_users_scores() {
+        let model = tiny();
+        let given = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // u3 saw B and C: A scores 1, D 1/√3; B and C score 2/3 from each other (seen items
+        // are ranked too); "zz" is unknown and goes last.
+        let items = given(&["zz", "D", "B", "A", "C"]);
+        let order: Vec<&str> = model
+            .rank("u3", &items)
+            .into_iter()
+            .map(|p| items[p].as_str())
+            .collect();
+        assert_eq!(order, ["A", "B", "C", "D", "zz"]);
+        // A stranger has no scores: by popularity (A, B, C tie at 3 users, so as given), unknown last.
+        let items = given(&["zz", "D", "C", "A"]);
+        let order: Vec<&str> = model
+            .rank("stranger", &items)
+            .into_iter()
+            .map(|p| items[p].as_str())
+            .collect();
+        assert_eq!(order, ["C", "A", "D", "zz"]);
+    }
+
+    #[test]
+    fn a_recorded_event_changes_the_next_recommendations() {
+        let mut model = tiny();
+        // u4 saw C and D: A scores 1/3 from C, B 2/3.
+        assert_eq!(ids(&model, model.recommend("u4", 1, |_| true)), ["B"]);
+        assert!(model.record("u4", "B", "purchase"));
+        // B is seen now; A gains 2/3 from B.
+        assert_eq!(ids(&model, model.recommend("u4", 5, |_| true)), ["A"]);
+        assert_eq!(
+            ids(&model, model.items_with_events("u4", &["purchase"])),
+            ["B"]
+        );
+        // A new user starts a history; an unknown item is not recorded.
+        assert!(model.record("newcomer", "D", "click"));
+        assert_eq!(ids(&model, model.recommend("newcomer", 1, |_| true)), ["C"]);
+        assert!(!model.record("newcomer", "unknown", "click"));
     }
 
     #[test]

@@ -1,15 +1,22 @@
 //! `Recommender` for local mode: the co-occurrence model trained at start, with local filters.
+//! Related items are an item's neighbours, rankings use the user's scores, and events join the
+//! user's history in memory (until the process ends).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use super::cooccurrence::{ItemIndex, Model};
 use super::filter::{Action, Dataset, LocalFilter};
-use super::{RecommendationQuery, Recommendations, Recommender};
+use super::{
+    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Refinement,
+    Subject,
+};
 use crate::dataset::ItemRecord;
 use crate::upstream::UpstreamError;
 
 pub struct LocalRecommender {
-    model: Model,
+    /// Written only by `record`, which is rare next to reads.
+    model: RwLock<Model>,
     filters: BTreeMap<String, LocalFilter>,
     /// Items-file fields for each model item (column names upper-cased), for `Items.FIELD` filters.
     item_fields: Vec<Vec<(String, String)>>,
@@ -34,14 +41,15 @@ impl LocalRecommender {
             })
             .collect();
         LocalRecommender {
-            model,
+            model: RwLock::new(model),
             filters,
             item_fields,
         }
     }
 
-    pub fn model(&self) -> &Model {
-        &self.model
+    /// The model as it is now. A panic while recording leaves it usable, so poisoning is ignored.
+    fn model(&self) -> RwLockReadGuard<'_, Model> {
+        self.model.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn field_matches(&self, item: ItemIndex, field: &str, values: &[String]) -> bool {
@@ -52,16 +60,15 @@ impl LocalRecommender {
     }
 }
 
-impl Recommender for LocalRecommender {
-    fn has_filter(&self, name: &str) -> bool {
-        self.filters.contains_key(name)
-    }
-
-    async fn recommend(
-        &self,
-        query: &RecommendationQuery,
-    ) -> Result<Recommendations, UpstreamError> {
-        let resolved = match &query.filter {
+impl LocalRecommender {
+    /// Which items a refinement lets through, for this user (if any).
+    fn allowed<'a>(
+        &'a self,
+        model: &Model,
+        refinement: &Refinement,
+        user_id: Option<&str>,
+    ) -> Result<impl Fn(ItemIndex) -> bool + 'a, UpstreamError> {
+        let resolved = match &refinement.filter {
             None => None,
             Some(name) => self
                 .filters
@@ -69,17 +76,17 @@ impl Recommender for LocalRecommender {
                 .ok_or_else(|| {
                     UpstreamError::Misconfigured(format!("no local filter named {name}"))
                 })?
-                .resolve(&query.filter_values)
+                .resolve(&refinement.filter_values)
                 .map_err(UpstreamError::Rejected)?,
         };
-        let excluded: Vec<ItemIndex> = match &resolved {
-            Some(r) if *r.dataset == Dataset::InteractionEventType => {
+        let excluded: Vec<ItemIndex> = match (&resolved, user_id) {
+            (Some(r), Some(user_id)) if *r.dataset == Dataset::InteractionEventType => {
                 let types: Vec<&str> = r.values.iter().map(String::as_str).collect();
-                self.model.items_with_events(&query.user_id, &types)
+                model.items_with_events(user_id, &types)
             }
             _ => Vec::new(),
         };
-        let allowed = |item: ItemIndex| match &resolved {
+        Ok(move |item: ItemIndex| match &resolved {
             None => true,
             Some(r) => match r.dataset {
                 Dataset::InteractionEventType => !excluded.contains(&item),
@@ -88,17 +95,65 @@ impl Recommender for LocalRecommender {
                     (r.action == Action::Include) == matches
                 }
             },
+        })
+    }
+}
+
+impl Recommender for LocalRecommender {
+    fn has_filter(&self, name: &str) -> bool {
+        self.filters.contains_key(name)
+    }
+
+    fn missing_setting(&self, _: Operation) -> Option<&'static str> {
+        None
+    }
+
+    async fn recommend(
+        &self,
+        query: &RecommendationQuery,
+    ) -> Result<Recommendations, UpstreamError> {
+        let model = self.model();
+        let allowed = self.allowed(&model, &query.refinement, query.subject.user_id())?;
+        let count = query.count as usize;
+        let items = match &query.subject {
+            Subject::User(user_id) => model.recommend(user_id, count, allowed),
+            Subject::RelatedTo { item_id, .. } => model.related(item_id, count, allowed),
         };
-        let items = self
-            .model
-            .recommend(&query.user_id, query.count as usize, allowed);
         Ok(Recommendations {
             item_ids: items
                 .into_iter()
-                .map(|i| self.model.item_id(i).to_owned())
+                .map(|i| model.item_id(i).to_owned())
                 .collect(),
-            recommendation_id: None,
+            ..Recommendations::default()
         })
+    }
+
+    async fn rank(&self, query: &RankingQuery) -> Result<Recommendations, UpstreamError> {
+        let model = self.model();
+        let allowed = self.allowed(&model, &query.refinement, Some(&query.user_id))?;
+        let item_ids = model
+            .rank(&query.user_id, &query.item_ids)
+            .into_iter()
+            .map(|position| &query.item_ids[position])
+            // A filter drops what it excludes; ids the model does not know pass, as with Personalize.
+            .filter(|id| model.index_of(id).is_none_or(&allowed))
+            .cloned()
+            .collect();
+        Ok(Recommendations {
+            item_ids,
+            ..Recommendations::default()
+        })
+    }
+
+    /// Events with a user and an item join that user's history; the rest change nothing here.
+    async fn record(&self, events: &[Event]) -> Result<(), UpstreamError> {
+        let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
+        for event in events {
+            if let (Some(user_id), Some(item_id)) = (&event.user_id, &event.item_id) {
+                model.record(user_id, item_id, &event.event_type);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -161,14 +216,16 @@ mod tests {
         values: &[(&str, &[&str])],
     ) -> Result<Vec<String>, UpstreamError> {
         let query = RecommendationQuery {
-            user_id: user.into(),
+            subject: Subject::User(user.into()),
             count: 10,
-            filter: filter.map(str::to_owned),
-            filter_values: values
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
-                .collect(),
-            context: Vec::new(),
+            refinement: Refinement {
+                filter: filter.map(str::to_owned),
+                filter_values: values
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+                    .collect(),
+                context: Vec::new(),
+            },
         };
         r.recommend(&query).await.map(|r| r.item_ids)
     }

@@ -1,4 +1,5 @@
-//! The `Recommender` port: ranked item ids for a user.
+//! The `Recommender` port: what Personalize does for a message, in our own terms. Ranked item
+//! ids for a user or for an item, a personal order for a given list, and events fed back.
 
 pub mod cooccurrence;
 pub mod filter;
@@ -6,16 +7,44 @@ pub mod local;
 pub mod personalize;
 pub mod popularity;
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::sync::Arc;
 
+use crate::catalog::Item;
 use crate::upstream::UpstreamError;
 
-/// What the service asks a recommender for. Already validated by the API layer.
+/// Who or what recommendations are for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// `GET /recommendations`: items for this user.
+    User(String),
+    /// `GET /related-items`: items like this one. The user, when given, is who filters on
+    /// interactions (`EXCLUDE … Interactions…`) apply to.
+    RelatedTo {
+        item_id: String,
+        user_id: Option<String>,
+    },
+}
+
+impl Subject {
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Subject::User(user_id) => Some(user_id),
+            Subject::RelatedTo { user_id, .. } => user_id.as_deref(),
+        }
+    }
+}
+
+impl Default for Subject {
+    fn default() -> Self {
+        Subject::User(String::new())
+    }
+}
+
+/// A filter and context, as every read endpoint takes them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecommendationQuery {
-    pub user_id: String,
-    /// How many ids to return (the service adds its over-fetch margin before asking).
-    pub count: u32,
+pub struct Refinement {
     /// A filter *name*; the recommender knows what it stands for.
     pub filter: Option<String>,
     /// Filter placeholder (`CATEGORY` for `$CATEGORY`) → its raw, unescaped values.
@@ -23,19 +52,78 @@ pub struct RecommendationQuery {
     pub context: Vec<(String, String)>,
 }
 
+/// What the service asks a recommender for. Already validated by the API layer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecommendationQuery {
+    pub subject: Subject,
+    /// How many ids to return (the service adds its over-fetch margin before asking).
+    pub count: u32,
+    pub refinement: Refinement,
+}
+
+/// `GET|POST /rankings`: put these items in the user's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RankingQuery {
+    pub user_id: String,
+    /// Distinct ids, 1 to 500 of them.
+    pub item_ids: Vec<String>,
+    pub refinement: Refinement,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Recommendations {
     /// Best first.
     pub item_ids: Vec<String>,
     pub recommendation_id: Option<String>,
+    /// Item metadata, when the recommender returns it with the ids
+    /// (`ITEM_METADATA_SOURCE=personalize`); the service then does not ask the catalog.
+    pub items: Option<HashMap<String, Arc<Item>>>,
+}
+
+/// One interaction to feed back (`POST /events`). Already validated by the API layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub user_id: Option<String>,
+    pub session_id: String,
+    pub event_type: String,
+    pub item_id: Option<String>,
+    pub event_value: Option<f32>,
+    /// Unix time in seconds, fractions allowed.
+    pub sent_at: f64,
+    /// A JSON object, as text.
+    pub properties: Option<String>,
+    pub recommendation_id: Option<String>,
+    pub impression: Vec<String>,
+}
+
+/// The things a recommender can be asked; each endpoint needs one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    Recommendations,
+    RelatedItems,
+    Rankings,
+    Events,
 }
 
 pub trait Recommender: Send + Sync + 'static {
     /// Whether `filter=name` means something to this recommender.
     fn has_filter(&self, name: &str) -> bool;
 
+    /// `None` when this recommender can do `operation`; otherwise the setting that enables it
+    /// (`RELATED_ITEMS_ARN`, …), for the 404 that tells the caller.
+    fn missing_setting(&self, operation: Operation) -> Option<&'static str>;
+
     fn recommend(
         &self,
         query: &RecommendationQuery,
     ) -> impl Future<Output = Result<Recommendations, UpstreamError>> + Send;
+
+    /// The query's items in the user's order.
+    fn rank(
+        &self,
+        query: &RankingQuery,
+    ) -> impl Future<Output = Result<Recommendations, UpstreamError>> + Send;
+
+    /// Feeds interactions back, so later recommendations reflect them.
+    fn record(&self, events: &[Event]) -> impl Future<Output = Result<(), UpstreamError>> + Send;
 }

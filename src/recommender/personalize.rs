@@ -1,28 +1,154 @@
-//! `Recommender` over Amazon Personalize's GetRecommendations.
+//! `Recommender` over Amazon Personalize: GetRecommendations (for a user, or related to an item),
+//! GetPersonalizedRanking, and PutEvents on an event tracker. Each is enabled by its own setting.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
+use aws_sdk_personalizeevents as events;
 use aws_sdk_personalizeruntime::Client;
+use aws_sdk_personalizeruntime::types::PredictedItem;
+use futures_util::future::try_join_all;
 
-use super::{RecommendationQuery, Recommendations, Recommender};
-use crate::config::{PersonalizeArn, TargetKind};
+use super::{
+    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Refinement,
+    Subject,
+};
+use crate::catalog::{Item, Value};
+use crate::config::{PersonalizeArn, TargetKind, UrlTemplates};
 use crate::upstream::UpstreamError;
 
+/// Personalize's cap on `numResults` when metadata columns are asked for.
+pub const MAX_RESULTS_WITH_METADATA: u32 = 50;
+
+/// A campaign or recommender, and a client for its region.
+#[derive(Clone)]
+pub struct Target {
+    pub client: Client,
+    pub arn: PersonalizeArn,
+}
+
+#[derive(Default)]
 pub struct Personalize {
-    client: Client,
-    target: PersonalizeArn,
+    /// `PERSONALIZE_ARN`: `GET /recommendations`.
+    recommendations: Option<Target>,
+    /// `RELATED_ITEMS_ARN`: `GET /related-items`.
+    related_items: Option<Target>,
+    /// `RANKING_ARN`: `GET|POST /rankings`.
+    ranking: Option<Target>,
+    /// `EVENT_TRACKER_ID`: `POST /events`.
+    events: Option<(events::Client, String)>,
     /// Filter name → filter ARN, from `FILTERS`.
     filters: BTreeMap<String, String>,
+    /// `ITEM_METADATA_COLUMNS`, when Personalize is also the catalog.
+    metadata: Option<(Vec<String>, UrlTemplates)>,
 }
 
 impl Personalize {
-    pub fn new(client: Client, target: PersonalizeArn, filters: BTreeMap<String, String>) -> Self {
+    pub fn new(filters: BTreeMap<String, String>) -> Self {
         Personalize {
-            client,
-            target,
             filters,
+            ..Personalize::default()
         }
     }
+
+    pub fn with_recommendations(mut self, target: Target) -> Self {
+        self.recommendations = Some(target);
+        self
+    }
+
+    pub fn with_related_items(mut self, target: Target) -> Self {
+        self.related_items = Some(target);
+        self
+    }
+
+    pub fn with_ranking(mut self, target: Target) -> Self {
+        self.ranking = Some(target);
+        self
+    }
+
+    pub fn with_event_tracker(mut self, client: events::Client, tracking_id: String) -> Self {
+        self.events = Some((client, tracking_id));
+        self
+    }
+
+    /// Ask for these item columns with every answer, and build the items from them.
+    pub fn with_metadata(mut self, columns: Vec<String>, templates: UrlTemplates) -> Self {
+        self.metadata = Some((columns, templates));
+        self
+    }
+
+    /// The request fields a refinement fills: `filterArn`, `filterValues`, `context`.
+    fn refine(&self, refinement: &Refinement) -> Result<Refined, UpstreamError> {
+        let filter_arn =
+            match &refinement.filter {
+                None => None,
+                Some(name) => Some(self.filters.get(name).cloned().ok_or_else(|| {
+                    UpstreamError::Misconfigured(format!("no filter named {name}"))
+                })?),
+            };
+        let filter_values =
+            (filter_arn.is_some() && !refinement.filter_values.is_empty()).then(|| {
+                refinement
+                    .filter_values
+                    .iter()
+                    .map(|(param, values)| (param.clone(), quote_filter_values(values)))
+                    .collect()
+            });
+        let context =
+            (!refinement.context.is_empty()).then(|| refinement.context.iter().cloned().collect());
+        Ok(Refined {
+            filter_arn,
+            filter_values,
+            context,
+        })
+    }
+
+    /// Ids (and, with metadata columns, the items) from Personalize's answer, best first.
+    fn answer(
+        &self,
+        predicted: Option<Vec<PredictedItem>>,
+        recommendation_id: Option<String>,
+    ) -> Recommendations {
+        let predicted = predicted.unwrap_or_default();
+        let items = self.metadata.as_ref().map(|(_, templates)| {
+            predicted
+                .iter()
+                .filter_map(|p| {
+                    let id = p.item_id.as_deref()?;
+                    let attributes = p
+                        .metadata
+                        .iter()
+                        .flatten()
+                        .map(|(column, text)| (column.to_lowercase(), Value::number(text)));
+                    Some((
+                        id.to_owned(),
+                        Arc::new(Item::new(id, attributes, templates)),
+                    ))
+                })
+                .collect::<HashMap<_, _>>()
+        });
+        Recommendations {
+            item_ids: predicted.into_iter().filter_map(|p| p.item_id).collect(),
+            recommendation_id,
+            items,
+        }
+    }
+
+    fn metadata_columns(&self) -> Option<HashMap<String, Vec<String>>> {
+        self.metadata
+            .as_ref()
+            .map(|(columns, _)| HashMap::from([("ITEMS".to_owned(), columns.clone())]))
+    }
+}
+
+struct Refined {
+    filter_arn: Option<String>,
+    filter_values: Option<HashMap<String, String>>,
+    context: Option<HashMap<String, String>>,
+}
+
+fn not_configured(setting: &str) -> UpstreamError {
+    UpstreamError::Misconfigured(format!("{setting} is not set"))
 }
 
 impl Recommender for Personalize {
@@ -30,47 +156,121 @@ impl Recommender for Personalize {
         self.filters.contains_key(name)
     }
 
+    fn missing_setting(&self, operation: Operation) -> Option<&'static str> {
+        let (enabled, setting) = match operation {
+            Operation::Recommendations => (self.recommendations.is_some(), "PERSONALIZE_ARN"),
+            Operation::RelatedItems => (self.related_items.is_some(), "RELATED_ITEMS_ARN"),
+            Operation::Rankings => (self.ranking.is_some(), "RANKING_ARN"),
+            Operation::Events => (self.events.is_some(), "EVENT_TRACKER_ID"),
+        };
+        (!enabled).then_some(setting)
+    }
+
     async fn recommend(
         &self,
         query: &RecommendationQuery,
     ) -> Result<Recommendations, UpstreamError> {
-        let mut request = self
+        let (target, setting) = match &query.subject {
+            Subject::User(_) => (&self.recommendations, "PERSONALIZE_ARN"),
+            Subject::RelatedTo { .. } => (&self.related_items, "RELATED_ITEMS_ARN"),
+        };
+        let target = target.as_ref().ok_or_else(|| not_configured(setting))?;
+        let mut count = query.count;
+        if self.metadata.is_some() {
+            count = count.min(MAX_RESULTS_WITH_METADATA);
+        }
+        let mut request = target
             .client
             .get_recommendations()
-            .user_id(&query.user_id)
-            .num_results(query.count as i32);
-        request = match self.target.kind {
-            TargetKind::Campaign => request.campaign_arn(&self.target.arn),
-            TargetKind::Recommender => request.recommender_arn(&self.target.arn),
-        };
-        if let Some(name) = &query.filter {
-            let arn = self
-                .filters
-                .get(name)
-                .ok_or_else(|| UpstreamError::Misconfigured(format!("no filter named {name}")))?;
-            request = request.filter_arn(arn);
-            for (param, values) in &query.filter_values {
-                request = request.filter_values(param, quote_filter_values(values));
+            .num_results(count as i32)
+            .set_metadata_columns(self.metadata_columns());
+        request = match &query.subject {
+            Subject::User(user_id) => request.user_id(user_id),
+            Subject::RelatedTo { item_id, user_id } => {
+                request.item_id(item_id).set_user_id(user_id.clone())
             }
-        }
-        for (key, value) in &query.context {
-            request = request.context(key, value);
-        }
-
+        };
+        request = match target.arn.kind {
+            TargetKind::Campaign => request.campaign_arn(&target.arn.arn),
+            TargetKind::Recommender => request.recommender_arn(&target.arn.arn),
+        };
+        let refined = self.refine(&query.refinement)?;
         let output = request
+            .set_filter_arn(refined.filter_arn)
+            .set_filter_values(refined.filter_values)
+            .set_context(refined.context)
             .send()
             .await
             .map_err(|e| UpstreamError::from_sdk(&e))?;
-        Ok(Recommendations {
-            item_ids: output
-                .item_list
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|item| item.item_id)
-                .collect(),
-            recommendation_id: output.recommendation_id,
-        })
+        Ok(self.answer(output.item_list, output.recommendation_id))
     }
+
+    async fn rank(&self, query: &RankingQuery) -> Result<Recommendations, UpstreamError> {
+        let target = self
+            .ranking
+            .as_ref()
+            .ok_or_else(|| not_configured("RANKING_ARN"))?;
+        let refined = self.refine(&query.refinement)?;
+        let output = target
+            .client
+            .get_personalized_ranking()
+            .campaign_arn(&target.arn.arn)
+            .user_id(&query.user_id)
+            .set_input_list(Some(query.item_ids.clone()))
+            .set_metadata_columns(self.metadata_columns())
+            .set_filter_arn(refined.filter_arn)
+            .set_filter_values(refined.filter_values)
+            .set_context(refined.context)
+            .send()
+            .await
+            .map_err(|e| UpstreamError::from_sdk(&e))?;
+        Ok(self.answer(output.personalized_ranking, output.recommendation_id))
+    }
+
+    /// One PutEvents call per (user, session): the API takes one of each per call.
+    async fn record(&self, batch: &[Event]) -> Result<(), UpstreamError> {
+        let (client, tracking_id) = self
+            .events
+            .as_ref()
+            .ok_or_else(|| not_configured("EVENT_TRACKER_ID"))?;
+        let mut calls: Vec<(&Option<String>, &str, Vec<events::types::Event>)> = Vec::new();
+        for event in batch {
+            let converted = to_sdk_event(event)?;
+            match calls
+                .iter_mut()
+                .find(|(user, session, _)| **user == event.user_id && *session == event.session_id)
+            {
+                Some((_, _, list)) => list.push(converted),
+                None => calls.push((&event.user_id, &event.session_id, vec![converted])),
+            }
+        }
+        try_join_all(calls.into_iter().map(|(user_id, session_id, list)| {
+            client
+                .put_events()
+                .tracking_id(tracking_id)
+                .set_user_id(user_id.clone())
+                .session_id(session_id)
+                .set_event_list(Some(list))
+                .send()
+        }))
+        .await
+        .map_err(|e| UpstreamError::from_sdk(&e))?;
+        Ok(())
+    }
+}
+
+fn to_sdk_event(event: &Event) -> Result<events::types::Event, UpstreamError> {
+    events::types::Event::builder()
+        .event_type(&event.event_type)
+        .sent_at(aws_smithy_types::DateTime::from_secs_f64(event.sent_at))
+        .set_item_id(event.item_id.clone())
+        .set_event_value(event.event_value)
+        .set_properties(event.properties.clone())
+        .set_recommendation_id(event.recommendation_id.clone())
+        .set_impression((!event.impression.is_empty()).then(|| event.impression.clone()))
+        .build()
+        // Only a missing required field fails, and both are always set.
+        .map_err(|e| UpstreamError::Misconfigured(format!("building an event: {e}")))
 }
 
 /// Personalize wants each filter value in double quotes, several separated by commas:

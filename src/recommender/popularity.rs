@@ -4,7 +4,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{RecommendationQuery, Recommendations, Recommender};
+use super::{
+    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Subject,
+};
 use crate::dataset::Interaction;
 use crate::upstream::UpstreamError;
 
@@ -48,23 +50,55 @@ impl Recommender for Popularity {
         false
     }
 
+    fn missing_setting(&self, _: Operation) -> Option<&'static str> {
+        None
+    }
+
+    /// The same list for everyone; for related items, without the item itself.
     async fn recommend(
         &self,
         query: &RecommendationQuery,
     ) -> Result<Recommendations, UpstreamError> {
-        let seen = self.seen.get(&query.user_id);
+        let seen = query.subject.user_id().and_then(|user| self.seen.get(user));
+        let source = match &query.subject {
+            Subject::User(_) => None,
+            Subject::RelatedTo { item_id, .. } => Some(item_id),
+        };
         let item_ids = self
             .ranked
             .iter()
             .enumerate()
-            .filter(|(rank, _)| seen.is_none_or(|seen| !seen.contains(rank)))
+            .filter(|(rank, id)| {
+                seen.is_none_or(|seen| !seen.contains(rank)) && Some(*id) != source
+            })
             .map(|(_, id)| id.clone())
             .take(query.count as usize)
             .collect();
         Ok(Recommendations {
             item_ids,
-            recommendation_id: None,
+            ..Recommendations::default()
         })
+    }
+
+    /// Most events first; ids it never saw last, as given.
+    async fn rank(&self, query: &RankingQuery) -> Result<Recommendations, UpstreamError> {
+        let mut item_ids = query.item_ids.clone();
+        item_ids.sort_by_key(|id| {
+            self.ranked
+                .iter()
+                .position(|r| r == id)
+                .unwrap_or(usize::MAX)
+        });
+        Ok(Recommendations {
+            item_ids,
+            ..Recommendations::default()
+        })
+    }
+
+    async fn record(&self, _: &[Event]) -> Result<(), UpstreamError> {
+        Err(UpstreamError::Rejected(
+            "the popularity baseline is fixed when it is trained".into(),
+        ))
     }
 }
 
@@ -91,7 +125,7 @@ mod tests {
         })
         .collect();
         let query = |user: &str| RecommendationQuery {
-            user_id: user.into(),
+            subject: Subject::User(user.into()),
             count: 3,
             ..RecommendationQuery::default()
         };
