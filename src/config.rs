@@ -33,25 +33,29 @@ pub struct Config {
 pub enum Backend {
     /// Amazon Personalize, each endpoint enabled by its own setting; item metadata from a
     /// DynamoDB table or from Personalize itself.
-    Aws {
-        /// `PERSONALIZE_ARN`: `GET /recommendations`.
-        personalize: Option<PersonalizeArn>,
-        /// `RELATED_ITEMS_ARN`: `GET /related-items`.
-        related_items: Option<PersonalizeArn>,
-        /// `RANKING_ARN` (a campaign): `GET|POST /rankings`.
-        ranking: Option<PersonalizeArn>,
-        /// `EVENT_TRACKER_ID`: `POST /events`.
-        event_tracker_id: Option<String>,
-        items: ItemSource,
-        /// Filter name (what a caller sends as `filter=`) → filter ARN, from `FILTERS`.
-        filters: BTreeMap<String, String>,
-    },
+    Aws(Aws),
     /// No AWS at all: a recommender trained at start and a catalog, from CSV files in `data_dir`.
     Local {
         data_dir: PathBuf,
         /// Filter name → expression, from `LOCAL_FILTERS`.
         filters: BTreeMap<String, LocalFilter>,
     },
+}
+
+/// AWS mode's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aws {
+    /// `PERSONALIZE_ARN`: `GET /recommendations`.
+    pub personalize: Option<PersonalizeArn>,
+    /// `RELATED_ITEMS_ARN`: `GET /related-items`.
+    pub related_items: Option<PersonalizeArn>,
+    /// `RANKING_ARN` (a campaign): `GET|POST /rankings`.
+    pub ranking: Option<PersonalizeArn>,
+    /// `EVENT_TRACKER_ID`: `POST /events`.
+    pub event_tracker_id: Option<String>,
+    pub items: ItemSource,
+    /// Filter name (what a caller sends as `filter=`) → filter ARN, from `FILTERS`.
+    pub filters: BTreeMap<String, String>,
 }
 
 /// Where item metadata comes from in AWS mode (`ITEM_METADATA_SOURCE`).
@@ -79,7 +83,7 @@ const AWS_SETTINGS: [&str; 4] = [
 impl Backend {
     fn has_filter(&self, name: &str) -> bool {
         match self {
-            Backend::Aws { filters, .. } => filters.contains_key(name),
+            Backend::Aws(aws) => aws.filters.contains_key(name),
             Backend::Local { filters, .. } => filters.contains_key(name),
         }
     }
@@ -179,7 +183,7 @@ impl Config {
             && !backend.has_filter(name)
         {
             let source = match backend {
-                Backend::Aws { .. } => "FILTERS",
+                Backend::Aws(_) => "FILTERS",
                 Backend::Local { .. } => "LOCAL_FILTERS",
             };
             return Err(invalid(
@@ -191,10 +195,10 @@ impl Config {
 
         // Personalize sends at most 50 items with their metadata.
         let count_cap = match &backend {
-            Backend::Aws {
+            Backend::Aws(Aws {
                 items: ItemSource::Personalize { .. },
                 ..
-            } => MAX_RESULTS_WITH_METADATA,
+            }) => MAX_RESULTS_WITH_METADATA,
             _ => PERSONALIZE_MAX_RESULTS,
         };
         let max_count = number(&var, "MAX_COUNT", 100.min(count_cap), 1, count_cap)?;
@@ -311,14 +315,14 @@ fn aws_backend(var: &impl Fn(&str) -> Option<String>) -> Result<Backend, ConfigE
         Some(value) => parse_filters(&value)?,
         None => BTreeMap::new(),
     };
-    Ok(Backend::Aws {
+    Ok(Backend::Aws(Aws {
         personalize,
         related_items,
         ranking,
         event_tracker_id,
         items,
         filters,
-    })
+    }))
 }
 
 /// `ITEM_METADATA_COLUMNS=NAME,PRICE,…`: Items-dataset columns, 1 to 10 of them.
@@ -524,14 +528,14 @@ mod tests {
         assert_eq!(c.port, 9000);
         assert_eq!(c.item_cache_ttl, Duration::from_secs(300));
         assert_eq!(c.item_cache_size, 10_000);
-        let Backend::Aws {
+        let Backend::Aws(Aws {
             personalize: Some(personalize),
             related_items: None,
             ranking: None,
             event_tracker_id: None,
             items,
             filters,
-        } = c.backend
+        }) = c.backend
         else {
             panic!("AWS mode with recommendations only: {:?}", c.backend)
         };
@@ -550,10 +554,10 @@ mod tests {
     fn the_arn_decides_campaign_or_recommender() {
         let arn = "arn:aws:personalize:us-east-1:123456789012:recommender/top-picks";
         let c = config(&[("PERSONALIZE_ARN", arn), ("ITEMS_TABLE", "t")]).unwrap();
-        let Backend::Aws {
+        let Backend::Aws(Aws {
             personalize: Some(personalize),
             ..
-        } = c.backend
+        }) = c.backend
         else {
             panic!("AWS mode")
         };
@@ -570,7 +574,7 @@ mod tests {
             ("DEFAULT_FILTER", "by_category"),
         ])
         .unwrap();
-        let Backend::Aws { filters, .. } = &c.backend else {
+        let Backend::Aws(Aws { filters, .. }) = &c.backend else {
             panic!("AWS mode")
         };
         assert_eq!(filters.len(), 2);
@@ -635,7 +639,7 @@ mod tests {
             ("FILTERS", &format!("{FILTER},{other}")),
         ])
         .unwrap();
-        let Backend::Aws { filters, .. } = &c.backend else {
+        let Backend::Aws(Aws { filters, .. }) = &c.backend else {
             panic!("AWS mode")
         };
         assert_eq!(filters["no-purchased"], FILTER);
@@ -675,13 +679,13 @@ mod tests {
             ("ITEMS_TABLE", "items"),
         ])
         .unwrap();
-        let Backend::Aws {
+        let Backend::Aws(Aws {
             personalize,
             related_items,
             ranking,
             event_tracker_id,
             ..
-        } = c.backend
+        }) = c.backend
         else {
             panic!("AWS mode")
         };
@@ -695,7 +699,7 @@ mod tests {
 
         // Events alone need no table.
         let c = config(&[("EVENT_TRACKER_ID", "tracker")]).unwrap();
-        let Backend::Aws { items, .. } = c.backend else {
+        let Backend::Aws(Aws { items, .. }) = c.backend else {
             panic!("AWS mode")
         };
         assert_eq!(items, ItemSource::Unused);
@@ -719,7 +723,7 @@ mod tests {
             config(&vars)
         };
         let c = with(&[("ITEM_METADATA_COLUMNS", "NAME, PRICE,IMAGE_URL")]).unwrap();
-        let Backend::Aws { items, .. } = &c.backend else {
+        let Backend::Aws(Aws { items, .. }) = &c.backend else {
             panic!("AWS mode")
         };
         assert_eq!(

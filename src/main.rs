@@ -15,12 +15,14 @@ use personalize_braze::api::{App, router};
 use personalize_braze::catalog::cache::CachedCatalog;
 use personalize_braze::catalog::dynamodb::DynamoDbCatalog;
 use personalize_braze::catalog::file::FileCatalog;
-use personalize_braze::config::{Backend, Config, LogFormat, PersonalizeArn};
+use personalize_braze::catalog::{Catalog, NoCatalog};
+use personalize_braze::config::{Aws, Backend, Config, ItemSource, LogFormat, PersonalizeArn};
 use personalize_braze::dataset::{self, DataError};
+use personalize_braze::recommender::Recommender;
 use personalize_braze::recommender::cooccurrence::Model;
 use personalize_braze::recommender::filter::LocalFilter;
 use personalize_braze::recommender::local::LocalRecommender;
-use personalize_braze::recommender::personalize::Personalize;
+use personalize_braze::recommender::personalize::{Personalize, Target};
 use personalize_braze::service::Service;
 use tracing_subscriber::EnvFilter;
 
@@ -37,16 +39,8 @@ async fn main() -> ExitCode {
 
     // `summary` says what serves requests; `try_path` is a request worth trying locally.
     let (app, summary, try_path) = match &config.backend {
-        Backend::Aws {
-            personalize,
-            items_table,
-            filters,
-        } => {
-            let app = aws_app(&config, personalize, items_table, filters).await;
-            let summary = format!(
-                "Personalize {}, DynamoDB table {items_table}",
-                personalize.arn
-            );
+        Backend::Aws(aws) => {
+            let (app, summary) = aws_app(&config, aws).await;
             (app, summary, "/recommendations?user_id=USER_ID".to_owned())
         }
         Backend::Local { data_dir, filters } => {
@@ -110,12 +104,17 @@ fn limits(config: &Config) -> Limits {
     }
 }
 
-async fn aws_app(
-    config: &Config,
-    personalize: &PersonalizeArn,
-    items_table: &str,
-    filters: &BTreeMap<String, String>,
-) -> Router {
+/// Personalize clients for each configured endpoint, and the item source; the summary says
+/// which endpoints are served from what.
+async fn aws_app(config: &Config, aws: &Aws) -> (Router, String) {
+    let Aws {
+        personalize,
+        related_items,
+        ranking,
+        event_tracker_id,
+        items,
+        filters,
+    } = aws;
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
     // Retries must fit the request budget: a hung attempt gets half of it, and the SDK's default
     // backoff (1 s to start) is cut to 50 ms doubling to 250 ms, so three attempts at a throttled
@@ -129,29 +128,86 @@ async fn aws_app(
         .with_initial_backoff(Duration::from_millis(50))
         .with_max_backoff(Duration::from_millis(250));
 
-    let personalize_client = aws_sdk_personalizeruntime::Client::from_conf(
-        aws_sdk_personalizeruntime::config::Builder::from(&sdk)
-            // The ARN's region is where the campaign lives, whatever the function's region is.
-            .region(aws_config::Region::new(personalize.region.clone()))
-            .timeout_config(timeouts.clone())
-            .retry_config(retries.clone())
-            .build(),
-    );
-    let dynamodb_client = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&sdk)
-            .timeout_config(timeouts)
-            .retry_config(retries)
-            .build(),
-    );
-    let service = Service::new(
-        Personalize::new(personalize_client, personalize.clone(), filters.clone()),
-        CachedCatalog::new(
-            DynamoDbCatalog::new(dynamodb_client, items_table, config.url_templates.clone()),
-            config.item_cache_size,
-            config.item_cache_ttl,
+    // Each call goes to its ARN's region, which may differ from the function's.
+    let target = |arn: &PersonalizeArn| Target {
+        client: aws_sdk_personalizeruntime::Client::from_conf(
+            aws_sdk_personalizeruntime::config::Builder::from(&sdk)
+                .region(aws_config::Region::new(arn.region.clone()))
+                .timeout_config(timeouts.clone())
+                .retry_config(retries.clone())
+                .build(),
         ),
-        config.request_budget,
-    );
+        arn: arn.clone(),
+    };
+    let mut served = Vec::new();
+    let mut recommender = Personalize::new(filters.clone());
+    if let Some(arn) = personalize {
+        recommender = recommender.with_recommendations(target(arn));
+        served.push(format!("/recommendations from {}", arn.arn));
+    }
+    if let Some(arn) = related_items {
+        recommender = recommender.with_related_items(target(arn));
+        served.push(format!("/related-items from {}", arn.arn));
+    }
+    if let Some(arn) = ranking {
+        recommender = recommender.with_ranking(target(arn));
+        served.push(format!("/rankings from {}", arn.arn));
+    }
+    if let Some(tracking_id) = event_tracker_id {
+        // An event tracker lives with its dataset group: in the campaigns' region when one is
+        // configured, else in the function's own.
+        let mut events = aws_sdk_personalizeevents::config::Builder::from(&sdk)
+            .timeout_config(timeouts.clone())
+            .retry_config(retries.clone());
+        if let Some(arn) = [personalize, related_items, ranking]
+            .into_iter()
+            .flatten()
+            .next()
+        {
+            events = events.region(aws_config::Region::new(arn.region.clone()));
+        }
+        recommender = recommender.with_event_tracker(
+            aws_sdk_personalizeevents::Client::from_conf(events.build()),
+            tracking_id.clone(),
+        );
+        served.push("/events to its event tracker".to_owned());
+    }
+    let served = served.join(", ");
+
+    match items {
+        ItemSource::DynamoDb { table } => {
+            let dynamodb = aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(&sdk)
+                    .timeout_config(timeouts)
+                    .retry_config(retries)
+                    .build(),
+            );
+            let catalog = CachedCatalog::new(
+                DynamoDbCatalog::new(dynamodb, table, config.url_templates.clone()),
+                config.item_cache_size,
+                config.item_cache_ttl,
+            );
+            let summary = format!("Personalize: {served}; items from DynamoDB table {table}");
+            (app(config, recommender, catalog), summary)
+        }
+        ItemSource::Personalize { columns } => {
+            let summary = format!(
+                "Personalize: {served}; items from Personalize's {} columns",
+                columns.join(", ")
+            );
+            let recommender =
+                recommender.with_metadata(columns.clone(), config.url_templates.clone());
+            (app(config, recommender, NoCatalog), summary)
+        }
+        ItemSource::Unused => (
+            app(config, recommender, NoCatalog),
+            format!("Personalize: {served}"),
+        ),
+    }
+}
+
+fn app<R: Recommender, C: Catalog>(config: &Config, recommender: R, catalog: C) -> Router {
+    let service = Service::new(recommender, catalog, config.request_budget);
     router(Arc::new(App::new(
         service,
         limits(config),
@@ -184,12 +240,7 @@ fn local_app(
         data_dir.display(),
         started.elapsed().as_secs_f64()
     );
-    let service = Service::new(recommender, catalog, config.request_budget);
-    let app = router(Arc::new(App::new(
-        service,
-        limits(config),
-        config.cache_max_age,
-    )));
+    let app = app(config, recommender, catalog);
     let try_path = format!("/recommendations?user_id={try_user}&count=3");
     Ok((app, summary, try_path))
 }

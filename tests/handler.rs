@@ -84,7 +84,7 @@ async fn a_recommender_arn_is_sent_as_recommender_arn() {
     let personalize = personalize_returns(&["a"], &recorded);
     let dynamodb = dynamodb_serves(catalog(), &[], &recorded);
     let setup = Setup {
-        arn: (RECOMMENDER_ARN, TargetKind::Recommender),
+        arn: Some((RECOMMENDER_ARN, TargetKind::Recommender)),
         ..Setup::default()
     };
     let app = app(setup, &[&personalize], &[&dynamodb]);

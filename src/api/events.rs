@@ -330,7 +330,7 @@ mod tests {
     fn each_bad_field_is_named() {
         let eleven = format!(
             "[{}]",
-            vec![r#"{"user_id":"u","event_type":"v"}"#; 11].join(",")
+            [r#"{"user_id":"u","event_type":"v"}"#; 11].join(",")
         );
         let long_properties = format!(
             r#"{{"user_id":"u","event_type":"v","properties":{{"k":"{}"}}}}"#,

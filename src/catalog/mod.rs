@@ -26,6 +26,23 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> impl Future<Output = Result<HashMap<String, Arc<Item>>, UpstreamError>> + Send;
 }
 
+/// The catalog of a deployment whose items come with the recommender's answer
+/// (`ITEM_METADATA_SOURCE=personalize`) or that returns no items at all (events only).
+/// The service never asks it; if it did, that is a deployment bug, said loudly.
+pub struct NoCatalog;
+
+impl Catalog for NoCatalog {
+    async fn items(
+        &self,
+        _ids: &[String],
+        _deadline: Instant,
+    ) -> Result<HashMap<String, Arc<Item>>, UpstreamError> {
+        Err(UpstreamError::Misconfigured(
+            "no item catalog is configured, yet the recommender answered without items".into(),
+        ))
+    }
+}
+
 /// One catalog item as Braze sees it: `id`, then every stored attribute.
 ///
 /// Items are immutable and shared, so each is rendered to JSON once, when it is built; a

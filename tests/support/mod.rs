@@ -18,9 +18,10 @@ use axum::http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use personalize_braze::api::query::Limits;
 use personalize_braze::api::{App, router};
+use personalize_braze::catalog::NoCatalog;
 use personalize_braze::catalog::dynamodb::DynamoDbCatalog;
 use personalize_braze::config::{PersonalizeArn, TargetKind, UrlTemplates};
-use personalize_braze::recommender::personalize::Personalize;
+use personalize_braze::recommender::personalize::{Personalize, Target};
 use personalize_braze::service::Service;
 use tower::ServiceExt;
 
@@ -161,7 +162,13 @@ pub fn http_error(status: u16, error_type: &str) -> aws_smithy_runtime_api::http
 }
 
 pub struct Setup {
-    pub arn: (&'static str, TargetKind),
+    /// `PERSONALIZE_ARN`; `None` leaves /recommendations off.
+    pub arn: Option<(&'static str, TargetKind)>,
+    pub related_items: Option<&'static str>,
+    pub ranking: Option<&'static str>,
+    pub event_tracker: Option<&'static str>,
+    /// `ITEM_METADATA_COLUMNS`, for `ITEM_METADATA_SOURCE=personalize`.
+    pub metadata_columns: Option<&'static [&'static str]>,
     pub filters: Vec<(&'static str, &'static str)>,
     pub default_filter: Option<&'static str>,
     pub budget: Duration,
@@ -171,7 +178,11 @@ pub struct Setup {
 impl Default for Setup {
     fn default() -> Self {
         Setup {
-            arn: (CAMPAIGN_ARN, TargetKind::Campaign),
+            arn: Some((CAMPAIGN_ARN, TargetKind::Campaign)),
+            related_items: None,
+            ranking: None,
+            event_tracker: None,
+            metadata_columns: None,
             filters: vec![("by-category", FILTER_ARN), ("not-purchased", EXCLUDE_ARN)],
             default_filter: None,
             budget: Duration::from_millis(1500),
@@ -182,6 +193,16 @@ impl Default for Setup {
 
 /// The real router over real SDK clients; `personalize` and `dynamodb` rules answer their calls.
 pub fn app(setup: Setup, personalize: &[&Rule], dynamodb: &[&Rule]) -> axum::Router {
+    app_with_events(setup, personalize, dynamodb, &[])
+}
+
+/// `app`, with `events` rules answering PutEvents.
+pub fn app_with_events(
+    setup: Setup,
+    personalize: &[&Rule],
+    dynamodb: &[&Rule],
+    events: &[&Rule],
+) -> axum::Router {
     let no_retries = aws_sdk_personalizeruntime::config::retry::RetryConfig::disabled();
     let personalize_client = mock_client!(
         aws_sdk_personalizeruntime,
@@ -191,27 +212,52 @@ pub fn app(setup: Setup, personalize: &[&Rule], dynamodb: &[&Rule]) -> axum::Rou
     );
     let dynamodb_client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, dynamodb, |c| c
         .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
-    let target = PersonalizeArn {
-        kind: setup.arn.1,
-        arn: setup.arn.0.to_owned(),
-        region: "us-east-1".to_owned(),
+    let events_client = mock_client!(aws_sdk_personalizeevents, RuleMode::MatchAny, events, |c| c
+        .retry_config(aws_sdk_personalizeevents::config::retry::RetryConfig::disabled()));
+    let target = |arn: &str, kind| Target {
+        client: personalize_client.clone(),
+        arn: PersonalizeArn {
+            kind,
+            arn: arn.to_owned(),
+            region: "us-east-1".to_owned(),
+        },
     };
     let filters = setup
         .filters
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    let service = Service::new(
-        Personalize::new(personalize_client, target, filters),
-        DynamoDbCatalog::new(dynamodb_client, TABLE, setup.templates),
-        setup.budget,
-    );
+    let mut recommender = Personalize::new(filters);
+    if let Some((arn, kind)) = setup.arn {
+        recommender = recommender.with_recommendations(target(arn, kind));
+    }
+    if let Some(arn) = setup.related_items {
+        recommender = recommender.with_related_items(target(arn, TargetKind::Campaign));
+    }
+    if let Some(arn) = setup.ranking {
+        recommender = recommender.with_ranking(target(arn, TargetKind::Campaign));
+    }
+    if let Some(tracking_id) = setup.event_tracker {
+        recommender = recommender.with_event_tracker(events_client, tracking_id.to_owned());
+    }
     let limits = Limits {
         default_count: 10,
         max_count: 100,
         default_filter: setup.default_filter.map(str::to_owned),
     };
-    router(Arc::new(App::new(service, limits, 300)))
+    match setup.metadata_columns {
+        None => {
+            let catalog = DynamoDbCatalog::new(dynamodb_client, TABLE, setup.templates);
+            let service = Service::new(recommender, catalog, setup.budget);
+            router(Arc::new(App::new(service, limits, 300)))
+        }
+        Some(columns) => {
+            let columns = columns.iter().map(|c| c.to_string()).collect();
+            let recommender = recommender.with_metadata(columns, setup.templates);
+            let service = Service::new(recommender, NoCatalog, setup.budget);
+            router(Arc::new(App::new(service, limits, 300)))
+        }
+    }
 }
 
 pub struct Answer {
