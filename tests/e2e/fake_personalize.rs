@@ -1,7 +1,10 @@
-//! A stand-in for the Personalize runtime that speaks its REST-JSON protocol: `POST /recommendations`
-//! and `POST /personalize-ranking`, errors as `x-amzn-ErrorType` with the real status codes.
-//! It records what it received and can be switched, per test, into misbehaving.
+//! A stand-in for the Personalize runtime and its events service, speaking their REST-JSON
+//! protocol: `POST /recommendations` (for a user, or related to an item; with metadata columns),
+//! `POST /personalize-ranking` and `POST /events` (PutEvents), errors as `x-amzn-ErrorType` with
+//! the real status codes. It records what it received and can be switched, per test, into
+//! misbehaving. One server plays both services: point both endpoint variables at it.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -38,9 +41,13 @@ pub struct Received {
     pub body: Value,
 }
 
+/// Item id → Items-dataset column → value, for `metadataColumns`.
+pub type Metadata = HashMap<String, HashMap<String, String>>;
+
 struct Shared {
     mode: Mode,
     ids: Arc<Vec<String>>,
+    metadata: Arc<Metadata>,
     /// `None` when not recording (under load, where it would only grow).
     received: Option<Vec<Received>>,
 }
@@ -67,11 +74,13 @@ impl FakePersonalize {
         let shared = Arc::new(Mutex::new(Shared {
             mode: Mode::Normal,
             ids: Arc::new(ids),
+            metadata: Arc::default(),
             received: record.then(Vec::new),
         }));
         let app = Router::new()
             .route("/recommendations", post(recommendations))
             .route("/personalize-ranking", post(ranking))
+            .route("/events", post(put_events))
             .with_state(shared.clone());
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let server = tokio::spawn(async move {
@@ -97,9 +106,25 @@ impl FakePersonalize {
             .unwrap_or_default()
     }
 
+    /// The columns `metadataColumns` can ask for, per item.
+    pub fn set_metadata(&self, metadata: Metadata) {
+        self.shared.lock().unwrap().metadata = Arc::new(metadata);
+    }
+
     /// What `Normal` mode answers for `user_id`: a per-user walk through the catalog.
     pub fn ranking(&self, user_id: &str, n: usize) -> Vec<String> {
         rank(&self.shared.lock().unwrap().ids, user_id, n)
+    }
+
+    /// What `Normal` mode answers for items related to `item_id`: the item itself first (a
+    /// careless client would pass it on), then a walk through the catalog.
+    pub fn related(&self, item_id: &str, n: usize) -> Vec<String> {
+        related(&self.shared.lock().unwrap().ids, item_id, n)
+    }
+
+    /// The order `GetPersonalizedRanking` puts `ids` in for `user_id`.
+    pub fn personal_order(&self, user_id: &str, ids: &[String]) -> Vec<String> {
+        personal_order(user_id, ids)
     }
 }
 
@@ -130,6 +155,22 @@ fn rank(ids: &[String], user_id: &str, n: usize) -> Vec<String> {
     (0..n.min(len))
         .map(|k| ids[(start + k * step) % len].clone())
         .collect()
+}
+
+fn related(ids: &[String], item_id: &str, n: usize) -> Vec<String> {
+    let mut ranked = rank(ids, &format!("related to {item_id}"), n + 1);
+    ranked.retain(|id| id != item_id);
+    if ids.iter().any(|id| id == item_id) {
+        ranked.insert(0, item_id.to_owned());
+    }
+    ranked.truncate(n);
+    ranked
+}
+
+fn personal_order(user_id: &str, ids: &[String]) -> Vec<String> {
+    let mut ids = ids.to_vec();
+    ids.sort_by_key(|id| fnv(&[user_id, id]));
+    ids
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -240,40 +281,95 @@ async fn recommendations(
         }
     };
     let num_results = body["numResults"].as_u64().unwrap_or(25) as usize;
-    if !(1..=500).contains(&num_results) {
+    let columns = match metadata_columns(&body) {
+        Ok(columns) => columns,
+        Err(response) => return response,
+    };
+    let max_results = if columns.is_empty() { 500 } else { 50 };
+    if !(1..=max_results).contains(&num_results) {
         return error(
             StatusCode::BAD_REQUEST,
             "InvalidInputException",
-            "numResults must be 1..500.",
+            &format!("numResults must be 1..{max_results}."),
         );
     }
-    let Some(user_id) = body["userId"].as_str() else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "InvalidInputException",
-            "userId is required.",
-        );
+    let subject = match (body["userId"].as_str(), body["itemId"].as_str()) {
+        (_, Some(item_id)) => Err(item_id),
+        (Some(user_id), None) => Ok(user_id),
+        (None, None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "InvalidInputException",
+                "userId or itemId is required.",
+            );
+        }
     };
     if let Some(response) = apply_mode(&mode, &arn).await {
         return response;
     }
 
-    let mut ranked = match mode {
-        Mode::Empty => Vec::new(),
-        _ => rank(&ids, user_id, num_results),
+    let mut ranked = match (&mode, subject) {
+        (Mode::Empty, _) => Vec::new(),
+        (_, Ok(user_id)) => rank(&ids, user_id, num_results),
+        (_, Err(item_id)) => related(&ids, item_id, num_results),
     };
     if mode == Mode::UnknownIds {
         for (k, id) in ranked.iter_mut().enumerate().filter(|(k, _)| k % 3 == 0) {
             *id = format!("ghost-{k}");
         }
     }
+    let metadata = shared.lock().unwrap().metadata.clone();
     let count = ranked.len().max(1) as f64;
     let item_list: Vec<Value> = ranked
         .iter()
         .enumerate()
-        .map(|(k, id)| json!({ "itemId": id, "score": (count - k as f64) / count }))
+        .map(|(k, id)| {
+            let mut item = json!({ "itemId": id, "score": (count - k as f64) / count });
+            if !columns.is_empty() {
+                item["metadata"] = item_metadata(&metadata, id, &columns);
+            }
+            item
+        })
         .collect();
-    ok(json!({ "itemList": item_list, "recommendationId": format!("RID-{user_id}") }))
+    let name = subject.unwrap_or_else(|item_id| item_id);
+    ok(json!({ "itemList": item_list, "recommendationId": format!("RID-{name}") }))
+}
+
+/// `metadataColumns: {"ITEMS": [...]}`, at most 10 columns.
+#[allow(clippy::result_large_err)]
+fn metadata_columns(body: &Value) -> Result<Vec<String>, Response> {
+    let Some(columns) = body.get("metadataColumns") else {
+        return Ok(Vec::new());
+    };
+    let columns: Vec<String> = columns["ITEMS"]
+        .as_array()
+        .map(|c| {
+            c.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if columns.is_empty() || columns.len() > 10 {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            "InvalidInputException",
+            "metadataColumns must map ITEMS to 1..10 column names.",
+        ));
+    }
+    Ok(columns)
+}
+
+/// The asked-for columns the item has; a column it lacks is left out.
+fn item_metadata(metadata: &Metadata, id: &str, columns: &[String]) -> Value {
+    let item = metadata.get(id);
+    let fields: serde_json::Map<String, Value> = columns
+        .iter()
+        .filter_map(|c| {
+            let value = item?.get(c)?;
+            Some((c.clone(), Value::String(value.clone())))
+        })
+        .collect();
+    Value::Object(fields)
 }
 
 async fn ranking(
@@ -305,14 +401,56 @@ async fn ranking(
     if let Some(response) = apply_mode(&mode, arn).await {
         return response;
     }
-    let mut ids: Vec<String> = input
+    let columns = match metadata_columns(&body) {
+        Ok(columns) => columns,
+        Err(response) => return response,
+    };
+    let metadata = shared.lock().unwrap().metadata.clone();
+    let ids: Vec<String> = input
         .iter()
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect();
-    ids.sort_by_key(|id| fnv(&[user_id, id]));
-    let ranked: Vec<Value> = ids
+    let ranked: Vec<Value> = personal_order(user_id, &ids)
         .iter()
-        .map(|id| json!({ "itemId": id, "score": 0.5 }))
+        .map(|id| {
+            let mut item = json!({ "itemId": id, "score": 0.5 });
+            if !columns.is_empty() {
+                item["metadata"] = item_metadata(&metadata, id, &columns);
+            }
+            item
+        })
         .collect();
     ok(json!({ "personalizedRanking": ranked, "recommendationId": format!("RID-{user_id}") }))
+}
+
+/// PutEvents: `trackingId`, `sessionId`, and 1 to 10 events each with `eventType` and `sentAt`.
+async fn put_events(
+    State(shared): State<Arc<Mutex<Shared>>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let (Some(body), mode, _) = receive(&shared, "/events", &headers, &body) else {
+        return not_json();
+    };
+    let invalid = |message: &str| error(StatusCode::BAD_REQUEST, "InvalidInputException", message);
+    let (Some(tracking_id), Some(_session)) =
+        (body["trackingId"].as_str(), body["sessionId"].as_str())
+    else {
+        return invalid("trackingId and sessionId are required.");
+    };
+    let events = body["eventList"].as_array().cloned().unwrap_or_default();
+    if events.is_empty() || events.len() > 10 {
+        return invalid("eventList must hold 1..10 events.");
+    }
+    if events
+        .iter()
+        .any(|e| !e["eventType"].is_string() || !e["sentAt"].is_number())
+    {
+        return invalid("Each event needs eventType and sentAt.");
+    }
+    if let Some(response) = apply_mode(&mode, tracking_id).await {
+        return response;
+    }
+    // The real service answers 200 with an empty body.
+    StatusCode::OK.into_response()
 }

@@ -1,6 +1,6 @@
 //! A plain HTTP/1.1 client for talking to the service binary.
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -32,7 +32,7 @@ impl Answer {
 }
 
 #[derive(Clone)]
-pub struct HttpClient(Client<HttpConnector, Empty<Bytes>>);
+pub struct HttpClient(Client<HttpConnector, Full<Bytes>>);
 
 impl HttpClient {
     pub fn new() -> Self {
@@ -40,11 +40,26 @@ impl HttpClient {
     }
 
     pub async fn get(&self, url: &str) -> Answer {
+        self.send("GET", url, "").await
+    }
+
+    /// A JSON body.
+    pub async fn post(&self, url: &str, body: &str) -> Answer {
+        self.send("POST", url, body).await
+    }
+
+    async fn send(&self, method: &str, url: &str, body: &str) -> Answer {
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(url)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body.to_owned())))
+            .expect("a valid request");
         let response = self
             .0
-            .get(url.parse().expect("a valid URL"))
+            .request(request)
             .await
-            .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+            .unwrap_or_else(|e| panic!("{method} {url}: {e}"));
         let status = response.status().as_u16();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();

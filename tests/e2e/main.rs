@@ -3,6 +3,7 @@
 //! Nothing here is in-process with the service; everything crosses real HTTP on loopback.
 
 mod catalog;
+mod endpoints;
 mod evaluate;
 mod fake_personalize;
 mod http;
@@ -43,6 +44,10 @@ impl Stack {
                 fake.endpoint.as_str(),
             ),
             (
+                "AWS_ENDPOINT_URL_PERSONALIZE_EVENTS",
+                fake.endpoint.as_str(),
+            ),
+            (
                 "FILTERS",
                 "by-category=arn:aws:personalize:us-east-1:123456789012:filter/by-category",
             ),
@@ -67,6 +72,12 @@ impl Stack {
     async fn get(&self, path_and_query: &str) -> http::Answer {
         self.http
             .get(&format!("{}{path_and_query}", self.service.base_url))
+            .await
+    }
+
+    async fn post(&self, path: &str, body: &str) -> http::Answer {
+        self.http
+            .post(&format!("{}{path}", self.service.base_url), body)
             .await
     }
 }
