@@ -130,6 +130,97 @@ async fn another_personalize_dataset_answers_what_co_occurrence_predicts() {
     );
 }
 
+/// The books dataset's co-occurrence (readers per book: dune, foundation, neuromancer 3, emma 1):
+/// cos(dune, foundation) = 2/3, cos(foundation, neuromancer) = 2/3, cos(dune, neuromancer) = 1/3,
+/// cos(neuromancer, emma) = 1/√3, and emma never meets dune or foundation.
+fn books(dir: &Path) {
+    write(
+        dir,
+        "interactions.csv",
+        "USER_ID,ITEM_ID,EVENT_TYPE,TIMESTAMP\n\
+         r1,dune,read,1700000000\nr1,foundation,read,1700000000\n\
+         r2,dune,read,1700000000\nr2,foundation,read,1700000000\nr2,neuromancer,purchase,1700000000\n\
+         r3,foundation,read,1700000000\nr3,neuromancer,read,1700000000\n\
+         r4,neuromancer,read,1700000000\nr4,emma,read,1700000000\n\
+         r5,dune,read,1700000000\n",
+    );
+    write(
+        dir,
+        "items.csv",
+        "ITEM_ID,TITLE\ndune,Dune\nfoundation,Foundation\nneuromancer,Neuromancer\nemma,Emma\n",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_mode_serves_related_items_rankings_and_learns_from_events() {
+    let dir = dataset_dir("books-endpoints");
+    books(&dir);
+    let service = start(vec![("DATA_DIR", dir.display().to_string())]).await;
+    let http = HttpClient::new();
+    let url = |path: &str| format!("{}{path}", service.base_url);
+
+    // Neighbours by similarity, then popular items; never the item itself.
+    assert_eq!(
+        http.get(&url("/related-items?item_id=dune")).await.ids(),
+        ["foundation", "neuromancer", "emma"]
+    );
+    assert_eq!(
+        http.get(&url("/related-items?item_id=emma&count=2"))
+            .await
+            .ids(),
+        ["neuromancer", "dune"]
+    );
+
+    // r5 read dune: foundation 2/3, neuromancer 1/3; dune and emma score nothing, so the more
+    // popular first; the unknown id is dropped.
+    let ranked = http
+        .get(&url(
+            "/rankings?user_id=r5&item_ids=emma,neuromancer,ghost,dune,foundation",
+        ))
+        .await;
+    assert_eq!(ranked.status, 200, "{}", ranked.body);
+    assert_eq!(ranked.ids(), ["foundation", "neuromancer", "dune", "emma"]);
+    let posted = http
+        .post(
+            &url("/rankings"),
+            r#"{"user_id":"r5","item_ids":["emma","foundation"],"count":1}"#,
+        )
+        .await;
+    assert_eq!(posted.ids(), ["foundation"]);
+
+    // Events join the history: r5 buys neuromancer, so it is seen, and emma (its neighbour)
+    // rises; a newcomer's view of emma makes neuromancer their first pick.
+    let before = http.get(&url("/recommendations?user_id=r5")).await.ids();
+    assert_eq!(before, ["foundation", "neuromancer", "emma"]);
+    let newcomer = http.get(&url("/recommendations?user_id=r9")).await.ids();
+    assert_eq!(newcomer, ["dune", "foundation", "neuromancer", "emma"]);
+    let accepted = http
+        .post(
+            &url("/events"),
+            r#"[{"user_id":"r5","event_type":"purchase","item_id":"neuromancer"},
+                {"user_id":"r9","event_type":"view","item_id":"emma"}]"#,
+        )
+        .await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    assert_eq!(
+        http.get(&url("/recommendations?user_id=r5")).await.ids(),
+        ["foundation", "emma"]
+    );
+    assert_eq!(
+        http.get(&url("/recommendations?user_id=r9")).await.ids(),
+        ["neuromancer", "dune", "foundation"]
+    );
+    // The purchase counts for the default not-purchased filter too.
+    assert_eq!(
+        http.get(&url(
+            "/rankings?user_id=r5&item_ids=neuromancer,emma&filter=not-purchased"
+        ))
+        .await
+        .ids(),
+        ["emma"]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_malformed_file_stops_the_start_naming_file_line_and_problem() {
     let dir = dataset_dir("malformed");
