@@ -31,11 +31,30 @@ fn statements(template: &Value) -> Vec<(String, Value)> {
         documents.push(&properties["PolicyDocument"]);
         for document in documents {
             if let Some(list) = document["Statement"].as_sequence() {
-                found.extend(list.iter().map(|s| (name.clone(), s.clone())));
+                found.extend(list.iter().flat_map(branches).map(|s| (name.clone(), s)));
             }
         }
     }
     found
+}
+
+/// A statement, or both branches of a conditional one (`!If [Cond, statement, !Ref AWS::NoValue]`).
+fn branches(value: &Value) -> Vec<Value> {
+    match value {
+        Value::Tagged(tagged) if tagged.tag == "If" => tagged
+            .value
+            .as_sequence()
+            .map(|parts| {
+                parts
+                    .iter()
+                    .skip(1)
+                    .filter(|p| p.is_mapping())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default(),
+        other => vec![other.clone()],
+    }
 }
 
 /// All plain strings inside a value, through lists, maps and CloudFormation tags (`!Sub`, `!If`…).
@@ -74,8 +93,11 @@ fn problems(template: &Value) -> Vec<String> {
             if resources.is_empty() {
                 problems.push(format!("{resource}: a statement without a resource"));
             }
+            // PutEvents is authorized on no resource, so IAM takes only "*" for it; any other
+            // action in the same statement would widen that.
+            let put_events_only = strings(&statement["Action"]) == ["personalize:PutEvents"];
             for r in resources {
-                if r.contains('*') {
+                if r.contains('*') && !(put_events_only && r == "*") {
                     problems.push(format!("{resource}: wildcard resource {r}"));
                 }
             }
@@ -87,12 +109,14 @@ fn problems(template: &Value) -> Vec<String> {
         problems.push("RecommendationsApi: Auth.ApiKeyRequired must be true".to_owned());
     }
     let events = &template["Resources"]["RecommendationsFunction"]["Properties"]["Events"];
-    let mut recommendations_route = false;
+    let mut routes = Vec::new();
     for (name, event) in events.as_mapping().into_iter().flatten() {
         let properties = &event["Properties"];
-        if properties["Path"].as_str() == Some("/recommendations") {
-            recommendations_route = true;
-        }
+        routes.push(format!(
+            "{} {}",
+            properties["Method"].as_str().unwrap_or_default(),
+            properties["Path"].as_str().unwrap_or_default()
+        ));
         if properties["Auth"]["ApiKeyRequired"].as_bool() == Some(false) {
             problems.push(format!(
                 "event {}: turns the API key off",
@@ -100,8 +124,18 @@ fn problems(template: &Value) -> Vec<String> {
             ));
         }
     }
-    if !recommendations_route {
-        problems.push("no /recommendations route on RecommendationsFunction".to_owned());
+    // Every route the router serves.
+    for route in [
+        "GET /recommendations",
+        "GET /related-items",
+        "GET /rankings",
+        "POST /rankings",
+        "POST /events",
+        "GET /health",
+    ] {
+        if !routes.iter().any(|r| r == route) {
+            problems.push(format!("no {route} route on RecommendationsFunction"));
+        }
     }
     problems
 }
@@ -124,6 +158,26 @@ fn the_checks_catch_what_they_guard_against() {
             "Resource: !GetAtt ItemsTable.Arn",
             "Resource: \"*\"",
             "wildcard resource *",
+        ),
+        (
+            "Action: personalize:PutEvents",
+            "Action: [personalize:PutEvents, personalize:GetRecommendations]",
+            "wildcard resource *",
+        ),
+        (
+            "Resource: !Ref RankingArn",
+            "Resource: arn:aws:personalize:*:*:campaign/*",
+            "wildcard resource arn:aws:personalize:*",
+        ),
+        (
+            "            Path: /events\n            Method: POST",
+            "            Path: /events\n            Method: POST\n            Auth:\n              ApiKeyRequired: false",
+            "turns the API key off",
+        ),
+        (
+            "            Path: /related-items",
+            "            Path: /related",
+            "no GET /related-items route",
         ),
         (
             "        ApiKeyRequired: true",
