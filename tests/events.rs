@@ -124,3 +124,58 @@ async fn bad_request_event_gets_a_400_and_no_upstream_call() {
     assert_eq!(json["error"]["parameter"], "user_id");
     assert_eq!(personalize.num_calls(), 0);
 }
+
+#[tokio::test]
+async fn rest_api_events_for_the_other_endpoints_are_routed() {
+    use aws_sdk_personalizeevents::operation::put_events::PutEventsOutput;
+    use aws_sdk_personalizeruntime::operation::get_personalized_ranking::GetPersonalizedRankingOutput;
+    use aws_sdk_personalizeruntime::types::PredictedItem;
+    use aws_smithy_mocks::mock;
+
+    let recorded = Recorded::default();
+    let related = personalize_returns(&["sku-1001", "a", "b"], &recorded);
+    let ranking = mock!(aws_sdk_personalizeruntime::Client::get_personalized_ranking)
+        .then_compute_output(|input| {
+            let ranked = input.input_list().iter().rev();
+            GetPersonalizedRankingOutput::builder()
+                .set_personalized_ranking(Some(
+                    ranked
+                        .map(|id| PredictedItem::builder().item_id(id).build())
+                        .collect(),
+                ))
+                .build()
+        });
+    let put_events = mock!(aws_sdk_personalizeevents::Client::put_events)
+        .then_output(|| PutEventsOutput::builder().build());
+    let catalog = Table::from([
+        row("a", &[("name", s("Alpha"))]),
+        row("b", &[("name", s("Beta"))]),
+        row("sku-1001", &[("name", s("Source"))]),
+        row("sku-1002", &[("name", s("Two"))]),
+    ]);
+    let dynamodb = dynamodb_serves(catalog, &[], &recorded);
+    let setup = Setup {
+        related_items: Some(CAMPAIGN_ARN),
+        ranking: Some(CAMPAIGN_ARN),
+        event_tracker: Some("tracker"),
+        ..Setup::default()
+    };
+    let app = app_with_events(setup, &[&related, &ranking], &[&dynamodb], &[&put_events]);
+
+    let answer = send(&app, event(&fixture("rest-api-related-items.json"))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.ids(), ["a", "b"]);
+    assert_eq!(recorded.personalize()[0].item_id(), Some("sku-1001"));
+
+    let answer = send(&app, event(&fixture("rest-api-rankings-post.json"))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(
+        answer.body,
+        r#"{"items":[{"id":"sku-1002","name":"Two"},{"id":"sku-1001","name":"Source"}],"recommendation_id":null}"#
+    );
+
+    let answer = send(&app, event(&fixture("rest-api-events-post.json"))).await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    assert_eq!(answer.body, r#"{"accepted":2}"#);
+    assert_eq!(put_events.num_calls(), 1, "one user, one session: one call");
+}
