@@ -69,11 +69,40 @@ fn connected_content(snippet: &str) -> (String, String, String) {
     (tag.to_owned(), url, save)
 }
 
-/// What Braze would call: the path after the stage, with the user id template filled in.
+/// An item of the sample data, standing in for the item id a triggering event carries.
+const ITEM: &str = "sku-10001";
+
+/// Fills each `{{…}}` in the text with what Braze would put there for the test user and `item`.
+fn fill(text: &str, item: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let mut end = start + rest[start..].find("}}").expect("a closed {{") + 2;
+        // `{{${user_id}}}` closes its `${…}` and its `{{…}}` in one run of braces.
+        while rest[end..].starts_with('}') {
+            end += 1;
+        }
+        let expression = &rest[start..end];
+        out.push_str(&rest[..start]);
+        out.push_str(if expression.contains("${user_id}") {
+            USER
+        } else if expression.contains("${item_id}") {
+            item
+        } else if expression.contains("${recommendation_id}") {
+            ""
+        } else {
+            panic!("no stand-in for {expression}")
+        });
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// What Braze would call: the path after the stage, with the Liquid in it filled in.
 fn path_of(url: &str) -> String {
     let path = &url[url.find("/Prod/").expect("a /Prod/ URL") + "/Prod".len()..];
-    path.replace("{{${user_id} | url_param_escape}}", USER)
-        .replace("{{${user_id}}}", USER)
+    fill(path, ITEM)
 }
 
 async fn fetch(app: &axum::Router, path: &str) -> (u16, Value) {
@@ -166,4 +195,55 @@ async fn every_readme_snippet_renders_against_real_answers() {
             assert!(output.contains("ABORTED('no recommendations')"), "{output}");
         }
     }
+}
+
+/// The README's webhook body for `/events`, rendered as Braze would, is accepted, and in local
+/// mode the event changes what the user is recommended next.
+#[tokio::test]
+async fn the_readme_webhook_body_is_accepted_and_changes_the_next_recommendations() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let webhook = readme
+        .split("```json\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .find(|block| block.contains("\"event_type\""))
+        .expect("a webhook body in the README");
+    let app = local_app();
+    let recommended = |app: axum::Router| async move {
+        let path = format!("/recommendations?user_id={USER}&count=100");
+        let (status, answer) = fetch(&app, &path).await;
+        assert_eq!(status, 200);
+        answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| item["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // The user clicks their first recommendation.
+    let before = recommended(app.clone()).await;
+    let clicked = before[0].clone();
+    let body = fill(webhook, &clicked);
+
+    let response = app
+        .clone()
+        .oneshot(
+            Request::post("/events")
+                .header("content-type", "application/json")
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, 202, "{body}: {}", String::from_utf8_lossy(&bytes));
+
+    let after = recommended(app).await;
+    assert!(
+        !after.contains(&clicked),
+        "an item the user clicked is seen now"
+    );
+    assert_ne!(before, after);
 }
