@@ -88,9 +88,24 @@ fn router() -> Router {
 }
 
 async fn request(router: &Router, uri: &str) -> usize {
-    let request = Request::get(uri).body(Body::empty()).unwrap();
+    send(
+        router,
+        Request::get(uri).body(Body::empty()).unwrap(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+async fn post(router: &Router, uri: &str, body: &str, status: StatusCode) -> usize {
+    let request = Request::post(uri)
+        .body(Body::from(body.to_owned()))
+        .unwrap();
+    send(router, request, status).await
+}
+
+async fn send(router: &Router, request: Request<Body>, status: StatusCode) -> usize {
     let response = router.clone().oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), status);
     response
         .into_body()
         .collect()
@@ -118,11 +133,42 @@ fn request_path(c: &mut Criterion) {
             "object/count=25",
             "/recommendations?user_id=user-42&count=25&format=object",
         ),
+        (
+            "related/count=25",
+            "/related-items?item_id=sku-10001&count=25",
+        ),
     ] {
         group.bench_function(name, |b| {
             b.to_async(&runtime).iter(|| request(&router, uri))
         });
     }
+
+    // Rankings of 25 sample ids by query string, and of 500 (a fifth unknown) by JSON body.
+    let ids: Vec<String> = (0..500)
+        .map(|i| match i % 5 {
+            0 => format!("gone-{i}"),
+            _ => format!("sku-{}", 10001 + i % 600),
+        })
+        .collect();
+    let uri = format!(
+        "/rankings?user_id=user-42&item_ids={}",
+        ids[1..26].join(",")
+    );
+    group.bench_function("rankings/25-ids", |b| {
+        b.to_async(&runtime).iter(|| request(&router, &uri))
+    });
+    let body = serde_json::json!({ "user_id": "user-42", "item_ids": ids }).to_string();
+    group.bench_function("rankings/500-ids-post", |b| {
+        b.to_async(&runtime)
+            .iter(|| post(&router, "/rankings", &body, StatusCode::OK))
+    });
+    // Parsing and validating a webhook's 10 events (the recommender double takes them at once).
+    let event = r#"{"user_id":"user-42","event_type":"click","item_id":"sku-10001","sent_at":"2026-11-28T10:00:00Z","properties":{"channel":"email"}}"#;
+    let events = format!("[{}]", [event; 10].join(","));
+    group.bench_function("events/10", |b| {
+        b.to_async(&runtime)
+            .iter(|| post(&router, "/events", &events, StatusCode::ACCEPTED))
+    });
 
     // The same request with the production JSON log line written (to a sink).
     let subscriber = tracing_subscriber::fmt()
