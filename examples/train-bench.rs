@@ -64,13 +64,29 @@ fn main() {
     }
     let per_request = started.elapsed() / users.len() as u32;
 
+    // Related items for 1000 items, and each of the 1000 users ranking 500 items.
+    let items: Vec<&String> = model.item_ids().iter().take(1000).collect();
+    let started = Instant::now();
+    for item in &items {
+        returned += model.related(item, 25, |_| true).len();
+    }
+    let per_related = started.elapsed() / items.len() as u32;
+    let to_rank: Vec<String> = model.item_ids().iter().take(500).cloned().collect();
+    let started = Instant::now();
+    for user in &users {
+        returned += model.rank(user, &to_rank).len();
+    }
+    let per_ranking = started.elapsed() / users.len() as u32;
+
     println!(
         "{} interactions, {} users, {} items\n\
          read CSV:   {:.2} s\n\
          train:      {:.2} s\n\
          total:      {:.2} s\n\
          peak RSS:   {:.0} MB\n\
-         recommend:  {:.1} µs per user at count=25 ({returned} items for 1000 users)",
+         recommend:  {:.1} µs per user at count=25\n\
+         related:    {:.1} µs per item at count=25\n\
+         rank:       {:.1} µs per user for 500 items ({returned} ids in all)",
         stats.interactions,
         stats.users,
         stats.items,
@@ -79,5 +95,7 @@ fn main() {
         (read + trained).as_secs_f64(),
         peak_rss_mb(),
         per_request.as_secs_f64() * 1e6,
+        per_related.as_secs_f64() * 1e6,
+        per_ranking.as_secs_f64() * 1e6,
     );
 }

@@ -320,16 +320,19 @@ impl Model {
             .get(user_id)
             .map(|user| self.scores(user))
             .unwrap_or_default();
-        let key = |position: usize| {
-            let item = self.index_of(&item_ids[position]);
-            let score = item.and_then(|i| scores.get(&i)).copied().unwrap_or(0.0);
-            let popularity = item.map_or(-1.0, |i| self.popularity[i as usize]);
-            (score, popularity)
-        };
+        let keys: Vec<(f32, f32)> = item_ids
+            .iter()
+            .map(|id| {
+                let item = self.index_of(id);
+                let score = item.and_then(|i| scores.get(&i)).copied().unwrap_or(0.0);
+                let popularity = item.map_or(-1.0, |i| self.popularity[i as usize]);
+                (score, popularity)
+            })
+            .collect();
         let mut order: Vec<usize> = (0..item_ids.len()).collect();
         // A stable sort keeps the given order among equals.
         order.sort_by(|&a, &b| {
-            let ((score_a, pop_a), (score_b, pop_b)) = (key(a), key(b));
+            let ((score_a, pop_a), (score_b, pop_b)) = (keys[a], keys[b]);
             score_b
                 .partial_cmp(&score_a)
                 .unwrap_or(Ordering::Equal)
