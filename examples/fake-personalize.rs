@@ -4,7 +4,10 @@
 //!   cargo run --release --example fake-personalize -- [--port 9100] [--items examples/data/items.csv] [--latency-ms 0]
 //!
 //! Then start the service with `PERSONALIZE_ARN=arn:aws:personalize:us-east-1:000000000000:campaign/fake`
-//! and `AWS_ENDPOINT_URL_PERSONALIZE_RUNTIME=http://127.0.0.1:9100`.
+//! and `AWS_ENDPOINT_URL_PERSONALIZE_RUNTIME=http://127.0.0.1:9100` (plus `RELATED_ITEMS_ARN`,
+//! `RANKING_ARN`, `EVENT_TRACKER_ID` with `AWS_ENDPOINT_URL_PERSONALIZE_EVENTS` for the other
+//! endpoints). It answers `metadataColumns` from the items file's columns, so
+//! `ITEM_METADATA_SOURCE=personalize ITEM_METADATA_COLUMNS=NAME,PRICE` works without a table.
 
 #[path = "../tests/e2e/fake_personalize.rs"]
 #[allow(dead_code)] // The tests' switches and records are not used here.
@@ -44,13 +47,18 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    let ids = match read_items(&items) {
-        Ok(records) => records.into_iter().map(|r| r.id).collect(),
+    let records = match read_items(&items) {
+        Ok(records) => records,
         Err(e) => {
             eprintln!("fake-personalize: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let ids = records.iter().map(|r| r.id.clone()).collect();
+    let metadata = records
+        .into_iter()
+        .map(|r| (r.id, r.fields.into_iter().collect()))
+        .collect();
     let listener = match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
         Ok(listener) => listener,
         Err(e) => {
@@ -59,6 +67,7 @@ async fn main() -> ExitCode {
         }
     };
     let fake = FakePersonalize::serve(listener, ids, false);
+    fake.set_metadata(metadata);
     if !latency.is_zero() {
         fake.set_mode(Mode::Slow(latency));
     }
