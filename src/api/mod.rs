@@ -85,46 +85,41 @@ async fn recommendations<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let started = Instant::now();
-    let mut timings = Timings::default();
-    let result = async {
-        app.enabled("GET /recommendations", Operation::Recommendations)?;
-        let (query, format) =
-            query::parse_recommendations(query.as_deref(), &app.limits, |n| app.has_filter(n))?;
-        let found = app.service.recommend(query, &mut timings).await?;
-        Ok::<_, ApiError>((found, format))
-    }
-    .await;
-    respond(
-        "/recommendations",
-        result,
-        &app.cache_control,
-        started,
-        timings,
-    )
+    recommend(app, query, Operation::Recommendations).await
 }
 
 async fn related_items<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    recommend(app, query, Operation::RelatedItems).await
+}
+
+/// `GET /recommendations` and `GET /related-items`: one flow, each with its own parameters.
+async fn recommend<R: Recommender, C: Catalog>(
+    app: Arc<App<R, C>>,
+    query: Option<String>,
+    operation: Operation,
+) -> Response {
     let started = Instant::now();
     let mut timings = Timings::default();
+    let route = match operation {
+        Operation::RelatedItems => "/related-items",
+        _ => "/recommendations",
+    };
     let result = async {
-        app.enabled("GET /related-items", Operation::RelatedItems)?;
-        let (query, format) =
-            query::parse_related_items(query.as_deref(), &app.limits, |n| app.has_filter(n))?;
+        app.enabled(route, operation)?;
+        let (query, limits) = (query.as_deref(), &app.limits);
+        let has_filter = |name: &str| app.has_filter(name);
+        let (query, format) = match operation {
+            Operation::RelatedItems => query::parse_related_items(query, limits, has_filter)?,
+            _ => query::parse_recommendations(query, limits, has_filter)?,
+        };
         let found = app.service.recommend(query, &mut timings).await?;
         Ok::<_, ApiError>((found, format))
     }
     .await;
-    respond(
-        "/related-items",
-        result,
-        &app.cache_control,
-        started,
-        timings,
-    )
+    respond(route, result, &app.cache_control, started, timings)
 }
 
 async fn rankings_get<R: Recommender, C: Catalog>(
@@ -173,7 +168,7 @@ async fn events<R: Recommender, C: Catalog>(
     let started = Instant::now();
     let mut timings = Timings::default();
     let result = async {
-        app.enabled("POST /events", Operation::Events)?;
+        app.enabled("/events", Operation::Events)?;
         let body = read_body(body).await?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
