@@ -232,7 +232,7 @@ fn local_app(
     let catalog = FileCatalog::new(&items, &config.url_templates);
     let recommender = LocalRecommender::new(model, &items, filters);
     let summary = format!(
-        "local mode: trained on {} interactions from {} users over {} items, catalog of {} items, from {} in {:.2} s",
+        "local mode: trained on {} interactions from {} users over {} items, catalog of {} items, from {} in {:.2} s; serving /recommendations, /related-items, /rankings and /events",
         stats.interactions,
         stats.users,
         stats.items,
