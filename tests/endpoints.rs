@@ -271,6 +271,12 @@ async fn bad_events_are_400s_naming_the_field_and_nothing_is_sent() {
     let answer = get(&app, "/events").await;
     assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
     assert!(answer.body.contains("Use POST"), "{}", answer.body);
+    assert_eq!(answer.header("allow"), Some("POST"));
+    let delete = Request::delete("/rankings").body(Body::empty()).unwrap();
+    let answer = send(&app, delete).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(answer.header("allow"), Some("GET, POST"));
+    assert!(answer.body.contains("Use GET or POST"), "{}", answer.body);
     assert_eq!(put_events.num_calls(), 0);
 }
 

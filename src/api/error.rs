@@ -17,7 +17,7 @@ const RETRY_AFTER_SECONDS: &str = "1";
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("invalid parameter {}: {}", .0.parameter, .0.message)]
-    InvalidParameter(InvalidParameter),
+    InvalidParameter(#[from] InvalidParameter),
     #[error("no such route")]
     NotFound,
     /// The route exists, but this deployment does not serve it; `setting` would enable it.
@@ -26,7 +26,7 @@ pub enum ApiError {
         route: &'static str,
         setting: &'static str,
     },
-    /// The methods the route takes.
+    /// The methods the route takes, as an `Allow` header lists them.
     #[error("method not allowed")]
     MethodNotAllowed(&'static str),
     #[error("body larger than {limit} bytes")]
@@ -82,7 +82,10 @@ impl ApiError {
                 return (
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",
-                    Cow::Owned(format!("Use {methods} for this route.")),
+                    Cow::Owned(format!(
+                        "Use {} for this route.",
+                        methods.replace(", ", " or ")
+                    )),
                 );
             }
             ApiError::BodyTooLarge { limit } => {
@@ -151,6 +154,9 @@ impl IntoResponse for ApiError {
             HeaderValue::from_static("application/json"),
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let ApiError::MethodNotAllowed(methods) = &self {
+            headers.insert(header::ALLOW, HeaderValue::from_static(methods));
+        }
         if status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(
                 header::RETRY_AFTER,

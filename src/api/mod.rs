@@ -136,10 +136,9 @@ async fn rankings_post<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
     body: Body,
 ) -> Response {
-    let params = match read_body(body).await {
-        Ok(bytes) => Params::from_json(&bytes).map_err(ApiError::from),
-        Err(e) => Err(e),
-    };
+    let params = read_body(body)
+        .await
+        .and_then(|bytes| Ok(Params::from_json(&bytes)?));
     rankings(app, params, HeaderValue::from_static("no-store")).await
 }
 
@@ -236,12 +235,6 @@ fn respond(
     response
 }
 
-impl From<query::InvalidParameter> for ApiError {
-    fn from(invalid: query::InvalidParameter) -> Self {
-        ApiError::InvalidParameter(invalid)
-    }
-}
-
 /// The body is the items' pre-rendered JSON joined: no per-request serialization of items.
 fn ok_response(found: &Recommended, format: Format, cache_control: &HeaderValue) -> Response {
     let items_len = catalog::json_array_len(&found.items);
@@ -320,7 +313,7 @@ async fn use_post() -> Response {
 }
 
 async fn use_get_or_post() -> Response {
-    ApiError::MethodNotAllowed("GET or POST").into_response()
+    ApiError::MethodNotAllowed("GET, POST").into_response()
 }
 
 /// API Gateway REST stages (and named HTTP API stages) put `/{stage}` in front of the path
