@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{Catalog, Item, Value};
+use super::{Catalog, Item};
 use crate::config::UrlTemplates;
 use crate::dataset::ItemRecord;
 use crate::upstream::UpstreamError;
@@ -20,15 +20,9 @@ impl FileCatalog {
         let items = records
             .iter()
             .map(|record| {
-                // A field whose text is a JSON number is a number, kept exactly; anything else a string.
-                let attributes = record
-                    .fields
-                    .iter()
-                    .map(|(column, text)| (column.to_lowercase(), Value::number(text)));
-                (
-                    record.id.clone(),
-                    Arc::new(Item::new(record.id.as_str(), attributes, templates)),
-                )
+                let columns = record.fields.iter().map(|(c, v)| (c.as_str(), v.as_str()));
+                let item = Item::from_columns(&record.id, columns, templates);
+                (record.id.clone(), Arc::new(item))
             })
             .collect();
         FileCatalog { items }

@@ -128,6 +128,22 @@ impl Item {
         }
     }
 
+    /// An item from Items-dataset columns, as a CSV file or Personalize's `metadata` gives them:
+    /// each column becomes an attribute named by its lower-cased name, a value that is a JSON
+    /// number becomes that number with its exact text, anything else a string; empty values are
+    /// left out.
+    pub fn from_columns<'a>(
+        id: &str,
+        columns: impl IntoIterator<Item = (&'a str, &'a str)>,
+        templates: &UrlTemplates,
+    ) -> Item {
+        let attributes = columns
+            .into_iter()
+            .filter(|(_, text)| !text.is_empty())
+            .map(|(column, text)| (column.to_lowercase(), Value::number(text)));
+        Item::new(id, attributes, templates)
+    }
+
     /// The item as a JSON object, rendered when it was built.
     pub fn json(&self) -> &str {
         self.json.get()

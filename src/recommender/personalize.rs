@@ -13,7 +13,7 @@ use super::{
     Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Refinement,
     Subject,
 };
-use crate::catalog::{Item, Value};
+use crate::catalog::Item;
 use crate::config::{PersonalizeArn, TargetKind, UrlTemplates};
 use crate::upstream::UpstreamError;
 
@@ -115,15 +115,10 @@ impl Personalize {
                 .iter()
                 .filter_map(|p| {
                     let id = p.item_id.as_deref()?;
-                    let attributes = p
-                        .metadata
-                        .iter()
-                        .flatten()
-                        .map(|(column, text)| (column.to_lowercase(), Value::number(text)));
-                    Some((
-                        id.to_owned(),
-                        Arc::new(Item::new(id, attributes, templates)),
-                    ))
+                    let columns = p.metadata.iter().flatten();
+                    let columns = columns.map(|(c, v)| (c.as_str(), v.as_str()));
+                    let item = Item::from_columns(id, columns, templates);
+                    Some((id.to_owned(), Arc::new(item)))
                 })
                 .collect::<HashMap<_, _>>()
         });
