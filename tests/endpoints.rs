@@ -214,7 +214,7 @@ async fn events_become_one_put_events_call_per_user_and_session() {
     let app = app_with_events(everything(), &[], &[], &[&put_events]);
 
     let body = r#"[
-        {"user_id":"u1","event_type":"click","item_id":"a","recommendation_id":"RID-1",
+        {"event_id":"e-1","user_id":"u1","event_type":"click","item_id":"a","recommendation_id":"RID-1",
          "sent_at":1795000000,"properties":{"channel":"email"}},
         {"user_id":"u2","event_type":"purchase","item_id":"b","event_value":"19.5",
          "impression":["a","b"],"sent_at":"2026-11-28T12:00:00Z"},
@@ -238,6 +238,7 @@ async fn events_become_one_put_events_call_per_user_and_session() {
     let events = u1.event_list();
     assert_eq!(events.len(), 2);
     assert_eq!(events[0].event_type(), "click");
+    assert_eq!(events[0].event_id(), Some("e-1"));
     assert_eq!(events[0].item_id(), Some("a"));
     assert_eq!(events[0].recommendation_id(), Some("RID-1"));
     assert_eq!(events[0].properties(), Some(r#"{"channel":"email"}"#));

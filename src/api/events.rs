@@ -16,6 +16,7 @@ const MAX_IMPRESSION_IDS: usize = 25;
 const MAX_SENT_AT_SECONDS: f64 = 1e11;
 
 const FIELDS: &[&str] = &[
+    "event_id",
     "user_id",
     "session_id",
     "event_type",
@@ -96,6 +97,7 @@ fn event(
             .filter(|v| !v.is_null() && v.as_str() != Some(""))
             .map(|v| (format!("{prefix}{name}"), v))
     };
+    let event_id = take("event_id").map(id).transpose()?;
     let user_id = take("user_id").map(id).transpose()?;
     let session_id = take("session_id").map(id).transpose()?;
     let event_type = take("event_type")
@@ -130,6 +132,7 @@ fn event(
         )
     })?;
     Ok(Event {
+        event_id,
         user_id,
         session_id,
         event_type,
@@ -274,6 +277,7 @@ mod tests {
         assert_eq!(
             events,
             [Event {
+                event_id: None,
                 user_id: Some("u1".into()),
                 session_id: "u1".into(),
                 event_type: "click".into(),
@@ -290,7 +294,7 @@ mod tests {
     #[test]
     fn every_field_as_a_webhook_renders_it() {
         let events = parse(
-            r#"[{"user_id":"u1","session_id":"s9","event_type":"purchase","item_id":"sku-1",
+            r#"[{"event_id":"order-77","user_id":"u1","session_id":"s9","event_type":"purchase","item_id":"sku-1",
                  "event_value":"39.5","sent_at":"1795000100","properties":{"discount":"10"},
                  "recommendation_id":"RID-1","impression":"sku-1, sku-2"},
                 {"user_id":42,"event_type":"view","sent_at":"2026-11-28T12:00:00Z",
@@ -300,6 +304,7 @@ mod tests {
         .unwrap();
         assert_eq!(events.len(), 2);
         let first = &events[0];
+        assert_eq!(first.event_id.as_deref(), Some("order-77"));
         assert_eq!(first.session_id, "s9");
         assert_eq!(first.event_value, Some(39.5));
         assert_eq!(first.sent_at, 1_795_000_100.0);

@@ -83,6 +83,9 @@ pub struct Recommendations {
 /// One interaction to feed back (`POST /events`). Already validated by the API layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
+    /// Personalize trains on the first event with a given id only, so a retried webhook that
+    /// sends the same id is not counted twice.
+    pub event_id: Option<String>,
     pub user_id: Option<String>,
     pub session_id: String,
     pub event_type: String,

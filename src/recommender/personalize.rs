@@ -256,6 +256,7 @@ impl Recommender for Personalize {
 
 fn to_sdk_event(event: &Event) -> Result<events::types::Event, UpstreamError> {
     events::types::Event::builder()
+        .set_event_id(event.event_id.clone())
         .event_type(&event.event_type)
         .sent_at(aws_smithy_types::DateTime::from_secs_f64(event.sent_at))
         .set_item_id(event.item_id.clone())
