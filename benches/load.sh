@@ -3,7 +3,8 @@
 # DynamoDB Local (the sample catalog loaded with load-items). Reports, with the item cache cold
 # (ITEM_CACHE_TTL=0) and warm: requests/s, latency p50/p99 (wrk), our own overhead per request
 # (from the service's log: total minus upstream time), the fake's own latency under the same
-# load, cold start (process start to the first 200, median of 10) and peak RSS.
+# load, cold start (process start to the first 200, median of 10) and peak RSS. Then, warm, the
+# other endpoints: /related-items, /rankings (25 ids) and /events (a webhook's 3 events).
 # Needs wrk, python3, Java 17, and DynamoDB Local installed by tests/run.
 #   benches/load.sh [DURATION_SECONDS] [CONNECTIONS]
 set -euo pipefail
@@ -25,6 +26,7 @@ cargo build -q --release --bin personalize-braze --bin load-items --example fake
 export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$ddb_port"
 export AWS_ENDPOINT_URL_PERSONALIZE_RUNTIME="http://127.0.0.1:$fake_port"
+export AWS_ENDPOINT_URL_PERSONALIZE_EVENTS="http://127.0.0.1:$fake_port"
 wait_for() { for _ in $(seq 600); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "$1 never answered" >&2; exit 1; }
 
 java -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" -inMemory -port "$ddb_port" >"$work/dynamodb.log" 2>&1 &
@@ -58,6 +60,35 @@ request = function()
   local body = '{"campaignArn":"arn:aws:personalize:us-east-1:000000000000:campaign/bench","userId":"user-'
     .. (n * 7919 % 3000) .. '","numResults":15}'
   return wrk.format(nil, "/recommendations", nil, body)
+end
+LUA
+
+cat >"$work/related.lua" <<'LUA'
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/related-items?item_id=sku-" .. (10001 + n * 7919 % 600) .. "&count=10")
+end
+LUA
+cat >"$work/rankings.lua" <<'LUA'
+local n = 0
+local ids = {}
+for i = 1, 25 do ids[i] = "sku-" .. (10001 + i * 23) end
+local list = table.concat(ids, ",")
+request = function()
+  n = n + 1
+  return wrk.format("GET", "/rankings?user_id=user-" .. (n * 7919 % 3000) .. "&item_ids=" .. list)
+end
+LUA
+cat >"$work/events.lua" <<'LUA'
+local n = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  n = n + 1
+  local user = "user-" .. (n * 7919 % 3000)
+  local event = '{"user_id":"' .. user .. '","event_type":"click","item_id":"sku-10001","properties":{"channel":"email"}}'
+  return wrk.format(nil, "/events", nil, "[" .. event .. "," .. event .. "," .. event .. "]")
 end
 LUA
 
@@ -112,6 +143,40 @@ PY
   echo "   one connection: ${rps} req/s, p50 ${p50}, p99 ${p99}"
   kill "$service"; wait "$service" 2>/dev/null || true
 done
+
+echo "== the other endpoints, item cache warm"
+RELATED_ITEMS_ARN=arn:aws:personalize:us-east-1:000000000000:campaign/bench-sims \
+RANKING_ARN=arn:aws:personalize:us-east-1:000000000000:campaign/bench-ranking \
+EVENT_TRACKER_ID=bench-tracker \
+  target/release/personalize-braze >"$work/service-endpoints.log" 2>&1 &
+service=$!
+pids+=("$service")
+wait_for "http://127.0.0.1:$service_port/health"
+for endpoint in related rankings events; do
+  wrk -t1 -c4 -d3s -s "$work/$endpoint.lua" "http://127.0.0.1:$service_port" >/dev/null
+  : >"$work/service-endpoints.log"
+  wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/$endpoint.lua" "http://127.0.0.1:$service_port" >"$work/wrk-$endpoint.txt"
+  read -r rps p50 p99 < <(summary "$work/wrk-$endpoint.txt")
+  python3 - "$work/service-endpoints.log" "$endpoint" "$rps" "$p50" "$p99" <<'PY'
+import json, sys
+path, endpoint, rps, p50, p99 = sys.argv[1:]
+own, statuses = [], {}
+for line in open(path):
+    try:
+        event = json.loads(line)
+    except ValueError:
+        continue
+    if event.get("message") != "request":
+        continue
+    statuses[event["status"]] = statuses.get(event["status"], 0) + 1
+    own.append(event["total_ms"] - (event.get("recommender_ms") or 0))
+own.sort()
+pick = lambda q: own[min(len(own) - 1, int(q * len(own)))] * 1000
+print(f"   {endpoint}: {rps} req/s, p50 {p50}, p99 {p99}; statuses {statuses}; "
+      f"our own time p50 {pick(0.5):.0f} µs, p99 {pick(0.99):.0f} µs")
+PY
+done
+kill "$service"; wait "$service" 2>/dev/null || true
 
 echo "== cold start: process start to the first 200 (AWS mode, upstreams on loopback), 10 runs"
 python3 - "$service_port" <<'PY'
