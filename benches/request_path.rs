@@ -82,6 +82,7 @@ fn router() -> Router {
     let limits = Limits {
         default_count: 10,
         max_count: 100,
+        max_ranking_items: 500,
         default_filter: None,
     };
     api::router(Arc::new(App::new(service, limits, 300)))

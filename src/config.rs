@@ -16,6 +16,8 @@ pub struct Config {
     pub default_filter: Option<String>,
     pub default_count: u32,
     pub max_count: u32,
+    /// Ids one ranking takes (Personalize's `inputList` limit).
+    pub max_ranking_items: usize,
     pub cache_max_age: u32,
     pub url_templates: UrlTemplates,
     pub request_budget: Duration,
@@ -193,7 +195,7 @@ impl Config {
             ));
         }
 
-        // Personalize sends at most 50 items with their metadata.
+        // Personalize sends (and ranks) at most 50 items with their metadata.
         let count_cap = match &backend {
             Backend::Aws(Aws {
                 items: ItemSource::Personalize { .. },
@@ -224,6 +226,7 @@ impl Config {
             default_filter,
             default_count,
             max_count,
+            max_ranking_items: count_cap as usize,
             cache_max_age,
             url_templates,
             request_budget: Duration::from_millis(budget_ms.into()),
@@ -523,6 +526,7 @@ mod tests {
         let c = config(&[("PERSONALIZE_ARN", CAMPAIGN), ("ITEMS_TABLE", "items")]).unwrap();
         assert_eq!(c.default_count, 10);
         assert_eq!(c.max_count, 100);
+        assert_eq!(c.max_ranking_items, 500);
         assert_eq!(c.cache_max_age, 300);
         assert_eq!(c.request_budget, Duration::from_millis(1500));
         assert_eq!(c.port, 9000);
@@ -733,6 +737,7 @@ mod tests {
             }
         );
         assert_eq!(c.max_count, 50, "the default follows Personalize's cap");
+        assert_eq!(c.max_ranking_items, 50, "so does inputList");
 
         for (extra, var) in [
             (&[][..], "ITEM_METADATA_COLUMNS is required"),

@@ -100,6 +100,7 @@ fn limits(config: &Config) -> Limits {
     Limits {
         default_count: config.default_count,
         max_count: config.max_count,
+        max_ranking_items: config.max_ranking_items,
         default_filter: config.default_filter.clone(),
     }
 }

@@ -362,6 +362,7 @@ async fn metadata_from_personalize_skips_dynamodb_and_keeps_the_shape() {
                 .build()
         });
     let setup = Setup {
+        ranking: Some(RANKING_ARN),
         metadata_columns: Some(&["NAME", "PRICE"]),
         templates: personalize_braze::config::UrlTemplates {
             url: Some("https://shop.example/p/{id}".into()),
@@ -392,4 +393,15 @@ async fn metadata_from_personalize_skips_dynamodb_and_keeps_the_shape() {
         sent.metadata_columns().unwrap().get("ITEMS").unwrap(),
         &["NAME".to_owned(), "PRICE".to_owned()]
     );
+
+    // Rankings with metadata take at most 50 ids, as GetPersonalizedRanking does.
+    let ids: Vec<String> = (0..51).map(|i| format!("i{i}")).collect();
+    let answer = get(
+        &app,
+        &format!("/rankings?user_id=u&item_ids={}", ids.join(",")),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert_eq!(answer.json()["error"]["parameter"], "item_ids");
+    assert!(answer.body.contains("at most 50"), "{}", answer.body);
 }

@@ -45,6 +45,7 @@ fn local_app() -> axum::Router {
     let limits = Limits {
         default_count: 10,
         max_count: 100,
+        max_ranking_items: 500,
         default_filter: None,
     };
     router(Arc::new(App::new(service, limits, 300)))

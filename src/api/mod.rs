@@ -151,7 +151,8 @@ async fn rankings<R: Recommender, C: Catalog>(
     let mut timings = Timings::default();
     let result = async {
         app.enabled("/rankings", Operation::Rankings)?;
-        let (query, count, format) = query::parse_rankings(params?, |n| app.has_filter(n))?;
+        let (query, count, format) =
+            query::parse_rankings(params?, &app.limits, |n| app.has_filter(n))?;
         let found = app.service.rank(query, count, &mut timings).await?;
         Ok::<_, ApiError>((found, format))
     }

@@ -22,6 +22,8 @@ const MAX_CONTEXT_VALUE_CHARS: usize = 1000;
 pub struct Limits {
     pub default_count: u32,
     pub max_count: u32,
+    /// Ids one ranking takes: 500, or 50 when Personalize returns item metadata.
+    pub max_ranking_items: usize,
     pub default_filter: Option<String>,
 }
 
@@ -49,7 +51,7 @@ pub fn invalid(parameter: impl Into<String>, message: impl Into<String>) -> Inva
     }
 }
 
-/// Personalize's limit on `inputList`, and so on the ids one ranking takes.
+/// Personalize's limit on `inputList` (50 when it returns item metadata).
 pub const MAX_RANKING_ITEMS: usize = 500;
 
 /// Parameters as they arrive, from a query string or a JSON body, before an endpoint's rules.
@@ -248,8 +250,10 @@ pub fn parse_related_items(
 /// keeps the best few; otherwise every known item comes back.
 pub fn parse_rankings(
     mut params: Params,
+    limits: &Limits,
     has_filter: impl Fn(&str) -> bool,
 ) -> Result<(RankingQuery, Option<u32>, Format), InvalidParameter> {
+    let max_items = limits.max_ranking_items;
     let user_id = required_id(params.user_id.take(), "user_id")?;
     let mut item_ids = params
         .item_ids
@@ -258,11 +262,11 @@ pub fn parse_rankings(
         .ok_or_else(|| invalid("item_ids", "item_ids is required: the items to rank"))?;
     let mut seen = std::collections::HashSet::with_capacity(item_ids.len());
     item_ids.retain(|id| seen.insert(id.clone()));
-    if item_ids.len() > MAX_RANKING_ITEMS {
+    if item_ids.len() > max_items {
         return Err(invalid(
             "item_ids",
             format!(
-                "item_ids holds {} ids; at most {MAX_RANKING_ITEMS} can be ranked",
+                "item_ids holds {} ids; at most {max_items} can be ranked",
                 item_ids.len()
             ),
         ));
@@ -270,7 +274,7 @@ pub fn parse_rankings(
     for id in &item_ids {
         check_id(id, "item_ids")?;
     }
-    let count = params.count(None, MAX_RANKING_ITEMS as u32)?;
+    let count = params.count(None, max_items as u32)?;
     let format = params.format()?;
     let refinement = params.refinement(None, has_filter)?;
     let query = RankingQuery {
@@ -421,6 +425,7 @@ mod tests {
         Limits {
             default_count: 10,
             max_count: 100,
+            max_ranking_items: MAX_RANKING_ITEMS,
             default_filter: None,
         }
     }
@@ -586,7 +591,7 @@ mod tests {
     fn rankings(
         params: Result<Params, InvalidParameter>,
     ) -> Result<(RankingQuery, Option<u32>, Format), InvalidParameter> {
-        parse_rankings(params?, |name| name == "cat")
+        parse_rankings(params?, &limits(), |name| name == "cat")
     }
 
     #[test]

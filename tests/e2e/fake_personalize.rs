@@ -391,20 +391,21 @@ async fn ranking(
             "campaignArn, userId and inputList are required.",
         );
     };
-    if input.is_empty() || input.len() > 500 {
+    let columns = match metadata_columns(&body) {
+        Ok(columns) => columns,
+        Err(response) => return response,
+    };
+    let max_input = if columns.is_empty() { 500 } else { 50 };
+    if input.is_empty() || input.len() > max_input {
         return error(
             StatusCode::BAD_REQUEST,
             "InvalidInputException",
-            "inputList must hold 1..500 ids.",
+            &format!("inputList must hold 1..{max_input} ids."),
         );
     }
     if let Some(response) = apply_mode(&mode, arn).await {
         return response;
     }
-    let columns = match metadata_columns(&body) {
-        Ok(columns) => columns,
-        Err(response) => return response,
-    };
     let metadata = shared.lock().unwrap().metadata.clone();
     let ids: Vec<String> = input
         .iter()

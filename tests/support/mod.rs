@@ -243,6 +243,11 @@ pub fn app_with_events(
     let limits = Limits {
         default_count: 10,
         max_count: 100,
+        max_ranking_items: if setup.metadata_columns.is_some() {
+            50
+        } else {
+            500
+        },
         default_filter: setup.default_filter.map(str::to_owned),
     };
     match setup.metadata_columns {
