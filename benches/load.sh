@@ -117,27 +117,8 @@ for cache in cold warm; do
   read -r rps p50 p99 < <(summary "$work/wrk-$cache.txt")
   rss=$(awk '/VmHWM/ {print $2 / 1024 " MB"}' "/proc/$service/status")
   echo "== item cache $cache: ${rps} req/s, p50 ${p50}, p99 ${p99}, peak RSS ${rss}"
-  python3 - "$work/service-$cache.log" "$cache" <<'PY'
-import json, statistics, sys
-path, cache = sys.argv[1], sys.argv[2]
-own, statuses = [], {}
-for line in open(path):
-    try:
-        event = json.loads(line)
-    except ValueError:
-        continue
-    if event.get("route") != "/recommendations":
-        continue
-    statuses[event["status"]] = statuses.get(event["status"], 0) + 1
-    upstream = (event.get("recommender_ms") or 0)
-    # Cold: the DynamoDB call is upstream time. Warm: catalog time is cache lookups, our own.
-    if cache == "cold":
-        upstream += event.get("catalog_ms") or 0
-    own.append(event["total_ms"] - upstream)
-own.sort()
-pick = lambda q: own[min(len(own) - 1, int(q * len(own)))] * 1000
-print(f"   statuses {statuses}; our own time per request: p50 {pick(0.5):.0f} µs, p99 {pick(0.99):.0f} µs over {len(own)} requests")
-PY
+  upstream_flag=""; [ "$cache" = cold ] && upstream_flag=--catalog-is-upstream
+  echo "   $(benches/own-time.py "$work/service-$cache.log" $upstream_flag)"
   wrk -t1 -c1 -d"${duration}s" --latency -s "$work/users.lua" "http://127.0.0.1:$service_port" >"$work/wrk-$cache-1.txt"
   read -r rps p50 p99 < <(summary "$work/wrk-$cache-1.txt")
   echo "   one connection: ${rps} req/s, p50 ${p50}, p99 ${p99}"
@@ -157,24 +138,7 @@ for endpoint in related rankings events; do
   : >"$work/service-endpoints.log"
   wrk -t2 -c"$connections" -d"${duration}s" --latency -s "$work/$endpoint.lua" "http://127.0.0.1:$service_port" >"$work/wrk-$endpoint.txt"
   read -r rps p50 p99 < <(summary "$work/wrk-$endpoint.txt")
-  python3 - "$work/service-endpoints.log" "$endpoint" "$rps" "$p50" "$p99" <<'PY'
-import json, sys
-path, endpoint, rps, p50, p99 = sys.argv[1:]
-own, statuses = [], {}
-for line in open(path):
-    try:
-        event = json.loads(line)
-    except ValueError:
-        continue
-    if event.get("message") != "request":
-        continue
-    statuses[event["status"]] = statuses.get(event["status"], 0) + 1
-    own.append(event["total_ms"] - (event.get("recommender_ms") or 0))
-own.sort()
-pick = lambda q: own[min(len(own) - 1, int(q * len(own)))] * 1000
-print(f"   {endpoint}: {rps} req/s, p50 {p50}, p99 {p99}; statuses {statuses}; "
-      f"our own time p50 {pick(0.5):.0f} µs, p99 {pick(0.99):.0f} µs")
-PY
+  echo "   $endpoint: ${rps} req/s, p50 ${p50}, p99 ${p99}; $(benches/own-time.py "$work/service-endpoints.log")"
 done
 kill "$service"; wait "$service" 2>/dev/null || true
 
