@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::query::{InvalidParameter, check_id, invalid};
+use super::query::{InvalidParameter, check_id, comma_list, invalid};
 use crate::recommender::Event;
 
 /// PutEvents takes 1 to 10 events a call.
@@ -236,12 +236,7 @@ fn properties((name, value): (String, Value)) -> Result<String, InvalidParameter
 /// The item ids the user was shown: a list, or a comma-separated string.
 fn impression((name, value): (String, Value)) -> Result<Vec<String>, InvalidParameter> {
     let ids: Vec<String> = match value {
-        Value::String(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|id| !id.is_empty())
-            .map(str::to_owned)
-            .collect(),
+        Value::String(text) => comma_list(&text).map(str::to_owned).collect(),
         Value::Array(values) => values
             .into_iter()
             .map(|v| text(&name, v))

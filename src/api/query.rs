@@ -73,11 +73,8 @@ impl Params {
         let mut params = Params::default();
         for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
             if name == "item_ids" {
-                let ids = value.split(',').map(str::trim).filter(|id| !id.is_empty());
-                params
-                    .item_ids
-                    .get_or_insert_default()
-                    .extend(ids.map(str::to_owned));
+                let ids = comma_list(&value).map(str::to_owned);
+                params.item_ids.get_or_insert_default().extend(ids);
             } else {
                 params.add(&name, value)?;
             }
@@ -87,18 +84,21 @@ impl Params {
 
     /// A JSON object with the query string's names: `{"user_id": "u", "item_ids": ["a", "b"]}`.
     /// Values are strings (`count` may be a number); `item_ids` and `filter_*` may be arrays,
-    /// whose entries are taken whole (commas included).
+    /// whose entries are taken whole (commas included). As in a query string, names this
+    /// service does not know are ignored, whatever their value.
     pub fn from_json(body: &[u8]) -> Result<Params, InvalidParameter> {
         let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
             .map_err(|e| invalid("body", format!("body must be a JSON object: {e}")))?;
         let mut params = Params::default();
         for (name, value) in fields {
             use serde_json::Value::{Array, Null, Number, String as Text};
+            if !is_parameter(&name) {
+                continue;
+            }
             match value {
                 Null => {}
                 Text(text) if name == "item_ids" => {
-                    let ids = text.split(',').map(str::trim).filter(|id| !id.is_empty());
-                    params.item_ids = Some(ids.map(str::to_owned).collect());
+                    params.item_ids = Some(comma_list(&text).map(str::to_owned).collect());
                 }
                 Text(text) => params.add(&name, Cow::Owned(text))?,
                 Number(n) if name == "count" => params.add(&name, Cow::Owned(n.to_string()))?,
@@ -115,7 +115,7 @@ impl Params {
                             &mut params.filter_values,
                             &name,
                             param,
-                            strings.iter().map(|v| v.trim()),
+                            strings.iter().map(|v| v.trim()).filter(|v| !v.is_empty()),
                         )?,
                         None => params.item_ids = Some(strings),
                     }
@@ -139,8 +139,7 @@ impl Params {
             "format" => once(&mut self.format, name, value),
             _ => {
                 if let Some(param) = name.strip_prefix("filter_") {
-                    let values = value.split(',').map(str::trim);
-                    add_filter_values(&mut self.filter_values, name, param, values)
+                    add_filter_values(&mut self.filter_values, name, param, comma_list(&value))
                 } else if let Some(key) = name.strip_prefix("context_") {
                     add_context(&mut self.context, name, key, value.into_owned())
                 } else {
@@ -285,6 +284,20 @@ pub fn parse_rankings(
     Ok((query, count, format))
 }
 
+/// The names any endpoint takes; the rest are ignored (Braze and proxies add their own).
+fn is_parameter(name: &str) -> bool {
+    matches!(
+        name,
+        "user_id" | "item_id" | "item_ids" | "count" | "filter" | "format"
+    ) || name.starts_with("filter_")
+        || name.starts_with("context_")
+}
+
+/// `a, b,,c` → `a`, `b`, `c`: comma-separated values, trimmed, empty ones skipped.
+pub fn comma_list(text: &str) -> impl Iterator<Item = &str> {
+    text.split(',').map(str::trim).filter(|v| !v.is_empty())
+}
+
 fn once(
     slot: &mut Option<String>,
     name: &str,
@@ -357,7 +370,7 @@ fn add_filter_values<'v>(
         }
     };
     let values_of_param = &mut all[index].1;
-    values_of_param.extend(values.filter(|v| !v.is_empty()).map(str::to_owned));
+    values_of_param.extend(values.map(str::to_owned));
     let values = &*values_of_param;
     // Each value costs its quotes, its escapes and a separating comma once quoted.
     let quoted: usize = values
@@ -610,7 +623,7 @@ mod tests {
 
         let body = br#"{"user_id":"u","item_ids":["a,1","b"],"count":1,"format":"object",
             "filter":"cat","filter_CATEGORY":["shoes","hats, caps"],"context_DEVICE":"mobile",
-            "cb":null}"#;
+            "cb":null,"utm":{"source":"braze"},"n":7}"#;
         let (q, count, format) = rankings(Params::from_json(body)).unwrap();
         assert_eq!(q.item_ids, ["a,1", "b"], "array entries are whole ids");
         assert_eq!((count, format), (Some(1), Format::Object));
