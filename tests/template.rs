@@ -1,228 +1,540 @@
-//! Guards on template.yaml that a review could miss: least-privilege IAM and the API key.
+//! What `template.yaml` deploys, checked on the CloudFormation that really deploys: the template
+//! goes through the SAM transform (the `samtranslator` package that `sam deploy` uses, offline)
+//! and CloudFormation's conditions, for each parameter combination that matters
+//! (`tests/template/transform.py`). Reading the template's text is not enough: SAM silently
+//! drops some constructs (an `Fn::If` around `Auth.ResourcePolicy`), and cfn-lint and
+//! `sam validate` pass them.
+//!
+//! `tests/run` installs the SAM CLI (pinned) into a virtualenv and names its Python in
+//! `SAM_PYTHON`.
 
-use serde_norway::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
-fn template() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/template.yaml"))
-        .expect("template.yaml")
+use serde_json::{Value, json};
+
+const CAMPAIGN: &str = "arn:aws:personalize:us-east-1:123456789012:campaign/shop";
+const SIMS: &str = "arn:aws:personalize:us-east-1:123456789012:recommender/similar";
+const RANKING: &str = "arn:aws:personalize:us-east-1:123456789012:campaign/ranking";
+const FILTER: &str = "arn:aws:personalize:us-east-1:123456789012:filter/not-purchased";
+const RANGES: [&str; 2] = ["203.0.113.0/24", "198.51.100.7/32"];
+
+/// Every route the router serves.
+const ROUTES: [(&str, &str); 6] = [
+    ("/recommendations", "get"),
+    ("/related-items", "get"),
+    ("/rankings", "get"),
+    ("/rankings", "post"),
+    ("/events", "post"),
+    ("/health", "get"),
+];
+
+fn template_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml")
 }
 
-fn parse(text: &str) -> Value {
-    serde_norway::from_str(text).expect("template.yaml is YAML")
+/// The resources and outputs a stack from `template` with `parameters` would have.
+fn deploy(template: &Path, parameters: &[(&str, &str)]) -> Value {
+    let python = std::env::var("SAM_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "SAM_PYTHON is not set: the template tests run the SAM transform with the Python of \
+             the virtualenv that tests/run installs; run tests/run"
+        )
+    });
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/template/transform.py");
+    let output = Command::new(&python)
+        .arg(script)
+        .arg(template)
+        .args(
+            parameters
+                .iter()
+                .map(|(name, value)| format!("{name}={value}")),
+        )
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    assert!(
+        output.status.success(),
+        "the SAM transform failed for {parameters:?}:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("transform.py prints JSON")
 }
 
-/// Every IAM policy statement in the template, with where it is.
-fn statements(template: &Value) -> Vec<(String, Value)> {
+fn resources_of_type<'a>(deployed: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+    deployed["Resources"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, r)| r["Type"] == kind)
+        .map(|(name, r)| (name.as_str(), r))
+        .collect()
+}
+
+fn one_of_type<'a>(deployed: &'a Value, kind: &str) -> &'a Value {
+    let found = resources_of_type(deployed, kind);
+    assert_eq!(found.len(), 1, "expected one {kind}, found {found:?}");
+    found[0].1
+}
+
+/// A string or a list of them, as IAM allows either.
+fn strings(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(list) => list.iter().flat_map(strings).collect(),
+        Value::Null => Vec::new(),
+        // `{"Fn::GetAtt": …}` and other unresolved references name one specific resource.
+        other => vec![other.to_string()],
+    }
+}
+
+/// Every Allow statement the stack's roles grant, with the role's name.
+fn granted(deployed: &Value) -> Vec<(String, Value)> {
     let mut found = Vec::new();
-    let Some(resources) = template["Resources"].as_mapping() else {
-        return found;
-    };
-    for (name, resource) in resources {
-        let name = name.as_str().unwrap_or_default().to_owned();
-        let properties = &resource["Properties"];
-        // SAM function policies are statements inline; IAM roles and policies wrap them in documents.
-        let mut documents: Vec<&Value> = Vec::new();
-        if let Some(policies) = properties["Policies"].as_sequence() {
-            for policy in policies {
-                documents.push(policy);
-                documents.push(&policy["PolicyDocument"]);
-            }
-        }
-        documents.push(&properties["PolicyDocument"]);
-        for document in documents {
-            if let Some(list) = document["Statement"].as_sequence() {
-                found.extend(list.iter().flat_map(branches).map(|s| (name.clone(), s)));
+    for (name, role) in resources_of_type(deployed, "AWS::IAM::Role") {
+        for policy in role["Properties"]["Policies"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for statement in policy["PolicyDocument"]["Statement"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                found.push((name.to_owned(), statement.clone()));
             }
         }
     }
     found
 }
 
-/// A statement, or both branches of a conditional one (`!If [Cond, statement, !Ref AWS::NoValue]`).
-fn branches(value: &Value) -> Vec<Value> {
-    match value {
-        Value::Tagged(tagged) if tagged.tag == "If" => tagged
-            .value
-            .as_sequence()
-            .map(|parts| {
-                parts
-                    .iter()
-                    .skip(1)
-                    .filter(|p| p.is_mapping())
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default(),
-        other => vec![other.clone()],
-    }
-}
+/// Managed policies a role may carry (AWS's own, in any partition): logging only.
+const MANAGED_POLICIES: [&str; 2] = [
+    ":iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    ":iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+];
 
-/// All plain strings inside a value, through lists, maps and CloudFormation tags (`!Sub`, `!If`…).
-fn strings(value: &Value) -> Vec<String> {
-    match value {
-        Value::String(s) => vec![s.clone()],
-        Value::Sequence(list) => list.iter().flat_map(strings).collect(),
-        Value::Mapping(map) => map.values().flat_map(strings).collect(),
-        Value::Tagged(tagged) => strings(&tagged.value),
-        _ => Vec::new(),
-    }
-}
-
-/// What is wrong with the template's IAM and API key settings; empty when nothing is.
-fn problems(template: &Value) -> Vec<String> {
+/// What is wrong with the deployed stack's IAM, API key, routes and source-IP policy; empty when
+/// nothing is. `ranges` are the `AllowedSourceIps` the stack was deployed with.
+fn problems(deployed: &Value, ranges: &[&str]) -> Vec<String> {
     let mut problems = Vec::new();
-    let statements = statements(template);
+
+    // Least privilege.
+    let statements = granted(deployed);
     if statements.is_empty() {
-        problems.push("no IAM statements found: the function cannot call anything".to_owned());
+        problems.push("no IAM statements: the function cannot call anything".to_owned());
     }
-    for (resource, statement) in &statements {
-        if statement["Effect"].as_str() != Some("Allow") {
+    for (role, statement) in &statements {
+        if statement.get("NotAction").is_some() || statement.get("NotResource").is_some() {
+            problems.push(format!("{role}: NotAction/NotResource grants too much"));
+        }
+        if statement["Effect"] != "Allow" {
             continue;
         }
-        for action in strings(&statement["Action"]) {
+        let actions = strings(&statement["Action"]);
+        for action in &actions {
             if action.contains('*') {
-                problems.push(format!("{resource}: wildcard action {action}"));
+                problems.push(format!("{role}: wildcard action {action}"));
             }
         }
-        if statement.get("NotAction").is_some() || statement.get("NotResource").is_some() {
-            problems.push(format!("{resource}: NotAction/NotResource grants too much"));
+        let resources = strings(&statement["Resource"]);
+        if resources.is_empty() {
+            problems.push(format!("{role}: a statement without a resource"));
         }
-        // `sts:AssumeRole` trust statements name a principal, not a resource.
-        if statement.get("Principal").is_none() {
-            let resources = strings(&statement["Resource"]);
-            if resources.is_empty() {
-                problems.push(format!("{resource}: a statement without a resource"));
+        // PutEvents is authorized on no resource, so IAM takes only "*" for it; any other action
+        // in the same statement would widen that.
+        let put_events_only = actions == ["personalize:PutEvents"];
+        for resource in resources {
+            if resource.contains('*') && !(put_events_only && resource == "*") {
+                problems.push(format!("{role}: wildcard resource {resource}"));
             }
-            // PutEvents is authorized on no resource, so IAM takes only "*" for it; any other
-            // action in the same statement would widen that.
-            let put_events_only = strings(&statement["Action"]) == ["personalize:PutEvents"];
-            for r in resources {
-                if r.contains('*') && !(put_events_only && r == "*") {
-                    problems.push(format!("{resource}: wildcard resource {r}"));
-                }
+        }
+    }
+    for (role, resource) in resources_of_type(deployed, "AWS::IAM::Role") {
+        for arn in strings(&resource["Properties"]["ManagedPolicyArns"]) {
+            // A `Fn::Sub` (`arn:${AWS::Partition}:…`) is shown as its JSON.
+            let arn_text = arn.trim_end_matches("\"}");
+            if !MANAGED_POLICIES.iter().any(|p| arn_text.ends_with(p)) {
+                problems.push(format!("{role}: managed policy {arn}"));
             }
         }
     }
 
-    let api = &template["Resources"]["RecommendationsApi"]["Properties"];
-    if api["Auth"]["ApiKeyRequired"].as_bool() != Some(true) {
-        problems.push("RecommendationsApi: Auth.ApiKeyRequired must be true".to_owned());
+    // The API key, on every route.
+    let api = one_of_type(deployed, "AWS::ApiGateway::RestApi");
+    let body = &api["Properties"]["Body"];
+    if body["securityDefinitions"]["api_key"]
+        != json!({"type": "apiKey", "name": "x-api-key", "in": "header"})
+    {
+        problems.push("the API defines no x-api-key header key".to_owned());
     }
-    let events = &template["Resources"]["RecommendationsFunction"]["Properties"]["Events"];
-    let mut routes = Vec::new();
-    for (name, event) in events.as_mapping().into_iter().flatten() {
-        let properties = &event["Properties"];
-        routes.push(format!(
-            "{} {}",
-            properties["Method"].as_str().unwrap_or_default(),
-            properties["Path"].as_str().unwrap_or_default()
-        ));
-        if properties["Auth"]["ApiKeyRequired"].as_bool() == Some(false) {
+    for (path, method) in ROUTES {
+        let operation = &body["paths"][path][method];
+        if operation.is_null() {
+            problems.push(format!("no {} {path} route", method.to_uppercase()));
+        } else if !operation["security"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|r| r.get("api_key").is_some()))
+        {
             problems.push(format!(
-                "event {}: turns the API key off",
-                name.as_str().unwrap_or_default()
+                "{} {path} does not need the API key",
+                method.to_uppercase()
             ));
         }
     }
-    // Every route the router serves.
-    for route in [
-        "GET /recommendations",
-        "GET /related-items",
-        "GET /rankings",
-        "POST /rankings",
-        "POST /events",
-        "GET /health",
+    for kind in [
+        "AWS::ApiGateway::ApiKey",
+        "AWS::ApiGateway::UsagePlan",
+        "AWS::ApiGateway::UsagePlanKey",
     ] {
-        if !routes.iter().any(|r| r == route) {
-            problems.push(format!("no {route} route on RecommendationsFunction"));
+        if resources_of_type(deployed, kind).is_empty() {
+            problems.push(format!("no {kind}: callers cannot get a key"));
+        }
+    }
+
+    // The source-IP allowlist: with ranges, an Allow plus a Deny from anywhere else on every
+    // route; without, no policy at all.
+    let policy = &body["x-amazon-apigateway-policy"];
+    if ranges.is_empty() {
+        if !policy.is_null() {
+            problems.push(format!(
+                "a resource policy without AllowedSourceIps: {policy}"
+            ));
+        }
+    } else {
+        let statements = policy["Statement"].as_array().cloned().unwrap_or_default();
+        let everywhere = |s: &Value| {
+            s["Principal"] == "*"
+                && strings(&s["Action"]) == ["execute-api:Invoke"]
+                && strings(&s["Resource"]) == ["execute-api:/*"]
+        };
+        if !statements
+            .iter()
+            .any(|s| s["Effect"] == "Allow" && everywhere(s))
+        {
+            problems.push(format!("no Allow on execute-api:/* in the policy {policy}"));
+        }
+        let denies_others = statements.iter().any(|s| {
+            s["Effect"] == "Deny"
+                && everywhere(s)
+                && strings(&s["Condition"]["NotIpAddress"]["aws:SourceIp"]) == ranges
+        });
+        if !denies_others {
+            problems.push(format!(
+                "no Deny for source IPs outside {ranges:?} on execute-api:/* in the policy {policy}"
+            ));
         }
     }
     problems
 }
 
+fn assert_sound(deployed: &Value, ranges: &[&str]) {
+    assert_eq!(problems(deployed, ranges), Vec::<String>::new());
+}
+
+/// The actions granted on each resource (a `Fn::GetAtt` shown as its JSON), sorted.
+fn grants(deployed: &Value) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = granted(deployed)
+        .into_iter()
+        .filter(|(role, _)| role == "RecommendationsFunctionRole")
+        .flat_map(|(_, statement)| {
+            let actions = strings(&statement["Action"]);
+            let resources = strings(&statement["Resource"]);
+            actions
+                .into_iter()
+                .flat_map(move |a| resources.clone().into_iter().map(move |r| (a.clone(), r)))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+fn variable<'a>(deployed: &'a Value, name: &str) -> &'a Value {
+    let function = one_of_type(deployed, "AWS::Lambda::Function");
+    &function["Properties"]["Environment"]["Variables"][name]
+}
+
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut pairs: Vec<_> = list
+        .iter()
+        .map(|(a, r)| (a.to_string(), r.to_string()))
+        .collect();
+    pairs.sort();
+    pairs
+}
+
+const TABLE_ARN: &str = r#"{"Fn::GetAtt":["ItemsTable","Arn"]}"#;
+
 #[test]
-fn iam_is_least_privilege_and_the_api_needs_a_key() {
-    assert_eq!(problems(&parse(&template())), Vec::<String>::new());
+fn with_source_ranges_every_route_denies_other_addresses() {
+    let ranges = RANGES.join(",");
+    let deployed = deploy(
+        &template_path(),
+        &[("PersonalizeArn", CAMPAIGN), ("AllowedSourceIps", &ranges)],
+    );
+    assert_sound(&deployed, &RANGES);
 }
 
 #[test]
-fn the_checks_catch_what_they_guard_against() {
-    let text = template();
-    let broken = [
-        (
-            "Action: dynamodb:BatchGetItem",
-            "Action: dynamodb:*",
-            "wildcard action dynamodb:*",
-        ),
-        (
-            "Resource: !GetAtt ItemsTable.Arn",
-            "Resource: \"*\"",
-            "wildcard resource *",
-        ),
-        (
-            "Action: personalize:PutEvents",
-            "Action: [personalize:PutEvents, personalize:GetRecommendations]",
-            "wildcard resource *",
-        ),
-        (
-            "Resource: !Ref RankingArn",
-            "Resource: arn:aws:personalize:*:*:campaign/*",
-            "wildcard resource arn:aws:personalize:*",
-        ),
-        (
-            "            Path: /events\n            Method: POST",
-            "            Path: /events\n            Method: POST\n            Auth:\n              ApiKeyRequired: false",
-            "turns the API key off",
-        ),
-        (
-            "            Path: /related-items",
-            "            Path: /related",
-            "no GET /related-items route",
-        ),
-        (
-            "        ApiKeyRequired: true",
-            "        ApiKeyRequired: false",
-            "ApiKeyRequired must be true",
-        ),
-        (
-            "            Path: /recommendations\n            Method: GET",
-            "            Path: /recommendations\n            Method: GET\n            Auth:\n              ApiKeyRequired: false",
-            "turns the API key off",
-        ),
-    ];
-    for (original, replacement, expected) in broken {
-        assert!(
-            text.contains(original),
-            "the template no longer contains {original:?}"
-        );
-        let found = problems(&parse(&text.replacen(original, replacement, 1)));
-        assert!(
-            found.iter().any(|p| p.contains(expected)),
-            "{replacement:?} was not caught: {found:?}"
-        );
+fn without_source_ranges_there_is_no_resource_policy() {
+    let deployed = deploy(&template_path(), &[("PersonalizeArn", CAMPAIGN)]);
+    assert_sound(&deployed, &[]);
+}
+
+#[test]
+fn metadata_from_dynamodb_reads_the_stacks_table_and_nothing_else() {
+    let deployed = deploy(
+        &template_path(),
+        &[
+            ("PersonalizeArn", CAMPAIGN),
+            ("RelatedItemsArn", SIMS),
+            ("RankingArn", RANKING),
+            ("Filters", FILTER),
+        ],
+    );
+    assert_sound(&deployed, &[]);
+    assert_eq!(
+        grants(&deployed),
+        pairs(&[
+            ("personalize:GetRecommendations", CAMPAIGN),
+            ("personalize:GetRecommendations", SIMS),
+            ("personalize:GetPersonalizedRanking", RANKING),
+            ("personalize:GetRecommendations", FILTER),
+            ("personalize:GetPersonalizedRanking", FILTER),
+            ("dynamodb:BatchGetItem", TABLE_ARN),
+        ])
+    );
+    let table = one_of_type(&deployed, "AWS::DynamoDB::Table");
+    assert_eq!(
+        table["DeletionPolicy"], "Retain",
+        "the catalog outlives the stack"
+    );
+    assert_eq!(
+        variable(&deployed, "ITEMS_TABLE"),
+        &json!({"Ref": "ItemsTable"})
+    );
+    assert_eq!(variable(&deployed, "FILTERS"), FILTER);
+}
+
+#[test]
+fn metadata_from_personalize_makes_no_table_and_caps_the_count() {
+    let deployed = deploy(
+        &template_path(),
+        &[
+            ("PersonalizeArn", CAMPAIGN),
+            ("ItemMetadataSource", "personalize"),
+            ("ItemMetadataColumns", "NAME,PRICE"),
+        ],
+    );
+    assert_sound(&deployed, &[]);
+    assert_eq!(
+        grants(&deployed),
+        pairs(&[("personalize:GetRecommendations", CAMPAIGN)])
+    );
+    assert!(resources_of_type(&deployed, "AWS::DynamoDB::Table").is_empty());
+    assert_eq!(variable(&deployed, "ITEMS_TABLE"), "");
+    assert_eq!(variable(&deployed, "MAX_COUNT"), "50");
+    assert!(deployed["Outputs"].get("ItemsTableName").is_none());
+}
+
+#[test]
+fn events_only_may_put_events_and_nothing_else() {
+    let deployed = deploy(&template_path(), &[("EventTrackerId", "tracker-1")]);
+    assert_sound(&deployed, &[]);
+    assert_eq!(grants(&deployed), pairs(&[("personalize:PutEvents", "*")]));
+    assert!(resources_of_type(&deployed, "AWS::DynamoDB::Table").is_empty());
+}
+
+#[test]
+fn the_logging_role_outlives_the_stack_and_the_api_waits_for_it() {
+    let deployed = deploy(
+        &template_path(),
+        &[
+            ("PersonalizeArn", CAMPAIGN),
+            ("CreateApiGatewayLoggingRole", "true"),
+        ],
+    );
+    assert_sound(&deployed, &[]);
+    let resources = &deployed["Resources"];
+    for name in ["ApiGatewayLoggingRole", "ApiGatewayAccount"] {
+        assert_eq!(resources[name]["DeletionPolicy"], "Retain", "{name}");
+        assert_eq!(resources[name]["UpdateReplacePolicy"], "Retain", "{name}");
     }
+    // The API (so its stage and access logs) waits for the account setting.
+    let (api, _) = resources_of_type(&deployed, "AWS::ApiGateway::RestApi")[0];
+    let waits_on = strings(&resources[api]["DependsOn"]);
+    assert!(
+        waits_on.iter().any(|d| {
+            resources[d.as_str()]["Metadata"]
+                .to_string()
+                .contains(r#"{"Ref":"ApiGatewayAccount"}"#)
+        }),
+        "the API does not wait for ApiGatewayAccount: DependsOn {waits_on:?}"
+    );
+
+    // Without the role, the API depends on nothing that would make one.
+    let without = deploy(&template_path(), &[("PersonalizeArn", CAMPAIGN)]);
+    assert!(without["Resources"].get("ApiGatewayAccount").is_none());
+    assert!(without["Resources"].get("ApiGatewayLoggingRole").is_none());
 }
 
 #[test]
 fn the_function_is_built_for_arm64_with_cargo_lambda() {
-    let template = parse(&template());
-    let function = &template["Resources"]["RecommendationsFunction"];
+    let deployed = deploy(&template_path(), &[("PersonalizeArn", CAMPAIGN)]);
+    let function = one_of_type(&deployed, "AWS::Lambda::Function");
     assert_eq!(
-        function["Metadata"]["BuildMethod"].as_str(),
-        Some("rust-cargolambda")
+        function["Metadata"]["BuildMethod"], "rust-cargolambda",
+        "sam build uses cargo lambda"
     );
+    let properties = &function["Properties"];
+    assert_eq!(properties["Runtime"], "provided.al2023");
+    assert_eq!(properties["Handler"], "bootstrap");
+    assert_eq!(properties["Architectures"], json!(["arm64"]));
     assert_eq!(
-        function["Properties"]["Runtime"].as_str(),
-        Some("provided.al2023")
+        variable(&deployed, "AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH"),
+        "true"
     );
-    assert_eq!(
-        function["Properties"]["Handler"].as_str(),
-        Some("bootstrap")
+}
+
+/// Each check fails on the defect it guards against: on a stack edited after the transform,
+/// and, for the allowlist, on the template that silently deployed without it.
+#[test]
+fn the_checks_catch_what_they_guard_against() {
+    let ranges = RANGES.join(",");
+    let deployed = deploy(
+        &template_path(),
+        &[
+            ("PersonalizeArn", CAMPAIGN),
+            ("EventTrackerId", "tracker-1"),
+            ("AllowedSourceIps", &ranges),
+        ],
     );
-    assert_eq!(strings(&function["Properties"]["Architectures"]), ["arm64"]);
-    let variables = &function["Properties"]["Environment"]["Variables"];
-    assert_eq!(
-        variables["AWS_LAMBDA_HTTP_IGNORE_STAGE_IN_PATH"].as_str(),
-        Some("true")
+    assert_sound(&deployed, &RANGES);
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let broken: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|d| statement(d, "ReadItemMetadata")["Action"] = json!("dynamodb:*")),
+            "wildcard action dynamodb:*",
+        ),
+        (
+            Box::new(|d| statement(d, "ReadItemMetadata")["Resource"] = json!("*")),
+            "wildcard resource *",
+        ),
+        (
+            Box::new(|d| {
+                statement(d, "SendEventsToTheEventTracker")["Action"] =
+                    json!(["personalize:PutEvents", "personalize:GetRecommendations"])
+            }),
+            "wildcard resource *",
+        ),
+        (
+            Box::new(|d| {
+                statement(d, "RecommendWithTheConfiguredCampaigns")["Resource"] =
+                    json!("arn:aws:personalize:*:*:campaign/*")
+            }),
+            "wildcard resource arn:aws:personalize:*",
+        ),
+        (
+            Box::new(|d| {
+                d["Resources"]["RecommendationsFunctionRole"]["Properties"]["ManagedPolicyArns"] =
+                    json!(["arn:aws:iam::aws:policy/AdministratorAccess"])
+            }),
+            "managed policy arn:aws:iam::aws:policy/AdministratorAccess",
+        ),
+        (
+            Box::new(|d| {
+                let api = api_name(d);
+                let get =
+                    &mut d["Resources"][&api]["Properties"]["Body"]["paths"]["/events"]["post"];
+                get.as_object_mut().unwrap().remove("security");
+            }),
+            "POST /events does not need the API key",
+        ),
+        (
+            Box::new(|d| {
+                let api = api_name(d);
+                let paths = &mut d["Resources"][&api]["Properties"]["Body"]["paths"];
+                paths.as_object_mut().unwrap().remove("/related-items");
+            }),
+            "no GET /related-items route",
+        ),
+        (
+            Box::new(|d| {
+                let api = api_name(d);
+                let body = &mut d["Resources"][&api]["Properties"]["Body"];
+                body["x-amazon-apigateway-policy"] = json!({});
+            }),
+            "no Deny for source IPs",
+        ),
+        (
+            Box::new(|d| {
+                let api = api_name(d);
+                let policy =
+                    &mut d["Resources"][&api]["Properties"]["Body"]["x-amazon-apigateway-policy"];
+                policy["Statement"][1]["Resource"] = json!("execute-api:/*/GET/recommendations");
+            }),
+            "no Deny for source IPs",
+        ),
+    ];
+    for (edit, expected) in broken {
+        let mut stack = deployed.clone();
+        edit(&mut stack);
+        let found = problems(&stack, &RANGES);
+        assert!(
+            found.iter().any(|p| p.contains(expected)),
+            "{expected:?} was not caught: {found:?}"
+        );
+    }
+
+    // The allowlist as it used to be written: SAM drops the `Fn::If`, and the API is open.
+    let text = std::fs::read_to_string(template_path()).unwrap();
+    let old = text.replacen(
+        "      Auth:\n        ApiKeyRequired: true\n",
+        "      Auth:\n        ApiKeyRequired: true\n        ResourcePolicy: !If\n          - HasAllowedSourceIps\n          - IpRangeWhitelist: !Ref AllowedSourceIps\n          - !Ref AWS::NoValue\n",
+        1,
     );
+    let old = strip_definition_policy(&old);
+    assert_ne!(
+        old, text,
+        "the template no longer has the Auth block this edits"
+    );
+    let file = std::env::temp_dir().join(format!("template-{}.yaml", std::process::id()));
+    std::fs::write(&file, old).unwrap();
+    let deployed = deploy(
+        &file,
+        &[("PersonalizeArn", CAMPAIGN), ("AllowedSourceIps", &ranges)],
+    );
+    let _ = std::fs::remove_file(&file);
+    let found = problems(&deployed, &RANGES);
+    assert!(
+        found.iter().any(|p| p.contains("no Deny for source IPs")),
+        "the dropped allowlist was not caught: {found:?}"
+    );
+}
+
+/// The function role's statement `sid`.
+fn statement<'a>(deployed: &'a mut Value, sid: &str) -> &'a mut Value {
+    let policies =
+        &mut deployed["Resources"]["RecommendationsFunctionRole"]["Properties"]["Policies"];
+    let statements = policies[0]["PolicyDocument"]["Statement"]
+        .as_array_mut()
+        .unwrap();
+    statements.iter_mut().find(|s| s["Sid"] == sid).unwrap()
+}
+
+fn api_name(deployed: &Value) -> String {
+    resources_of_type(deployed, "AWS::ApiGateway::RestApi")[0]
+        .0
+        .to_owned()
+}
+
+/// The template without its `x-amazon-apigateway-policy` (the lines from that key to the end of
+/// its `!If`).
+fn strip_definition_policy(text: &str) -> String {
+    let start = text
+        .find("        x-amazon-apigateway-policy:")
+        .expect("the template writes the policy into its definition");
+    let end_marker = "          - !Ref AWS::NoValue\n";
+    let end = start + text[start..].find(end_marker).unwrap() + end_marker.len();
+    format!("{}{}", &text[..start], &text[end..])
 }
