@@ -1,14 +1,16 @@
 //! Loads the item catalog into the DynamoDB items table.
 //!
-//! load-items --table TABLE --file items.csv|items.jsonl [--dry-run] [--prune] [--concurrency 8]
+//! load-items --table TABLE --file items.csv|items.jsonl [--dry-run] [--prune [--force]] [--concurrency 8]
 //!
-//! The file is validated whole before anything is written: every problem is reported with its
-//! line and, if there is any, nothing is written and the exit code is 1. Writes are BatchWriteItem
-//! calls of 25 items, several in flight, unprocessed items retried with jittered backoff.
-//! Loading the same file again rewrites the same items; `--prune` also deletes items the file no
-//! longer has.
+//! The file is validated whole before anything is written, against everything DynamoDB itself
+//! would refuse: every problem is reported with its line and, if there is any, nothing is written
+//! and the exit code is 1. Writes are BatchWriteItem calls of 25 items, several in flight,
+//! unprocessed items retried with jittered backoff. Loading the same file again rewrites the same
+//! items; `--prune` also deletes items the file no longer has, but refuses (before writing
+//! anything) to empty the table or to delete more than a tenth of it unless `--force` is given,
+//! since a truncated export looks just like a shrunken catalog.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -25,6 +27,10 @@ use personalize_braze::dataset;
 
 /// DynamoDB's limit on one item.
 const MAX_ITEM_BYTES: usize = 400 * 1024;
+/// The largest share of the table `--prune` deletes without `--force`.
+const MAX_PRUNE_SHARE: f64 = 0.10;
+/// Ids a dry run lists of those `--prune` would delete.
+const PRUNE_SAMPLE: usize = 20;
 /// BatchWriteItem's limit on requests per call.
 const BATCH: usize = 25;
 
@@ -35,10 +41,11 @@ struct Args {
     file: PathBuf,
     dry_run: bool,
     prune: bool,
+    force: bool,
     concurrency: usize,
 }
 
-const USAGE: &str = "usage: load-items --table TABLE --file items.csv|items.jsonl [--dry-run] [--prune] [--concurrency N]";
+const USAGE: &str = "usage: load-items --table TABLE --file items.csv|items.jsonl [--dry-run] [--prune [--force]] [--concurrency N]";
 
 fn parse_args() -> Result<Args, String> {
     let mut table = None;
@@ -48,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         file: PathBuf::new(),
         dry_run: false,
         prune: false,
+        force: false,
         concurrency: 8,
     };
     let mut it = std::env::args().skip(1);
@@ -57,6 +65,7 @@ fn parse_args() -> Result<Args, String> {
             "--file" => file = it.next().map(PathBuf::from),
             "--dry-run" => args.dry_run = true,
             "--prune" => args.prune = true,
+            "--force" => args.force = true,
             "--concurrency" => {
                 args.concurrency = it
                     .next()
@@ -71,8 +80,12 @@ fn parse_args() -> Result<Args, String> {
     args.file = file.ok_or_else(|| format!("--file is required\n{USAGE}"))?;
     match table {
         Some(t) => args.table = t,
-        None if args.dry_run => {}
+        // A dry run only checks the file, unless it is to say what `--prune` would delete.
+        None if args.dry_run && !args.prune => {}
         None => return Err(format!("--table is required\n{USAGE}")),
+    }
+    if args.force && !args.prune {
+        return Err(format!("--force goes with --prune\n{USAGE}"));
     }
     Ok(args)
 }
@@ -100,7 +113,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if args.dry_run {
+    if args.dry_run && !args.prune {
         println!(
             "{}: {} items, all valid (dry run: nothing written)",
             args.file.display(),
@@ -115,10 +128,38 @@ async fn main() -> ExitCode {
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10))
             .build(),
     );
-    let keep: HashSet<String> = rows
-        .iter()
-        .filter_map(|r| r.get("id")?.as_s().ok().cloned())
-        .collect();
+
+    // What a prune would delete is decided, and refused if need be, before anything is written.
+    let stale = if args.prune {
+        let keep: HashSet<&str> = rows
+            .iter()
+            .filter_map(|r| r.get("id")?.as_s().ok().map(String::as_str))
+            .collect();
+        match stale_ids(&client, &args.table, &keep).await {
+            Ok(plan) => {
+                let verdict = plan.verdict(args.force);
+                println!("{}", plan.describe(&args.table, &args.file, args.dry_run));
+                if let Err(refusal) = &verdict {
+                    eprintln!("load-items: {refusal}");
+                }
+                if args.dry_run {
+                    return ExitCode::SUCCESS;
+                }
+                if verdict.is_err() {
+                    eprintln!("load-items: nothing was written");
+                    return ExitCode::FAILURE;
+                }
+                plan.stale
+            }
+            Err(e) => {
+                eprintln!("load-items: reading {} failed: {e}", args.table);
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        Vec::new()
+    };
+
     let started = Instant::now();
     let written = match write(&client, &args.table, rows, args.concurrency).await {
         Ok(stats) => stats,
@@ -136,7 +177,7 @@ async fn main() -> ExitCode {
         written.retries
     );
     if args.prune {
-        match prune(&client, &args.table, &keep, args.concurrency).await {
+        match delete(&client, &args.table, stale, args.concurrency).await {
             Ok(deleted) => println!(
                 "pruned {deleted} items that {} no longer has",
                 args.file.display()
@@ -156,59 +197,87 @@ fn read(path: &Path) -> Result<Vec<Row>, Vec<String>> {
         path.extension().and_then(|e| e.to_str()),
         Some("jsonl" | "ndjson")
     );
-    let rows = if json_lines {
+    let (rows, mut problems) = if json_lines {
         read_json_lines(path)?
     } else {
         read_csv(path)?
     };
-    let problems: Vec<String> = rows
-        .iter()
-        .filter_map(|(line, row)| {
-            let size = item_size(row);
-            (size > MAX_ITEM_BYTES).then(|| {
-                format!(
-                    "{}, line {line}: item is {size} bytes, over DynamoDB's 400 KB limit",
-                    path.display()
-                )
-            })
-        })
-        .collect();
+    for (line, row) in &rows {
+        for problem in refusals(row) {
+            problems.push((*line, format!("{}, line {line}: {problem}", path.display())));
+        }
+    }
     if problems.is_empty() {
         Ok(rows.into_iter().map(|(_, row)| row).collect())
     } else {
-        Err(problems)
+        // In file order, whichever check found them.
+        problems.sort_by_key(|(line, _)| *line);
+        Err(problems.into_iter().map(|(_, p)| p).collect())
     }
 }
 
+/// Rows with their line numbers, and problems with theirs; `Err` when the file cannot be read.
+type Read = Result<(Vec<(u64, Row)>, Vec<(u64, String)>), Vec<String>>;
+
 /// Same column rules as local mode: `ITEM_ID` is `id`, other columns lower-cased, JSON-number
 /// text stored as a number (its exact text), everything else as a string, empty fields left out.
-fn read_csv(path: &Path) -> Result<Vec<(u64, Row)>, Vec<String>> {
+fn read_csv(path: &Path) -> Read {
     let records = dataset::check_items(path)
         .map_err(|errors| errors.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-    Ok(records
+    let mut problems = Vec::new();
+    let rows = records
         .into_iter()
         .enumerate()
         .map(|(n, record)| {
-            let mut row: Row = record
-                .fields
-                .into_iter()
-                .map(|(column, text)| {
-                    let value = if is_json_number(&text) {
-                        AttributeValue::N(text)
-                    } else {
-                        AttributeValue::S(text)
-                    };
-                    (column.to_lowercase(), value)
-                })
-                .collect();
-            row.insert("id".into(), AttributeValue::S(record.id));
-            (n as u64 + 2, row)
+            let line = n as u64 + 2;
+            let mut row = Attributes::new(record.id, "ITEM_ID");
+            for (column, text) in record.fields {
+                let value = if is_json_number(&text) {
+                    AttributeValue::N(text)
+                } else {
+                    AttributeValue::S(text)
+                };
+                if let Err(problem) = row.add(&column, value) {
+                    problems.push((line, format!("{}, line {line}: {problem}", path.display())));
+                }
+            }
+            (line, row.row)
         })
-        .collect())
+        .collect();
+    Ok((rows, problems))
+}
+
+/// An item's attributes, each under its lower-cased name, remembering the name it came as.
+struct Attributes {
+    row: Row,
+    given_as: HashMap<String, String>,
+}
+
+impl Attributes {
+    fn new(id: String, id_given_as: &str) -> Attributes {
+        Attributes {
+            row: Row::from([("id".to_owned(), AttributeValue::S(id))]),
+            given_as: HashMap::from([("id".to_owned(), id_given_as.to_owned())]),
+        }
+    }
+
+    /// Refuses a second field with the same lower-cased name (`Name` and `NAME`, or an `ID`
+    /// column beside `ITEM_ID`): one of the two would be silently lost.
+    fn add(&mut self, name: &str, value: AttributeValue) -> Result<(), String> {
+        let attribute = name.to_lowercase();
+        if let Some(first) = self.given_as.get(&attribute) {
+            return Err(format!(
+                "{first} and {name} would both be stored as the attribute {attribute:?}; rename one"
+            ));
+        }
+        self.given_as.insert(attribute.clone(), name.to_owned());
+        self.row.insert(attribute, value);
+        Ok(())
+    }
 }
 
 /// One JSON object per line: `ITEM_ID` (or `id`) and attributes. Numbers keep their exact text.
-fn read_json_lines(path: &Path) -> Result<Vec<(u64, Row)>, Vec<String>> {
+fn read_json_lines(path: &Path) -> Read {
     let file = std::fs::File::open(path)
         .map_err(|e| vec![format!("{}: cannot open: {e}", path.display())])?;
     let mut rows = Vec::new();
@@ -216,7 +285,10 @@ fn read_json_lines(path: &Path) -> Result<Vec<(u64, Row)>, Vec<String>> {
     let mut seen: HashMap<String, u64> = HashMap::new();
     for (n, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
         let line_no = n as u64 + 1;
-        let at = |message: String| format!("{}, line {line_no}: {message}", path.display());
+        let at = |message: String| {
+            let text = format!("{}, line {line_no}: {message}", path.display());
+            (line_no, text)
+        };
         let bytes = match line {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -231,7 +303,8 @@ fn read_json_lines(path: &Path) -> Result<Vec<(u64, Row)>, Vec<String>> {
         if text.trim().is_empty() {
             continue;
         }
-        let object: HashMap<String, Box<serde_json::value::RawValue>> =
+        // Sorted, so problems name fields in the same order every run.
+        let object: BTreeMap<String, Box<serde_json::value::RawValue>> =
             match serde_json::from_str(text) {
                 Ok(object) => object,
                 Err(e) => {
@@ -239,18 +312,18 @@ fn read_json_lines(path: &Path) -> Result<Vec<(u64, Row)>, Vec<String>> {
                     continue;
                 }
             };
-        let mut row = Row::new();
-        let mut id = None;
-        for (key, raw) in object {
-            let Some(value) = json_value(raw.get()) else {
-                continue;
-            };
-            if key == "ITEM_ID" || key == "id" {
-                id = value.as_s().ok().filter(|s| !s.is_empty()).cloned();
-                continue;
-            }
-            row.insert(key.to_lowercase(), value);
+        if object.contains_key("ITEM_ID") && object.contains_key("id") {
+            problems.push(at(
+                "both ITEM_ID and id are given, so which is the item's id is ambiguous; keep one"
+                    .into(),
+            ));
+            continue;
         }
+        let id = ["ITEM_ID", "id"]
+            .iter()
+            .find_map(|key| object.get(*key))
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+            .filter(|id| !id.is_empty());
         let Some(id) = id else {
             problems.push(at("ITEM_ID is missing or not a non-empty string".into()));
             continue;
@@ -259,39 +332,129 @@ fn read_json_lines(path: &Path) -> Result<Vec<(u64, Row)>, Vec<String>> {
             problems.push(at(format!("ITEM_ID {id:?} repeats line {first}")));
             continue;
         }
-        row.insert("id".into(), AttributeValue::S(id));
-        rows.push((line_no, row));
+        let id_key = if object.contains_key("ITEM_ID") {
+            "ITEM_ID"
+        } else {
+            "id"
+        };
+        let mut row = Attributes::new(id, id_key);
+        for (key, raw) in &object {
+            if key == id_key {
+                continue;
+            }
+            let Some(value) = json_value(raw.get()) else {
+                continue;
+            };
+            if let Err(problem) = row.add(key, value) {
+                problems.push(at(problem));
+            }
+        }
+        rows.push((line_no, row.row));
     }
-    if problems.is_empty() {
-        Ok(rows)
-    } else {
-        Err(problems)
-    }
+    Ok((rows, problems))
 }
 
-/// A JSON value as a DynamoDB attribute; `null` and empty strings are left out.
+/// A JSON value as a DynamoDB attribute; `null` and empty strings are left out. Numbers keep
+/// their exact text, inside lists and maps too.
 fn json_value(raw: &str) -> Option<AttributeValue> {
+    use serde_json::value::RawValue;
     let raw = raw.trim();
     if is_json_number(raw) {
         return Some(AttributeValue::N(raw.to_owned()));
+    }
+    if raw.starts_with('[') {
+        let values: Vec<Box<RawValue>> = serde_json::from_str(raw).ok()?;
+        return Some(AttributeValue::L(
+            values.iter().filter_map(|v| json_value(v.get())).collect(),
+        ));
+    }
+    if raw.starts_with('{') {
+        let fields: BTreeMap<String, Box<RawValue>> = serde_json::from_str(raw).ok()?;
+        return Some(AttributeValue::M(
+            fields
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), json_value(v.get())?)))
+                .collect(),
+        ));
     }
     match serde_json::from_str::<serde_json::Value>(raw).ok()? {
         serde_json::Value::String(s) if s.is_empty() => None,
         serde_json::Value::String(s) => Some(AttributeValue::S(s)),
         serde_json::Value::Bool(b) => Some(AttributeValue::Bool(b)),
-        serde_json::Value::Null => None,
-        serde_json::Value::Array(values) => Some(AttributeValue::L(
-            values
-                .iter()
-                .filter_map(|v| json_value(&v.to_string()))
-                .collect(),
+        _ => None,
+    }
+}
+
+/// What DynamoDB would refuse in this item: its size, empty attribute names, numbers it cannot
+/// hold (anywhere, lists and maps included).
+fn refusals(row: &Row) -> Vec<String> {
+    let mut problems = Vec::new();
+    let size = item_size(row);
+    if size > MAX_ITEM_BYTES {
+        problems.push(format!(
+            "item is {size} bytes (attribute names included), over DynamoDB's 400 KB limit"
+        ));
+    }
+    fn numbers(name: &str, value: &AttributeValue, problems: &mut Vec<String>) {
+        match value {
+            AttributeValue::N(text) => {
+                if let Some(problem) = number_refusal(text) {
+                    problems.push(format!("{name}: {problem}"));
+                }
+            }
+            AttributeValue::L(list) => {
+                for (i, v) in list.iter().enumerate() {
+                    numbers(&format!("{name}[{i}]"), v, problems);
+                }
+            }
+            AttributeValue::M(map) => {
+                for (k, v) in map {
+                    numbers(&format!("{name}.{k}"), v, problems);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut names: Vec<&String> = row.keys().collect();
+    names.sort();
+    for name in names {
+        if name.is_empty() {
+            problems.push("an attribute has an empty name (an empty column header?)".to_owned());
+        }
+        numbers(name, &row[name], &mut problems);
+    }
+    problems
+}
+
+/// DynamoDB's numbers have at most 38 significant digits, and a magnitude from 1E-130 up to
+/// 9.99…E+125 (zero aside). `text` is already a JSON number.
+fn number_refusal(text: &str) -> Option<String> {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (mantissa, exponent) = unsigned.split_once(['e', 'E']).unwrap_or((unsigned, "0"));
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let digits = format!("{whole}{fraction}");
+    let significant = digits.trim_matches('0');
+    if significant.is_empty() {
+        return None;
+    }
+    if significant.len() > 38 {
+        return Some(format!(
+            "{text} has {} significant digits, and DynamoDB keeps at most 38 (store it as text: \
+             a quoted string in JSON Lines)",
+            significant.len()
+        ));
+    }
+    let leading_zeros = (digits.len() - digits.trim_start_matches('0').len()) as i64;
+    // The power of ten of the first significant digit: 123.4 is 1.234E2, 0.001 is 1E-3.
+    let magnitude = exponent
+        .parse::<i64>()
+        .ok()
+        .map(|e| whole.len() as i64 - leading_zeros - 1 + e);
+    match magnitude {
+        Some(m) if (-130..=125).contains(&m) => None,
+        _ => Some(format!(
+            "{text} is outside DynamoDB's number range (magnitudes from 1E-130 to 9.99…E+125)"
         )),
-        serde_json::Value::Object(map) => Some(AttributeValue::M(
-            map.iter()
-                .filter_map(|(k, v)| Some((k.clone(), json_value(&v.to_string())?)))
-                .collect(),
-        )),
-        serde_json::Value::Number(n) => Some(AttributeValue::N(n.to_string())),
     }
 }
 
@@ -406,14 +569,73 @@ async fn send_batch(
     }
 }
 
-/// Deletes every item whose id is not in `keep`; returns how many.
-async fn prune(
+/// What `--prune` would do: the table's ids the file lacks, out of how many.
+struct PrunePlan {
+    stale: Vec<String>,
+    table_items: usize,
+    file_items: usize,
+}
+
+impl PrunePlan {
+    /// `Err` says why the prune is refused without `--force`.
+    fn verdict(&self, force: bool) -> Result<(), String> {
+        if force || self.stale.is_empty() {
+            return Ok(());
+        }
+        if self.file_items == 0 {
+            return Err(format!(
+                "refusing to prune: the file has no items, so every one of the {} items in the \
+                 table would be deleted; pass --force if the table is really to be emptied",
+                self.table_items
+            ));
+        }
+        let share = self.stale.len() as f64 / self.table_items as f64;
+        if share > MAX_PRUNE_SHARE {
+            return Err(format!(
+                "refusing to prune: {} of the {} items in the table ({:.0}%) would be deleted, \
+                 more than the {:.0}% --prune deletes without --force; check that the file is \
+                 complete (a truncated export looks like this), or pass --force",
+                self.stale.len(),
+                self.table_items,
+                share * 100.0,
+                MAX_PRUNE_SHARE * 100.0
+            ));
+        }
+        Ok(())
+    }
+
+    fn describe(&self, table: &str, file: &Path, dry_run: bool) -> String {
+        let mut text = format!(
+            "{table} has {} items; {} holds {}; --prune {} {} of them",
+            self.table_items,
+            file.display(),
+            self.file_items,
+            if dry_run { "would delete" } else { "deletes" },
+            self.stale.len()
+        );
+        if dry_run && !self.stale.is_empty() {
+            let mut sample: Vec<&str> = self.stale.iter().map(String::as_str).collect();
+            sample.sort_unstable();
+            let more = sample.len().saturating_sub(PRUNE_SAMPLE);
+            sample.truncate(PRUNE_SAMPLE);
+            text.push_str(&format!(": {}", sample.join(", ")));
+            if more > 0 {
+                text.push_str(&format!(" and {more} more"));
+            }
+            text.push_str(" (dry run: nothing written)");
+        }
+        text
+    }
+}
+
+/// Scans the table's ids and keeps those not in `keep`.
+async fn stale_ids(
     client: &Client,
     table: &str,
-    keep: &HashSet<String>,
-    concurrency: usize,
-) -> Result<usize, String> {
+    keep: &HashSet<&str>,
+) -> Result<PrunePlan, String> {
     let mut stale = Vec::new();
+    let mut table_items = 0;
     let mut pages = client
         .scan()
         .table_name(table)
@@ -423,12 +645,27 @@ async fn prune(
         .send();
     while let Some(item) = pages.next().await {
         let item = item.map_err(|e| aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())?;
+        table_items += 1;
         if let Some(AttributeValue::S(id)) = item.get("id")
-            && !keep.contains(id)
+            && !keep.contains(id.as_str())
         {
             stale.push(id.clone());
         }
     }
+    Ok(PrunePlan {
+        stale,
+        table_items,
+        file_items: keep.len(),
+    })
+}
+
+/// Deletes the items with these ids; returns how many.
+async fn delete(
+    client: &Client,
+    table: &str,
+    stale: Vec<String>,
+    concurrency: usize,
+) -> Result<usize, String> {
     let deleted = stale.len();
     let retries = AtomicU64::new(0);
     let requests: Vec<WriteRequest> = stale
@@ -465,12 +702,78 @@ mod tests {
         assert_eq!(json_value("null"), None);
         assert_eq!(json_value("\"\""), None);
         assert_eq!(
-            json_value(r#"["a", 2]"#),
+            json_value(r#"["a", 2, 19.90, null]"#),
             Some(AttributeValue::L(vec![
                 AttributeValue::S("a".into()),
-                AttributeValue::N("2".into())
+                AttributeValue::N("2".into()),
+                AttributeValue::N("19.90".into()),
             ]))
         );
+        assert_eq!(
+            json_value(r#"{"w": 1E-5, "gone": ""}"#),
+            Some(AttributeValue::M(HashMap::from([(
+                "w".to_owned(),
+                AttributeValue::N("1E-5".into())
+            )])))
+        );
+    }
+
+    #[test]
+    fn numbers_dynamodb_cannot_hold_are_refused() {
+        for fine in [
+            "0",
+            "-0.0",
+            "19.90",
+            "1E-130",
+            "-9.9999999999999999999999999999999999999E+125",
+            "12345678901234567890123456789012345678",
+            "1234567890123456789012345678901234567800000",
+            "0.000012345678901234567890123456789012345678",
+            "1e125",
+            "1000e-133",
+        ] {
+            assert_eq!(number_refusal(fine), None, "{fine}");
+        }
+        for (bad, says) in [
+            (
+                "123456789012345678901234567890123456789",
+                "39 significant digits",
+            ),
+            (
+                "1.00000000000000000000000000000000000001",
+                "39 significant digits",
+            ),
+            ("1e126", "outside DynamoDB's number range"),
+            ("-1E+126", "outside DynamoDB's number range"),
+            ("1E-131", "outside DynamoDB's number range"),
+            ("0.01e-129", "outside DynamoDB's number range"),
+            (
+                "1e99999999999999999999999",
+                "outside DynamoDB's number range",
+            ),
+        ] {
+            let refusal = number_refusal(bad).unwrap_or_default();
+            assert!(refusal.contains(says), "{bad}: {refusal:?}");
+        }
+    }
+
+    #[test]
+    fn refusals_look_inside_lists_and_maps() {
+        let row = Row::from([
+            ("id".to_owned(), AttributeValue::S("a".into())),
+            (
+                "specs".to_owned(),
+                AttributeValue::M(HashMap::from([(
+                    "sizes".to_owned(),
+                    AttributeValue::L(vec![AttributeValue::N("1e200".into())]),
+                )])),
+            ),
+            (String::new(), AttributeValue::S("x".into())),
+        ]);
+        let problems = refusals(&row);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].contains("empty name"), "{problems:?}");
+        assert!(problems[1].starts_with("specs.sizes[0]: 1e200 is outside"));
     }
 
     #[test]

@@ -134,8 +134,8 @@ async fn prune_deletes_exactly_the_items_the_file_dropped() {
             .success()
     );
 
-    // The shrunk catalog drops every seventh item.
-    let kept: Vec<usize> = (0..300).filter(|i| i % 7 != 0).collect();
+    // The shrunk catalog drops every eleventh item (28 of 300, under the tenth pruned freely).
+    let kept: Vec<usize> = (0..300).filter(|i| i % 11 != 0).collect();
     let shrunk = csv(&dir, "shrunk.csv", kept.iter().copied());
     let output = load_items(&[
         "--table",
@@ -242,4 +242,167 @@ async fn json_lines_load_with_types_and_dry_run_writes_nothing() {
     );
     assert!(!j1.contains_key("gone"));
     assert_eq!(items["j2"]["price"], AttributeValue::N("0.5".into()));
+}
+
+/// A truncated export must never empty production: `--prune` refuses a file without items or a
+/// prune of more than a tenth of the table before writing anything; `--dry-run --prune` says
+/// what it would delete; `--force` goes ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_refuses_to_empty_the_table_or_delete_most_of_it_without_force() {
+    new_table("load-prune-guard").await;
+    let dir = workdir("loader-prune-guard");
+    let table = "load-prune-guard";
+    let full = csv(&dir, "full.csv", 0..100);
+    assert!(
+        load_items(&["--table", table, "--file", full.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let before = scan(table).await;
+    assert_eq!(before.len(), 100);
+
+    // A header-only file, as an export cut off after its first line.
+    let empty = csv(&dir, "empty.csv", 0..0);
+    let output = load_items(&[
+        "--table",
+        table,
+        "--file",
+        empty.to_str().unwrap(),
+        "--prune",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("refusing to prune: the file has no items"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(scan(table).await, before);
+
+    // Half the catalog, renamed: refused before anything is written, renames included.
+    let half = dir.join("half.csv");
+    let mut out = csv::Writer::from_path(&half).unwrap();
+    out.write_record(["ITEM_ID", "NAME"]).unwrap();
+    for i in 0..50 {
+        out.write_record([row(i).0.as_str(), "Renamed"]).unwrap();
+    }
+    out.flush().unwrap();
+    let half = half.to_str().unwrap();
+    let output = load_items(&["--table", table, "--file", half, "--prune"]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("50 of the 100 items in the table (50%) would be deleted"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was written"), "{stderr}");
+    assert_eq!(scan(table).await, before, "not even the renames");
+
+    // A dry run says what would go, and still writes nothing.
+    let output = load_items(&["--table", table, "--file", half, "--prune", "--dry-run"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("--prune would delete 50 of them: id-00050, id-00051,"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("and 30 more (dry run: nothing written)"),
+        "{stdout}"
+    );
+    assert!(text(&output.stderr).contains("refusing to prune"));
+    assert_eq!(scan(table).await, before);
+
+    // --force goes ahead: the renames land and the other half goes.
+    let output = load_items(&["--table", table, "--file", half, "--prune", "--force"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("pruned 50 items"));
+    let after = scan(table).await;
+    assert_eq!(after.len(), 50);
+    assert_eq!(
+        after["id-00000"]["name"],
+        AttributeValue::S("Renamed".into())
+    );
+
+    // And an empty file with --force empties the table, as asked.
+    let output = load_items(&[
+        "--table",
+        table,
+        "--file",
+        empty.to_str().unwrap(),
+        "--prune",
+        "--force",
+    ]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(scan(table).await.is_empty());
+}
+
+/// Everything DynamoDB itself would refuse is found before the first write: numbers out of its
+/// range or precision, items over 400 KB by their attribute names, ambiguous or colliding ids and
+/// names. Otherwise the load would stop halfway, the first batches written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_dynamodb_would_refuse_is_found_before_anything_is_written() {
+    new_table("load-refused").await;
+    let dir = workdir("loader-refused");
+    let path = dir.join("items.jsonl");
+    // 300 attributes with 1,400-character names: 420 KB of names around tiny values.
+    let long_names: serde_json::Map<String, serde_json::Value> = (0..300)
+        .map(|i| (format!("{i:03}{}", "n".repeat(1397)), serde_json::json!(1)))
+        .collect();
+    let mut wide = serde_json::Map::from_iter([("id".to_owned(), serde_json::json!("wide"))]);
+    wide.extend(long_names);
+    let lines = [
+        r#"{"id":"fine-1","price":19.9}"#.to_owned(),
+        r#"{"ITEM_ID":"both","id":"other","price":1}"#.to_owned(),
+        r#"{"id":"huge","price":1e126}"#.to_owned(),
+        r#"{"id":"tiny","specs":{"weights":[1E-131]}}"#.to_owned(),
+        r#"{"id":"precise","code":123456789012345678901234567890123456789}"#.to_owned(),
+        r#"{"id":"cased","Name":"a","name":"b"}"#.to_owned(),
+        serde_json::Value::Object(wide).to_string(),
+        r#"{"id":"fine-2","price":1E-130}"#.to_owned(),
+    ];
+    std::fs::write(&path, lines.join("\n")).unwrap();
+
+    let output = load_items(&["--table", "load-refused", "--file", path.to_str().unwrap()]);
+
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    for expected in [
+        "line 2: both ITEM_ID and id are given",
+        "line 3: price: 1e126 is outside DynamoDB's number range",
+        "line 4: specs.weights[0]: 1E-131 is outside DynamoDB's number range",
+        "line 5: code: 123456789012345678901234567890123456789 has 39 significant digits",
+        "line 6: Name and name would both be stored as the attribute \"name\"",
+        "line 7: item is 420",
+        "(attribute names included), over DynamoDB's 400 KB limit",
+        "6 problem(s)",
+        "nothing was written",
+    ] {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("line 1:") && !stderr.contains("line 8:"),
+        "{stderr}"
+    );
+    assert!(scan("load-refused").await.is_empty());
+
+    // The same in a CSV: a number past 38 digits, and an ID column beside ITEM_ID.
+    let path = dir.join("items.csv");
+    std::fs::write(
+        &path,
+        "ITEM_ID,ID,CODE\nc1,x,1\nc2,,123456789012345678901234567890123456789\n",
+    )
+    .unwrap();
+    let output = load_items(&["--table", "load-refused", "--file", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("line 2: ITEM_ID and ID would both be stored as the attribute \"id\""),
+        "{stderr}"
+    );
+    assert!(stderr.contains("line 3: code: 1234567890"), "{stderr}");
+    assert!(scan("load-refused").await.is_empty());
 }
