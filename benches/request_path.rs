@@ -18,7 +18,7 @@ use personalize_braze::catalog::file::FileCatalog;
 use personalize_braze::config::UrlTemplates;
 use personalize_braze::dataset::read_items;
 use personalize_braze::recommender::{
-    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender,
+    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
 };
 use personalize_braze::service::Service;
 use personalize_braze::upstream::UpstreamError;
@@ -64,8 +64,8 @@ impl Recommender for Ranked {
         })
     }
 
-    async fn record(&self, _: &[Event]) -> Result<(), UpstreamError> {
-        Ok(())
+    async fn record(&self, events: &[Event], _: tokio::time::Instant) -> Recorded {
+        Recorded::all(events)
     }
 }
 

@@ -51,6 +51,14 @@ impl ServiceError {
     }
 }
 
+/// Events the recommender did not all take: how many it did, and why not the others.
+#[derive(Debug, thiserror::Error)]
+#[error("{accepted} events recorded, the others not: {error}")]
+pub struct PartlyRecorded {
+    pub accepted: usize,
+    pub error: ServiceError,
+}
+
 /// Ids the catalog lacks get dropped, so ask for a margin more: a fifth, at least 5.
 pub fn over_fetch(count: u32) -> u32 {
     (count + (count / 5).max(5)).min(PERSONALIZE_MAX_RESULTS)
@@ -115,18 +123,21 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         settle(tokio::time::timeout_at(deadline, work).await, timings)
     }
 
-    /// Feeds events back to the recommender, within the same budget.
+    /// Feeds events back to the recommender, within the same budget; says how many it took.
     pub async fn record(
         &self,
         events: &[Event],
         timings: &mut Timings,
-    ) -> Result<(), ServiceError> {
+    ) -> Result<usize, PartlyRecorded> {
         let started = Instant::now();
-        let result = tokio::time::timeout(self.budget, self.recommender.record(events)).await;
+        let recorded = self.recommender.record(events, started + self.budget).await;
         timings.recommender = Some(started.elapsed());
-        match result {
-            Ok(result) => result.map_err(ServiceError::Recommender),
-            Err(_elapsed) => Err(ServiceError::Recommender(UpstreamError::TimedOut)),
+        match recorded.error {
+            None => Ok(recorded.accepted),
+            Some(error) => Err(PartlyRecorded {
+                accepted: recorded.accepted,
+                error: ServiceError::Recommender(error),
+            }),
         }
     }
 
@@ -190,7 +201,7 @@ fn settle<T>(
 mod tests {
     use super::*;
     use crate::config::UrlTemplates;
-    use crate::recommender::Operation;
+    use crate::recommender::{Operation, Recorded};
 
     /// Answers `ids` after `delay`; ranks by reversing the given list. With `metadata`, it
     /// brings the items itself, as Personalize does with metadata columns.
@@ -243,9 +254,11 @@ mod tests {
             Ok(self.answer(query.item_ids.iter().rev().cloned().collect()))
         }
 
-        async fn record(&self, _: &[Event]) -> Result<(), UpstreamError> {
-            tokio::time::sleep(self.delay).await;
-            Ok(())
+        async fn record(&self, events: &[Event], deadline: Instant) -> Recorded {
+            match tokio::time::timeout_at(deadline, tokio::time::sleep(self.delay)).await {
+                Ok(()) => Recorded::all(events),
+                Err(_) => Recorded::none(UpstreamError::TimedOut),
+            }
         }
     }
 
@@ -394,16 +407,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn events_time_out_at_the_budget() {
+    async fn events_get_the_budget_as_their_deadline() {
         let started = Instant::now();
         let err = service(5_000, 0)
             .record(&[], &mut Timings::default())
             .await
             .unwrap_err();
         assert!(
-            matches!(err, ServiceError::Recommender(UpstreamError::TimedOut)),
+            matches!(
+                err.error,
+                ServiceError::Recommender(UpstreamError::TimedOut)
+            ),
             "{err:?}"
         );
+        assert_eq!(err.accepted, 0);
         assert_eq!(started.elapsed(), Duration::from_millis(1500));
     }
 

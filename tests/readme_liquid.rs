@@ -19,7 +19,20 @@ use personalize_braze::service::Service;
 use serde_json::Value;
 use tower::ServiceExt;
 
-const USER: &str = "user-00001";
+/// The user the snippets are rendered for. Braze external ids can hold anything: this one breaks
+/// a URL (`+`, `&`, `#`, a space) and a JSON string (`"`) unless the snippet escapes it.
+const USER: &str = "user-00001 \"vip\" +1&count=1#x";
+
+/// What Braze's `url_param_escape` makes of a value: safe as one query parameter.
+fn url_param_escape(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+/// What Braze's `json_escape` makes of a value: safe inside a JSON string's quotes.
+fn json_escape(value: &str) -> String {
+    let quoted = serde_json::to_string(value).unwrap();
+    quoted[1..quoted.len() - 1].to_owned()
+}
 
 fn snippets() -> Vec<String> {
     let readme =
@@ -85,14 +98,24 @@ fn fill(text: &str, item: &str) -> String {
         }
         let expression = &rest[start..end];
         out.push_str(&rest[..start]);
-        out.push_str(if expression.contains("${user_id}") {
+        let value = if expression.contains("${user_id}") {
             USER
         } else if expression.contains("${item_id}") {
             item
         } else if expression.contains("${recommendation_id}") {
             ""
+        } else if expression.contains("${dispatch_id}") {
+            "dispatch-1"
         } else {
             panic!("no stand-in for {expression}")
+        };
+        // Filters as Braze applies them; anything unfiltered goes in as it is.
+        out.push_str(&if expression.contains("url_param_escape") {
+            url_param_escape(value)
+        } else if expression.contains("json_escape") {
+            json_escape(value)
+        } else {
+            value.to_owned()
         });
         rest = &rest[end..];
     }
@@ -159,7 +182,17 @@ async fn every_readme_snippet_renders_against_real_answers() {
 
     for snippet in &snippets {
         let (tag, url, save) = connected_content(snippet);
-        let (status, answer) = fetch(&app, &path_of(&url)).await;
+        let path = path_of(&url);
+        // The user (and any item) arrive whole, whatever their ids hold.
+        let query = path.split_once('?').map_or("", |(_, q)| q);
+        let params: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        assert!(
+            params.contains(&("user_id".to_owned(), USER.to_owned())),
+            "{url} does not escape the user id: Braze would call {path}"
+        );
+        let (status, answer) = fetch(&app, &path).await;
         assert_eq!(status, 200, "{url}: {answer}");
         let output = render(snippet, &tag, &save, &answer);
         assert!(
@@ -212,7 +245,10 @@ async fn the_readme_webhook_body_is_accepted_and_changes_the_next_recommendation
         .expect("a webhook body in the README");
     let app = local_app();
     let recommended = |app: axum::Router| async move {
-        let path = format!("/recommendations?user_id={USER}&count=100");
+        let path = format!(
+            "/recommendations?user_id={}&count=100",
+            url_param_escape(USER)
+        );
         let (status, answer) = fetch(&app, &path).await;
         assert_eq!(status, 200);
         answer
@@ -226,6 +262,15 @@ async fn the_readme_webhook_body_is_accepted_and_changes_the_next_recommendation
     let before = recommended(app.clone()).await;
     let clicked = before[0].clone();
     let body = fill(webhook, &clicked);
+    let event: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("the webhook body is not JSON once rendered ({e}):\n{body}"));
+    assert_eq!(event["user_id"], USER, "the user id arrives whole");
+    assert!(
+        event["event_id"]
+            .as_str()
+            .is_some_and(|id| id.contains("dispatch-1")),
+        "the README shows how to give each event its id: {event}"
+    );
 
     let response = app
         .clone()

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::query::InvalidParameter;
-use crate::service::ServiceError;
+use crate::service::{PartlyRecorded, ServiceError};
 use crate::upstream::UpstreamError;
 
 /// Seconds a caller should wait after a 503; Braze's `:retry` backs off on its own too.
@@ -33,11 +33,18 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// `POST /events` where some events were recorded and others not: the answer says how many
+    /// were, and the status is the failure's, so Braze retries the body when that may help.
+    #[error(transparent)]
+    PartlyRecorded(#[from] PartlyRecorded),
 }
 
 #[derive(Serialize)]
 struct Body<'a> {
     error: Detail<'a>,
+    /// How many events were recorded, on a `POST /events` that failed for some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accepted: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -96,6 +103,7 @@ impl ApiError {
                 );
             }
             ApiError::Service(e) => e.upstream(),
+            ApiError::PartlyRecorded(e) => e.error.upstream(),
         };
         let (status, code, message) = match upstream {
             UpstreamError::Throttled(_) => (
@@ -139,12 +147,17 @@ impl IntoResponse for ApiError {
             ApiError::InvalidParameter(p) => Some(p.parameter.as_str()),
             _ => None,
         };
+        let accepted = match &self {
+            ApiError::PartlyRecorded(e) => Some(e.accepted),
+            _ => None,
+        };
         let body = Body {
             error: Detail {
                 code,
                 message: &message,
                 parameter,
             },
+            accepted,
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, json).into_response();

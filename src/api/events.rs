@@ -2,7 +2,8 @@
 //! object, or a list of up to 10. Values may arrive as strings (Liquid renders text), so
 //! numbers are also read from strings, and an empty string counts as not given.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 use super::query::{InvalidParameter, check_id, comma_list, invalid};
 use crate::recommender::Event;
@@ -12,6 +13,8 @@ pub const MAX_EVENTS: usize = 10;
 const MAX_EVENT_TYPE_CHARS: usize = 256;
 const MAX_PROPERTIES_CHARS: usize = 1024;
 const MAX_IMPRESSION_IDS: usize = 25;
+/// Marks (and versions) the ids derived for events sent without one.
+const DERIVED_ID_PREFIX: &str = "pb1-";
 /// Later than this many seconds is surely milliseconds (the year 5138 in seconds).
 const MAX_SENT_AT_SECONDS: f64 = 1e11;
 
@@ -46,40 +49,61 @@ pub fn parse_events(body: &[u8], now: f64) -> Result<Vec<Event>, InvalidParamete
             format!("body must be a JSON event object or a list of them: {e}"),
         )
     })?;
-    match value {
-        Value::Object(fields) => Ok(vec![event(fields, "", now)?]),
-        Value::Array(list) if list.is_empty() || list.len() > MAX_EVENTS => Err(invalid(
-            "body",
-            format!(
-                "body holds {} events; send 1 to {MAX_EVENTS} at a time",
-                list.len()
-            ),
-        )),
+    let events = match value {
+        Value::Object(fields) => vec![event(fields, "", 0, now)?],
+        Value::Array(list) if list.is_empty() || list.len() > MAX_EVENTS => {
+            return Err(invalid(
+                "body",
+                format!(
+                    "body holds {} events; send 1 to {MAX_EVENTS} at a time",
+                    list.len()
+                ),
+            ));
+        }
         Value::Array(list) => list
             .into_iter()
             .enumerate()
             .map(|(i, value)| {
                 let prefix = format!("events[{i}].");
                 match value {
-                    Value::Object(fields) => event(fields, &prefix, now),
+                    Value::Object(fields) => event(fields, &prefix, i, now),
                     _ => Err(invalid(
                         format!("events[{i}]"),
                         format!("events[{i}] must be a JSON object"),
                     )),
                 }
             })
-            .collect(),
-        _ => Err(invalid(
-            "body",
-            "body must be a JSON event object or a list of them",
-        )),
+            .collect::<Result<Vec<_>, _>>()?,
+        _ => {
+            return Err(invalid(
+                "body",
+                "body must be a JSON event object or a list of them",
+            ));
+        }
+    };
+    // Personalize would train on only one of two events with the same id.
+    for (i, event) in events.iter().enumerate() {
+        if let Some(first) = events[..i]
+            .iter()
+            .position(|e| e.event_id == event.event_id)
+        {
+            return Err(invalid(
+                format!("events[{i}].event_id"),
+                format!(
+                    "events[{i}].event_id repeats events[{first}].event_id; each event needs its own id"
+                ),
+            ));
+        }
     }
+    Ok(events)
 }
 
-/// One event object; `prefix` (`events[2].`) makes field names in errors exact.
+/// One event object, the `index`th of its body; `prefix` (`events[2].`) makes field names in
+/// errors exact.
 fn event(
     mut fields: Map<String, Value>,
     prefix: &str,
+    index: usize,
     now: f64,
 ) -> Result<Event, InvalidParameter> {
     if let Some(unknown) = fields.keys().find(|k| !FIELDS.contains(&k.as_str())) {
@@ -120,29 +144,55 @@ fn event(
         })?;
     let item_id = take("item_id").map(id).transpose()?;
     let event_value = take("event_value").map(event_value).transpose()?;
-    let sent_at = take("sent_at").map(sent_at).transpose()?.unwrap_or(now);
+    let given_sent_at = take("sent_at").map(sent_at).transpose()?;
     let properties = take("properties").map(properties).transpose()?;
     let recommendation_id = take("recommendation_id").map(id).transpose()?;
     let impression = take("impression").map(impression).transpose()?;
 
-    let session_id = session_id.or_else(|| user_id.clone()).ok_or_else(|| {
-        invalid(
+    if user_id.is_none() && session_id.is_none() {
+        return Err(invalid(
             format!("{prefix}user_id"),
             format!("{prefix}user_id is required (or session_id, for an anonymous visitor)"),
-        )
-    })?;
-    Ok(Event {
-        event_id,
+        ));
+    }
+    let mut event = Event {
+        event_id: event_id.unwrap_or_default(),
+        session_id: session_id.or_else(|| user_id.clone()).unwrap_or_default(),
         user_id,
-        session_id,
         event_type,
         item_id,
         event_value,
-        sent_at,
+        sent_at: given_sent_at.unwrap_or(now),
         properties,
         recommendation_id,
         impression: impression.unwrap_or_default(),
-    })
+    };
+    if event.event_id.is_empty() {
+        event.event_id = derived_event_id(&event, index, given_sent_at);
+    }
+    Ok(event)
+}
+
+/// An id for an event that came without one, from what the caller sent and nothing else (not
+/// the arrival time that stands in for a missing `sent_at`): the same body sent again yields the
+/// same ids, so Personalize trains on its events once. The event's place in the body is part of
+/// it, so two alike events in one body stay two.
+fn derived_event_id(event: &Event, index: usize, given_sent_at: Option<f64>) -> String {
+    let fields = json!([
+        index,
+        event.user_id,
+        event.session_id,
+        event.event_type,
+        event.item_id,
+        event.event_value,
+        given_sent_at,
+        event.properties,
+        event.recommendation_id,
+        event.impression,
+    ]);
+    let digest = Sha256::digest(fields.to_string().as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{DERIVED_ID_PREFIX}{hex}")
 }
 
 fn text(name: &str, value: Value) -> Result<String, InvalidParameter> {
@@ -269,10 +319,15 @@ mod tests {
     #[test]
     fn a_minimal_event_takes_the_defaults() {
         let events = parse(r#"{"user_id":"u1","event_type":"click","item_id":"sku-1"}"#).unwrap();
+        let derived = events[0].event_id.clone();
+        assert!(
+            derived.starts_with("pb1-") && derived.len() == 36,
+            "{derived}"
+        );
         assert_eq!(
             events,
             [Event {
-                event_id: None,
+                event_id: derived,
                 user_id: Some("u1".into()),
                 session_id: "u1".into(),
                 event_type: "click".into(),
@@ -299,7 +354,7 @@ mod tests {
         .unwrap();
         assert_eq!(events.len(), 2);
         let first = &events[0];
-        assert_eq!(first.event_id.as_deref(), Some("order-77"));
+        assert_eq!(first.event_id, "order-77");
         assert_eq!(first.session_id, "s9");
         assert_eq!(first.event_value, Some(39.5));
         assert_eq!(first.sent_at, 1_795_000_100.0);
@@ -317,6 +372,70 @@ mod tests {
         );
         assert_eq!(second.impression, ["a", "b"]);
         assert_eq!(second.item_id, None, "an empty string is not given");
+    }
+
+    /// Braze retries a failed webhook with the same body, at another time: every event must get
+    /// the same id again, so Personalize trains on it once.
+    #[test]
+    fn events_without_an_id_get_one_that_a_retry_reproduces() {
+        let body = r#"[{"user_id":"u1","event_type":"click","item_id":"a"},
+                       {"user_id":"u1","event_type":"click","item_id":"a"},
+                       {"user_id":"u1","event_type":"click","item_id":"b","sent_at":1795000100},
+                       {"user_id":"u1","event_id":"mine","event_type":"view"}]"#;
+        let ids = |now: f64| -> Vec<String> {
+            parse_events(body.as_bytes(), now)
+                .unwrap()
+                .into_iter()
+                .map(|e| e.event_id)
+                .collect()
+        };
+        let first = ids(NOW);
+        assert_eq!(
+            first,
+            ids(NOW + 3600.0),
+            "the arrival time is not part of the id"
+        );
+        assert_eq!(first[3], "mine", "the caller's own id is kept");
+        assert_ne!(first[0], first[1], "two alike events in one body stay two");
+        assert_ne!(first[1], first[2]);
+
+        // Any field the caller sent changes the id.
+        let one = |event: &str| parse(event).unwrap()[0].event_id.clone();
+        let base = one(r#"{"user_id":"u1","event_type":"click","item_id":"a"}"#);
+        for changed in [
+            r#"{"user_id":"u2","event_type":"click","item_id":"a"}"#,
+            r#"{"user_id":"u1","event_type":"view","item_id":"a"}"#,
+            r#"{"user_id":"u1","event_type":"click","item_id":"b"}"#,
+            r#"{"user_id":"u1","session_id":"s","event_type":"click","item_id":"a"}"#,
+            r#"{"user_id":"u1","event_type":"click","item_id":"a","sent_at":1795000000}"#,
+            r#"{"user_id":"u1","event_type":"click","item_id":"a","event_value":1}"#,
+            r#"{"user_id":"u1","event_type":"click","item_id":"a","recommendation_id":"r"}"#,
+            r#"{"user_id":"u1","event_type":"click","item_id":"a","impression":"a,b"}"#,
+            r#"{"user_id":"u1","event_type":"click","item_id":"a","properties":{"k":"v"}}"#,
+        ] {
+            assert_ne!(one(changed), base, "{changed}");
+        }
+        // Values that mean the same give the same id: how Liquid rendered them does not matter.
+        assert_eq!(
+            one(r#"{"user_id":"u1","event_type":"click","item_id":"a","event_value":"2"}"#),
+            one(r#"{"user_id":"u1","event_type":"click","item_id":"a","event_value":2}"#),
+        );
+    }
+
+    #[test]
+    fn an_id_twice_in_one_body_is_refused() {
+        let err = parse(
+            r#"[{"user_id":"u","event_type":"v","event_id":"e1"},
+                {"user_id":"u","event_type":"v","event_id":"e2"},
+                {"user_id":"u","event_type":"v","event_id":"e1"}]"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.parameter, "events[2].event_id");
+        assert!(
+            err.message.contains("repeats events[0].event_id"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]

@@ -174,8 +174,7 @@ async fn events<R: Recommender, C: Catalog>(
             .duration_since(UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         let events = events::parse_events(&body, now)?;
-        app.service.record(&events, &mut timings).await?;
-        Ok::<_, ApiError>(events.len())
+        Ok::<_, ApiError>(app.service.record(&events, &mut timings).await?)
     }
     .await;
     let (response, accepted) = match result {
@@ -187,7 +186,13 @@ async fn events<R: Recommender, C: Catalog>(
             ),
             accepted,
         ),
-        Err(error) => (error.into_response_logged(), 0),
+        Err(error) => {
+            let accepted = match &error {
+                ApiError::PartlyRecorded(e) => e.accepted,
+                _ => 0,
+            };
+            (error.into_response_logged(), accepted)
+        }
     };
     tracing::info!(
         route = "/events",
@@ -277,17 +282,17 @@ fn json_response(status: StatusCode, json: Vec<u8>, cache_control: HeaderValue) 
 impl ApiError {
     /// Logs what the caller must not see (upstream detail), at a level that matches who must act.
     fn into_response_logged(self) -> Response {
-        match &self {
-            ApiError::Service(e) if e.upstream().is_transient() => {
-                tracing::warn!(error = %e, "upstream unavailable")
+        let service = match &self {
+            ApiError::Service(e) => e,
+            ApiError::PartlyRecorded(e) => &e.error,
+            _ => return self.into_response(),
+        };
+        match service.upstream() {
+            e if e.is_transient() => tracing::warn!(error = %self, "upstream unavailable"),
+            crate::upstream::UpstreamError::Rejected(_) => {
+                tracing::info!(error = %self, "upstream rejected the request")
             }
-            ApiError::Service(e) => match e.upstream() {
-                crate::upstream::UpstreamError::Rejected(_) => {
-                    tracing::info!(error = %e, "upstream rejected the request")
-                }
-                _ => tracing::error!(error = %e, "deployment misconfigured"),
-            },
-            _ => {}
+            _ => tracing::error!(error = %self, "deployment misconfigured"),
         }
         self.into_response()
     }

@@ -7,9 +7,11 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use super::cooccurrence::{ItemIndex, Model};
 use super::filter::{Action, Dataset, LocalFilter};
+use tokio::time::Instant;
+
 use super::{
-    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Refinement,
-    Subject,
+    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
+    Refinement, Subject,
 };
 use crate::dataset::ItemRecord;
 use crate::upstream::UpstreamError;
@@ -146,14 +148,15 @@ impl Recommender for LocalRecommender {
     }
 
     /// Events with a user and an item join that user's history; the rest change nothing here.
-    async fn record(&self, events: &[Event]) -> Result<(), UpstreamError> {
+    /// Recording an interaction twice changes nothing, so a replayed body is harmless here too.
+    async fn record(&self, events: &[Event], _deadline: Instant) -> Recorded {
         let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
         for event in events {
             if let (Some(user_id), Some(item_id)) = (&event.user_id, &event.item_id) {
                 model.record(user_id, item_id, &event.event_type);
             }
         }
-        Ok(())
+        Recorded::all(events)
     }
 }
 

@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 
+use tokio::time::Instant;
+
 use crate::catalog::Item;
 use crate::upstream::UpstreamError;
 
@@ -83,9 +85,10 @@ pub struct Recommendations {
 /// One interaction to feed back (`POST /events`). Already validated by the API layer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
-    /// Personalize trains on the first event with a given id only, so a retried webhook that
-    /// sends the same id is not counted twice.
-    pub event_id: Option<String>,
+    /// Personalize trains on the first event with a given id only, so every event carries one:
+    /// the caller's, or one derived from what the caller sent. A retried webhook then sends the
+    /// same ids, and is not counted twice.
+    pub event_id: String,
     pub user_id: Option<String>,
     pub session_id: String,
     pub event_type: String,
@@ -127,6 +130,36 @@ pub trait Recommender: Send + Sync + 'static {
         query: &RankingQuery,
     ) -> impl Future<Output = Result<Recommendations, UpstreamError>> + Send;
 
-    /// Feeds interactions back, so later recommendations reflect them.
-    fn record(&self, events: &[Event]) -> impl Future<Output = Result<(), UpstreamError>> + Send;
+    /// Feeds interactions back, so later recommendations reflect them. Stops waiting at
+    /// `deadline`, but calls already sent run to completion; the answer says how many events the
+    /// recommender took.
+    fn record(&self, events: &[Event], deadline: Instant) -> impl Future<Output = Recorded> + Send;
+}
+
+/// How feeding back a batch of events went. Events whose call failed may be sent again: their
+/// ids keep the recommender from training on any of them twice.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// Events the recommender acknowledged.
+    pub accepted: usize,
+    /// Why the others were not, if any were not.
+    pub error: Option<UpstreamError>,
+}
+
+impl Recorded {
+    /// Every event taken.
+    pub fn all(events: &[Event]) -> Recorded {
+        Recorded {
+            accepted: events.len(),
+            error: None,
+        }
+    }
+
+    /// None taken, for this reason.
+    pub fn none(error: UpstreamError) -> Recorded {
+        Recorded {
+            accepted: 0,
+            error: Some(error),
+        }
+    }
 }

@@ -3,15 +3,17 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_personalizeevents as events;
 use aws_sdk_personalizeruntime::Client;
 use aws_sdk_personalizeruntime::types::PredictedItem;
-use futures_util::future::try_join_all;
+use futures_util::future::join_all;
+use tokio::time::Instant;
 
 use super::{
-    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Refinement,
-    Subject,
+    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
+    Refinement, Subject,
 };
 use crate::catalog::Item;
 use crate::config::{PersonalizeArn, TargetKind, UrlTemplates};
@@ -222,15 +224,20 @@ impl Recommender for Personalize {
         Ok(self.answer(output.personalized_ranking, output.recommendation_id))
     }
 
-    /// One PutEvents call per (user, session): the API takes one of each per call.
-    async fn record(&self, batch: &[Event]) -> Result<(), UpstreamError> {
-        let (client, tracking_id) = self
-            .events
-            .as_ref()
-            .ok_or_else(|| not_configured("EVENT_TRACKER_ID"))?;
+    /// One PutEvents call per (user, session): the API takes one of each per call. Each call
+    /// runs as a task of its own, so one still going at the deadline (or when the request goes
+    /// away) completes anyway rather than be cut off halfway, recorded or not. Every event
+    /// carries its id, so a caller told that some failed may send them all again.
+    async fn record(&self, batch: &[Event], deadline: Instant) -> Recorded {
+        let Some((client, tracking_id)) = &self.events else {
+            return Recorded::none(not_configured("EVENT_TRACKER_ID"));
+        };
         let mut calls: Vec<(&Option<String>, &str, Vec<events::types::Event>)> = Vec::new();
         for event in batch {
-            let converted = to_sdk_event(event)?;
+            let converted = match to_sdk_event(event) {
+                Ok(converted) => converted,
+                Err(e) => return Recorded::none(e),
+            };
             match calls
                 .iter_mut()
                 .find(|(user, session, _)| **user == event.user_id && *session == event.session_id)
@@ -239,24 +246,54 @@ impl Recommender for Personalize {
                 None => calls.push((&event.user_id, &event.session_id, vec![converted])),
             }
         }
-        try_join_all(calls.into_iter().map(|(user_id, session_id, list)| {
-            client
-                .put_events()
-                .tracking_id(tracking_id)
-                .set_user_id(user_id.clone())
-                .session_id(session_id)
-                .set_event_list(Some(list))
-                .send()
-        }))
-        .await
-        .map_err(|e| UpstreamError::from_sdk(&e))?;
-        Ok(())
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let tasks: Vec<_> = calls
+            .into_iter()
+            .map(|(user_id, session_id, list)| {
+                let events = list.len();
+                let call = client
+                    .put_events()
+                    .tracking_id(tracking_id)
+                    .set_user_id(user_id.clone())
+                    .session_id(session_id)
+                    .set_event_list(Some(list))
+                    .send();
+                let accepted = accepted.clone();
+                tokio::spawn(async move {
+                    call.await.map_err(|e| UpstreamError::from_sdk(&e))?;
+                    accepted.fetch_add(events, Ordering::Relaxed);
+                    Ok::<(), UpstreamError>(())
+                })
+            })
+            .collect();
+        let error = match tokio::time::timeout_at(deadline, join_all(tasks)).await {
+            Err(_elapsed) => Some(UpstreamError::TimedOut),
+            Ok(results) => results
+                .into_iter()
+                .filter_map(|result| match result {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e),
+                    Err(e) => Some(UpstreamError::Unavailable(format!("a PutEvents call: {e}"))),
+                })
+                // A failure worth retrying decides the answer, so the caller sends the body again.
+                .reduce(|kept, e| {
+                    if !kept.is_transient() && e.is_transient() {
+                        e
+                    } else {
+                        kept
+                    }
+                }),
+        };
+        Recorded {
+            accepted: accepted.load(Ordering::Relaxed),
+            error,
+        }
     }
 }
 
 fn to_sdk_event(event: &Event) -> Result<events::types::Event, UpstreamError> {
     events::types::Event::builder()
-        .set_event_id(event.event_id.clone())
+        .event_id(&event.event_id)
         .event_type(&event.event_type)
         .sent_at(aws_smithy_types::DateTime::from_secs_f64(event.sent_at))
         .set_item_id(event.item_id.clone())

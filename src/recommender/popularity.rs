@@ -4,8 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use tokio::time::Instant;
+
 use super::{
-    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Subject,
+    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
+    Subject,
 };
 use crate::dataset::Interaction;
 use crate::upstream::UpstreamError;
@@ -95,8 +98,8 @@ impl Recommender for Popularity {
         })
     }
 
-    async fn record(&self, _: &[Event]) -> Result<(), UpstreamError> {
-        Err(UpstreamError::Rejected(
+    async fn record(&self, _: &[Event], _: Instant) -> Recorded {
+        Recorded::none(UpstreamError::Rejected(
             "the popularity baseline is fixed when it is trained".into(),
         ))
     }

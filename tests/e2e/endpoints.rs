@@ -108,6 +108,67 @@ async fn rankings_answer_the_given_items_in_personal_order_by_get_and_post() {
     );
 }
 
+/// Braze retries a webhook whose answer is a 5xx with the same body. When one session's
+/// PutEvents fails, the others' events are already recorded; the retry must not have
+/// Personalize train on them twice. So every event carries an id, the same in both posts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partly_failed_body_sent_again_carries_the_same_event_ids() {
+    let stack = full_stack(&[]).await;
+    stack.fake.set_mode(Mode::FailSession("bea".into()));
+    let body = r#"[
+        {"user_id":"ann","event_type":"click","item_id":"item-00001"},
+        {"user_id":"ann","event_type":"purchase","item_id":"item-00001","sent_at":1795000000},
+        {"user_id":"bea","event_type":"click","item_id":"item-00002"},
+        {"user_id":"cid","event_id":"order-77","event_type":"purchase","item_id":"item-00003"}
+    ]"#;
+
+    // Event ids per post, keyed by session, type and item, from what the fake received.
+    let mut ids_by_post: Vec<HashMap<String, String>> = Vec::new();
+    for _ in 0..2 {
+        let before = stack.fake.received().len();
+        let answer = stack.post("/events", body).await;
+        assert_eq!(answer.status, 503, "{}", answer.body);
+        assert_eq!(answer.header("retry-after"), Some("1"));
+        let json = answer.json();
+        assert_eq!(json["error"]["code"], "upstream_unavailable", "{json}");
+        assert_eq!(json["accepted"], 3, "ann's two and cid's one: {json}");
+
+        let mut ids = HashMap::new();
+        let mut sessions = Vec::new();
+        for received in &stack.fake.received()[before..] {
+            assert_eq!(received.path, "/events");
+            let session = received.body["sessionId"].as_str().unwrap().to_owned();
+            for event in received.body["eventList"].as_array().unwrap() {
+                let id = event["eventId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("an event without an eventId: {event}"));
+                let key = format!("{session}/{}/{}", event["eventType"], event["itemId"]);
+                // The SDK retries bea's call: the same id each time.
+                if let Some(earlier) = ids.insert(key.clone(), id.to_owned()) {
+                    assert_eq!(earlier, id, "{key}");
+                }
+            }
+            sessions.push(session);
+        }
+        sessions.sort();
+        sessions.dedup();
+        assert_eq!(
+            sessions,
+            ["ann", "bea", "cid"],
+            "every call ran to completion"
+        );
+        ids_by_post.push(ids);
+    }
+    assert_eq!(ids_by_post[0].len(), 4, "{:?}", ids_by_post[0]);
+    assert_eq!(
+        ids_by_post[0], ids_by_post[1],
+        "each event has the same id in both posts"
+    );
+    assert_eq!(ids_by_post[0][r#"cid/"purchase"/"item-00003""#], "order-77");
+    let distinct: std::collections::HashSet<&String> = ids_by_post[0].values().collect();
+    assert_eq!(distinct.len(), 4, "distinct events, distinct ids");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_the_event_tracker_and_answer_202() {
     let stack = full_stack(&[]).await;

@@ -31,6 +31,8 @@ pub enum Mode {
     Empty,
     /// `ResourceNotFoundException`, as for a deleted campaign.
     MissingCampaign,
+    /// PutEvents for this session fails with HTTP 500, every time; everything else is normal.
+    FailSession(String),
 }
 
 /// One request as it arrived.
@@ -255,7 +257,7 @@ async fn apply_mode(mode: &Mode, arn: &str) -> Option<Response> {
             tokio::time::sleep(*delay).await;
             None
         }
-        Mode::Normal | Mode::UnknownIds | Mode::Empty => None,
+        Mode::Normal | Mode::UnknownIds | Mode::Empty | Mode::FailSession(_) => None,
     }
 }
 
@@ -434,7 +436,7 @@ async fn put_events(
         return not_json();
     };
     let invalid = |message: &str| error(StatusCode::BAD_REQUEST, "InvalidInputException", message);
-    let (Some(tracking_id), Some(_session)) =
+    let (Some(tracking_id), Some(session)) =
         (body["trackingId"].as_str(), body["sessionId"].as_str())
     else {
         return invalid("trackingId and sessionId are required.");
@@ -451,6 +453,13 @@ async fn put_events(
     }
     if let Some(response) = apply_mode(&mode, tracking_id).await {
         return response;
+    }
+    if mode == Mode::FailSession(session.to_owned()) {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "We encountered an internal error. Please try again.",
+        );
     }
     // The real service answers 200 with an empty body.
     StatusCode::OK.into_response()
