@@ -90,7 +90,7 @@ async fn related_items_ask_the_related_campaign_for_the_item_and_drop_it_from_th
 
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(answer.ids(), ["a", "c"], "b is the item itself");
-    assert_eq!(answer.header("cache-control"), Some("max-age=300"));
+    assert_eq!(answer.header("cache-control"), Some("private, max-age=300"));
     let sent = &recorded.personalize()[0];
     assert_eq!(sent.campaign_arn(), Some(RELATED_ARN));
     assert_eq!(sent.item_id(), Some("b"));
@@ -110,9 +110,11 @@ async fn related_items_ask_the_related_campaign_for_the_item_and_drop_it_from_th
     );
     assert_eq!(sent.metadata_columns(), None);
 
-    // Without a user, no userId is sent at all.
-    get(&app, "/related-items?item_id=b").await;
+    // Without a user, no userId is sent at all, and the answer is the same for every caller:
+    // shared caches may keep it. With one, only the caller's own cache may.
+    let answer = get(&app, "/related-items?item_id=b").await;
     assert_eq!(recorded.personalize()[1].user_id(), None);
+    assert_eq!(answer.header("cache-control"), Some("public, max-age=300"));
 }
 
 #[tokio::test]
@@ -138,6 +140,7 @@ async fn rankings_come_back_in_personal_order_without_unknown_ids_by_get_or_post
         .collect();
     assert_eq!(ids, ["b", "c", "a"], "reversed, and `gone` dropped");
     assert_eq!(json["recommendation_id"], "RID-rank");
+    assert_eq!(answer.header("cache-control"), Some("private, max-age=300"));
     {
         let sent = &log.lock().unwrap()[0];
         assert_eq!(sent.campaign_arn(), Some(RANKING_ARN));

@@ -84,7 +84,7 @@ async fn http_api_event_answers_the_object_form() {
         answer.body,
         r#"{"items":[{"id":"c","name":"Gamma","price":1200},{"id":"a","name":"Alpha","price":10.00}],"recommendation_id":"RID-1"}"#
     );
-    assert_eq!(answer.header("cache-control"), Some("max-age=300"));
+    assert_eq!(answer.header("cache-control"), Some("private, max-age=300"));
 }
 
 #[tokio::test]

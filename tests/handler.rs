@@ -54,7 +54,7 @@ async fn answers_items_in_personalize_order_with_exact_attributes() {
 
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.header("content-type"), Some("application/json"));
-    assert_eq!(answer.header("cache-control"), Some("max-age=300"));
+    assert_eq!(answer.header("cache-control"), Some("private, max-age=300"));
     assert_eq!(
         answer.body,
         concat!(
@@ -304,7 +304,7 @@ async fn no_recommendations_is_an_empty_list_without_a_catalog_call() {
         (answer.status, answer.body.as_str()),
         (StatusCode::OK, "[]")
     );
-    assert_eq!(answer.header("cache-control"), Some("max-age=300"));
+    assert_eq!(answer.header("cache-control"), Some("private, max-age=300"));
     assert_eq!(dynamodb.num_calls(), 0);
 }
 

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{RawQuery, Request, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower::ServiceExt;
@@ -29,18 +29,46 @@ pub const MAX_BODY_BYTES: usize = 256 * 1024;
 pub struct App<R, C> {
     pub service: Service<R, C>,
     pub limits: Limits,
-    /// `max-age=CACHE_MAX_AGE`, rendered once.
-    pub cache_control: HeaderValue,
+    /// `Cache-Control` of successful answers, rendered once.
+    pub cache: CacheControl,
+}
+
+/// How long caches may keep a successful answer (`CACHE_MAX_AGE`), and which caches may.
+pub struct CacheControl {
+    /// `private, max-age=N`: an answer for one user. Braze may cache it per URL; a CDN or proxy in
+    /// front of the API must not hand it to anyone else.
+    per_user: HeaderValue,
+    /// `public, max-age=N`: the same answer for every caller (related items without a user).
+    shared: HeaderValue,
+}
+
+impl CacheControl {
+    pub fn new(max_age: u32) -> CacheControl {
+        let header = |scope: &str| {
+            HeaderValue::try_from(format!("{scope}, max-age={max_age}"))
+                .unwrap_or(HeaderValue::from_static("no-store"))
+        };
+        CacheControl {
+            per_user: header("private"),
+            shared: header("public"),
+        }
+    }
+
+    /// The header for an answer that depends on the user (when there is one) or not.
+    fn for_user(&self, user_id: Option<&str>) -> &HeaderValue {
+        match user_id {
+            Some(_) => &self.per_user,
+            None => &self.shared,
+        }
+    }
 }
 
 impl<R: Recommender, C: Catalog> App<R, C> {
     pub fn new(service: Service<R, C>, limits: Limits, cache_max_age: u32) -> Self {
-        let cache_control = HeaderValue::try_from(format!("max-age={cache_max_age}"))
-            .unwrap_or(HeaderValue::from_static("no-store"));
         App {
             service,
             limits,
-            cache_control,
+            cache: CacheControl::new(cache_max_age),
         }
     }
 
@@ -115,11 +143,12 @@ async fn recommend<R: Recommender, C: Catalog>(
             Operation::RelatedItems => query::parse_related_items(query, limits, has_filter)?,
             _ => query::parse_recommendations(query, limits, has_filter)?,
         };
+        let cache_control = app.cache.for_user(query.subject.user_id()).clone();
         let found = app.service.recommend(query, &mut timings).await?;
-        Ok::<_, ApiError>((found, format))
+        Ok::<_, ApiError>((found, format, cache_control))
     }
     .await;
-    respond(route, result, &app.cache_control, started, timings)
+    respond(route, result, started, timings)
 }
 
 async fn rankings_get<R: Recommender, C: Catalog>(
@@ -127,11 +156,10 @@ async fn rankings_get<R: Recommender, C: Catalog>(
     RawQuery(query): RawQuery,
 ) -> Response {
     let params = Params::from_query(query.as_deref()).map_err(ApiError::from);
-    let cache_control = app.cache_control.clone();
-    rankings(app, params, cache_control).await
+    rankings(app, params, Method::GET).await
 }
 
-/// The same as `GET`, for lists too long for a URL. Braze does not cache POSTs, nor do we.
+/// The same as `GET`, for lists too long for a URL.
 async fn rankings_post<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
     body: Body,
@@ -139,13 +167,13 @@ async fn rankings_post<R: Recommender, C: Catalog>(
     let params = read_body(body)
         .await
         .and_then(|bytes| Ok(Params::from_json(&bytes)?));
-    rankings(app, params, HeaderValue::from_static("no-store")).await
+    rankings(app, params, Method::POST).await
 }
 
 async fn rankings<R: Recommender, C: Catalog>(
     app: Arc<App<R, C>>,
     params: Result<Params, ApiError>,
-    cache_control: HeaderValue,
+    method: Method,
 ) -> Response {
     let started = Instant::now();
     let mut timings = Timings::default();
@@ -153,11 +181,17 @@ async fn rankings<R: Recommender, C: Catalog>(
         app.enabled("/rankings", Operation::Rankings)?;
         let (query, count, format) =
             query::parse_rankings(params?, &app.limits, |n| app.has_filter(n))?;
+        // Braze does not cache POSTs, nor do we.
+        let cache_control = if method == Method::GET {
+            app.cache.for_user(Some(&query.user_id)).clone()
+        } else {
+            HeaderValue::from_static("no-store")
+        };
         let found = app.service.rank(query, count, &mut timings).await?;
-        Ok::<_, ApiError>((found, format))
+        Ok::<_, ApiError>((found, format, cache_control))
     }
     .await;
-    respond("/rankings", result, &cache_control, started, timings)
+    respond("/rankings", result, started, timings)
 }
 
 /// `202 {"accepted": n}` once the recommender has the events.
@@ -217,13 +251,12 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
 /// The answer of a read endpoint, and its one log line.
 fn respond(
     route: &'static str,
-    result: Result<(Recommended, Format), ApiError>,
-    cache_control: &HeaderValue,
+    result: Result<(Recommended, Format, HeaderValue), ApiError>,
     started: Instant,
     timings: Timings,
 ) -> Response {
     let (response, items) = match result {
-        Ok((found, format)) => (
+        Ok((found, format, cache_control)) => (
             ok_response(&found, format, cache_control),
             found.items.len(),
         ),
@@ -242,7 +275,7 @@ fn respond(
 }
 
 /// The body is the items' pre-rendered JSON joined: no per-request serialization of items.
-fn ok_response(found: &Recommended, format: Format, cache_control: &HeaderValue) -> Response {
+fn ok_response(found: &Recommended, format: Format, cache_control: HeaderValue) -> Response {
     let items_len = catalog::json_array_len(&found.items);
     let json = match format {
         Format::List => {
@@ -265,7 +298,7 @@ fn ok_response(found: &Recommended, format: Format, cache_control: &HeaderValue)
             json
         }
     };
-    json_response(StatusCode::OK, json, cache_control.clone())
+    json_response(StatusCode::OK, json, cache_control)
 }
 
 fn json_response(status: StatusCode, json: Vec<u8>, cache_control: HeaderValue) -> Response {
@@ -365,7 +398,7 @@ mod tests {
     use crate::config::UrlTemplates;
 
     async fn body(found: &Recommended, format: Format) -> serde_json::Value {
-        let response = ok_response(found, format, &HeaderValue::from_static("max-age=1"));
+        let response = ok_response(found, format, HeaderValue::from_static("max-age=1"));
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         serde_json::from_slice(&bytes).expect("the body is JSON")
     }

@@ -26,7 +26,7 @@ async fn with_no_configuration_the_binary_serves_the_sample_data() {
         .await;
 
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.header("cache-control"), Some("max-age=300"));
+    assert_eq!(answer.header("cache-control"), Some("private, max-age=300"));
     let items = answer.json();
     let items = items.as_array().unwrap();
     assert_eq!(items.len(), 5);

@@ -91,7 +91,7 @@ async fn answers_the_catalog_attributes_exactly_in_personalize_order() {
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(answer.body, expected_list(&stack.fake.ranking("alice", 10)));
     assert_eq!(answer.header("content-type"), Some("application/json"));
-    assert_eq!(answer.header("cache-control"), Some("max-age=300"));
+    assert_eq!(answer.header("cache-control"), Some("private, max-age=300"));
 
     let received = stack.fake.received();
     assert_eq!(received.len(), 1);
