@@ -1,5 +1,14 @@
 //! What can go wrong when we call an upstream (Personalize, DynamoDB), in the terms the
 //! contract needs: retry later (503), or fix the deployment (500), or fix the request (400).
+//!
+//! A 4xx caused by a value the caller sent must be a 400, never a 500 and an ERROR log. Where a
+//! caller's value reaches an upstream:
+//! - Personalize (runtime and events) checks what it cannot take (filter values, context keys,
+//!   event fields) and answers `InvalidInputException`: `Rejected`, a 400.
+//! - DynamoDB sees only item ids as keys. The API refuses ids that are empty or longer than
+//!   Personalize's 256 characters (at most 1 KiB, inside DynamoDB's 2 KiB key limit), and the
+//!   catalog drops duplicates and any id no key can be before asking. So its
+//!   `ValidationException` means the table does not match (wrong key schema): `Misconfigured`.
 
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
@@ -106,6 +115,11 @@ mod tests {
         assert!(matches!(kind(None, 503), UpstreamError::Unavailable(_)));
         assert!(matches!(
             kind(Some("Whatever"), 403),
+            UpstreamError::Misconfigured(_)
+        ));
+        // No caller value reaches DynamoDB unchecked: a table that does not match is ours to fix.
+        assert!(matches!(
+            kind(Some("ValidationException"), 400),
             UpstreamError::Misconfigured(_)
         ));
     }

@@ -185,6 +185,20 @@ async fn ranking_input_is_validated_and_bodies_are_bounded() {
             "item_ids",
         ),
         ("/rankings", Some("{not json".to_owned()), "body"),
+        // An empty id would reach BatchGetItem as a key, and come back as a 500.
+        (
+            "/rankings",
+            Some(r#"{"user_id":"u","item_ids":["a",""]}"#.to_owned()),
+            "item_ids",
+        ),
+        (
+            "/rankings",
+            Some(format!(
+                r#"{{"user_id":"u","item_ids":["{}"]}}"#,
+                "x".repeat(257)
+            )),
+            "item_ids",
+        ),
         (
             "/rankings",
             Some(r#"{"user_id":"u","item_ids":["a"],"filter":"nope"}"#.to_owned()),
@@ -267,6 +281,10 @@ async fn bad_events_are_400s_naming_the_field_and_nothing_is_sent() {
         ),
         (r#"{"user":"u","event_type":"v"}"#, "user"),
         ("", "body"),
+        (
+            r#"{"user_id":"u","event_type":"v","impression":["a",""]}"#,
+            "impression",
+        ),
     ] {
         let answer = post(&app, "/events", body).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{body}");

@@ -316,13 +316,13 @@ fn required_id(value: Option<String>, name: &str) -> Result<String, InvalidParam
     Ok(value)
 }
 
-/// User and item ids: Personalize takes up to 256 characters; control characters are refused
-/// here, where they are surely a template mistake.
+/// User and item ids: Personalize takes 1 to 256 characters, and an empty id is no DynamoDB key
+/// either; control characters are refused here, where they are surely a template mistake.
 pub fn check_id(id: &str, name: &str) -> Result<(), InvalidParameter> {
-    if id.chars().count() > MAX_ID_CHARS {
+    if id.is_empty() || id.chars().count() > MAX_ID_CHARS {
         return Err(invalid(
             name,
-            format!("{name} must be at most {MAX_ID_CHARS} characters"),
+            format!("{name} must be 1 to {MAX_ID_CHARS} characters long"),
         ));
     }
     if id.chars().any(char::is_control) {
@@ -521,7 +521,7 @@ mod tests {
         let cases: &[(&str, &str, &str)] = &[
             ("", "user_id", "user_id is required"),
             ("count=3", "user_id", "user_id is required"),
-            (&long_user, "user_id", "at most 256 characters"),
+            (&long_user, "user_id", "1 to 256 characters long"),
             ("user_id=a%0Ab", "user_id", "control characters"),
             ("user_id=a%00", "user_id", "control characters"),
             ("user_id=a&user_id=b", "user_id", "more than once"),

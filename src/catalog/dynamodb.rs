@@ -15,6 +15,8 @@ use crate::upstream::UpstreamError;
 
 /// BatchGetItem's limit on keys per call.
 const MAX_KEYS_PER_CALL: usize = 100;
+/// DynamoDB's limit on a partition key's value.
+const MAX_KEY_BYTES: usize = 2048;
 /// Full-jitter backoff for `UnprocessedKeys`: first wait up to 20 ms, doubling to 320 ms.
 const BACKOFF_BASE: Duration = Duration::from_millis(20);
 const BACKOFF_CAP: Duration = Duration::from_millis(320);
@@ -110,10 +112,13 @@ impl Catalog for DynamoDbCatalog {
         ids: &[String],
         deadline: Instant,
     ) -> Result<HashMap<String, Arc<Item>>, UpstreamError> {
-        // A duplicate key makes BatchGetItem fail, so each id is asked for once.
+        // A duplicate key makes BatchGetItem fail, so each id is asked for once. An id no key can
+        // be (empty, or over DynamoDB's 2048 bytes) is surely not in the table, and asking would
+        // fail the whole call with a ValidationException: it is simply missing.
         let mut seen = HashSet::with_capacity(ids.len());
         let keys: Vec<HashMap<String, AttributeValue>> = ids
             .iter()
+            .filter(|id| (1..=MAX_KEY_BYTES).contains(&id.len()))
             .filter(|id| seen.insert(id.as_str()))
             .map(|id| HashMap::from([("id".to_owned(), AttributeValue::S(id.clone()))]))
             .collect();

@@ -108,6 +108,49 @@ async fn rankings_answer_the_given_items_in_personal_order_by_get_and_post() {
     );
 }
 
+/// An empty id in any list is the caller's mistake: a 400 naming it, before any AWS call (as a
+/// BatchGetItem key it came back as a 500 and an ERROR log).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_ids_in_any_list_are_400s_that_reach_no_upstream() {
+    let stack = full_stack(&[]).await;
+    let long = "x".repeat(257);
+    let cases = [
+        (
+            r#"{"user_id":"u","item_ids":[""]}"#.to_owned(),
+            "/rankings",
+            "item_ids",
+        ),
+        (
+            r#"{"user_id":"u","item_ids":["a"," ",""]}"#.to_owned(),
+            "/rankings",
+            "item_ids",
+        ),
+        (
+            format!(r#"{{"user_id":"u","item_ids":["{long}"]}}"#),
+            "/rankings",
+            "item_ids",
+        ),
+        (
+            r#"{"user_id":"u","event_type":"click","impression":["a",""]}"#.to_owned(),
+            "/events",
+            "impression",
+        ),
+        (
+            format!(r#"{{"user_id":"u","event_type":"click","item_id":"{long}"}}"#),
+            "/events",
+            "item_id",
+        ),
+    ];
+    for (body, route, parameter) in &cases {
+        let answer = stack.post(route, body).await;
+        assert_eq!(answer.status, 400, "{route} {body}: {}", answer.body);
+        assert_eq!(answer.json()["error"]["parameter"], *parameter, "{body}");
+    }
+    assert!(stack.fake.received().is_empty());
+    let log = stack.service.log();
+    assert!(!log.contains(r#""level":"ERROR""#), "{log}");
+}
+
 /// Braze retries a webhook whose answer is a 5xx with the same body. When one session's
 /// PutEvents fails, the others' events are already recorded; the retry must not have
 /// Personalize train on them twice. So every event carries an id, the same in both posts.
