@@ -23,8 +23,10 @@ pub struct Config {
     pub request_budget: Duration,
     /// How long item metadata is cached in the function (AWS mode); 0 turns the cache off.
     pub item_cache_ttl: Duration,
-    /// At most this many items are cached.
+    /// At most this many items are cached (and as many ids the catalog lacks).
     pub item_cache_size: usize,
+    /// Cached items take at most this many bytes.
+    pub item_cache_bytes: usize,
     pub port: u16,
     pub log_format: LogFormat,
     /// `AWS_LAMBDA_RUNTIME_API` is set: serve Lambda invocations, not a local port.
@@ -209,6 +211,7 @@ impl Config {
         let budget_ms = number(&var, "REQUEST_BUDGET_MS", 1500, 50, 29_000)?;
         let item_cache_ttl = number(&var, "ITEM_CACHE_TTL", 300, 0, 86_400)?;
         let item_cache_size = number(&var, "ITEM_CACHE_SIZE", 10_000, 1, 1_000_000)?;
+        let item_cache_mb = number(&var, "ITEM_CACHE_MB", 32, 1, 8_192)?;
         let port = number(&var, "PORT", 9000, 1, u16::MAX as u32)? as u16;
 
         let url_templates = UrlTemplates {
@@ -232,6 +235,7 @@ impl Config {
             request_budget: Duration::from_millis(budget_ms.into()),
             item_cache_ttl: Duration::from_secs(item_cache_ttl.into()),
             item_cache_size: item_cache_size as usize,
+            item_cache_bytes: item_cache_mb as usize * 1024 * 1024,
             port,
             log_format,
             in_lambda: var("AWS_LAMBDA_RUNTIME_API").is_some(),
@@ -532,6 +536,7 @@ mod tests {
         assert_eq!(c.port, 9000);
         assert_eq!(c.item_cache_ttl, Duration::from_secs(300));
         assert_eq!(c.item_cache_size, 10_000);
+        assert_eq!(c.item_cache_bytes, 32 * 1024 * 1024);
         let Backend::Aws(Aws {
             personalize: Some(personalize),
             related_items: None,

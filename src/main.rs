@@ -12,7 +12,7 @@ use aws_config::timeout::TimeoutConfig;
 use axum::Router;
 use personalize_braze::api::query::Limits;
 use personalize_braze::api::{App, router};
-use personalize_braze::catalog::cache::CachedCatalog;
+use personalize_braze::catalog::cache::{CacheBudget, CachedCatalog};
 use personalize_braze::catalog::dynamodb::DynamoDbCatalog;
 use personalize_braze::catalog::file::FileCatalog;
 use personalize_braze::catalog::{Catalog, NoCatalog};
@@ -183,9 +183,13 @@ async fn aws_app(config: &Config, aws: &Aws) -> (Router, String) {
                     .retry_config(retries)
                     .build(),
             );
+            let budget = CacheBudget {
+                items: config.item_cache_size,
+                bytes: config.item_cache_bytes,
+            };
             let catalog = CachedCatalog::new(
                 DynamoDbCatalog::new(dynamodb, table, config.url_templates.clone()),
-                config.item_cache_size,
+                budget,
                 config.item_cache_ttl,
             );
             let summary = format!("Personalize: {served}; items from DynamoDB table {table}");

@@ -25,6 +25,11 @@ use query::{Format, Limits, Params};
 /// characters fit, with room for filters and context.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// The most item bytes an answer carries, counted as Lambda carries them (the body escaped into
+/// its response envelope). Lambda refuses responses over 6 MB, and API Gateway turns that into a
+/// bare 502; this leaves room for the envelope, the headers and `format=object`.
+pub const MAX_ANSWER_ITEM_BYTES: usize = 5_000_000;
+
 /// Everything a request needs, built once per cold start.
 pub struct App<R, C> {
     pub service: Service<R, C>,
@@ -256,10 +261,22 @@ fn respond(
     timings: Timings,
 ) -> Response {
     let (response, items) = match result {
-        Ok((found, format, cache_control)) => (
-            ok_response(&found, format, cache_control),
-            found.items.len(),
-        ),
+        Ok((mut found, format, cache_control)) => {
+            let fitting = fitting_items(&found.items);
+            if fitting < found.items.len() {
+                tracing::warn!(
+                    route,
+                    items = found.items.len(),
+                    kept = fitting,
+                    "answer cut to the items that fit Lambda's 6 MB response limit"
+                );
+                found.items.truncate(fitting);
+            }
+            (
+                ok_response(&found, format, cache_control),
+                found.items.len(),
+            )
+        }
         Err(error) => (error.into_response_logged(), 0),
     };
     tracing::info!(
@@ -272,6 +289,19 @@ fn respond(
         "request"
     );
     response
+}
+
+/// How many of `items`, best first, fit in `MAX_ANSWER_ITEM_BYTES`: the rest are cut rather
+/// than have the whole answer refused.
+fn fitting_items(items: &[Arc<catalog::Item>]) -> usize {
+    let mut bytes = 0;
+    items
+        .iter()
+        .take_while(|item| {
+            bytes += item.wire_len() + 1;
+            bytes <= MAX_ANSWER_ITEM_BYTES
+        })
+        .count()
 }
 
 /// The body is the items' pre-rendered JSON joined: no per-request serialization of items.
@@ -401,6 +431,41 @@ mod tests {
         let response = ok_response(found, format, HeaderValue::from_static("max-age=1"));
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         serde_json::from_slice(&bytes).expect("the body is JSON")
+    }
+
+    /// 25 items whose names hold 100,000 quotes each are 10 MB of JSON, and 15 MB once Lambda's
+    /// envelope escapes them: Lambda would refuse it and API Gateway answer a bare 502.
+    #[tokio::test]
+    async fn an_answer_over_lambdas_limit_is_cut_to_the_items_that_fit() {
+        let item = |i: usize| {
+            let text = format!("{}{}", "ab\"".repeat(100_000), i);
+            let name = ("name".to_owned(), Value::String(text));
+            Arc::new(Item::new(format!("i{i}"), [name], &UrlTemplates::default()))
+        };
+        let found = Recommended {
+            items: (0..25).map(item).collect(),
+            recommendation_id: None,
+        };
+        let response = respond(
+            "/recommendations",
+            Ok((found, Format::Object, HeaderValue::from_static("private"))),
+            Instant::now(),
+            Timings::default(),
+        );
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let ids: Vec<&str> = body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["id"].as_str().unwrap())
+            .collect();
+        // Each item is 600 KB as Lambda carries it: eight fit in 5 MB, the best eight, in order.
+        assert_eq!(ids, (0..8).map(|i| format!("i{i}")).collect::<Vec<_>>());
+        // The body as Lambda's envelope carries it stays under the 6 MB limit with room to spare.
+        let escaped = serde_json::to_string(std::str::from_utf8(&bytes).unwrap()).unwrap();
+        assert!(escaped.len() < 5_100_000, "{}", escaped.len());
     }
 
     #[tokio::test]

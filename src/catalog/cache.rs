@@ -1,5 +1,10 @@
 //! A bounded, expiring item cache in front of any `Catalog`, shared by concurrent requests, so a
-//! warm function usually skips the catalog call. Ids the catalog lacks are remembered briefly too.
+//! warm function usually skips the catalog call.
+//!
+//! It is bounded by bytes as well as by items (an item may weigh up to DynamoDB's 400 KB, and the
+//! function may have 128 MB), and when full it drops the least recently used items. Ids the
+//! catalog lacks are remembered briefly too, apart from the items and within their own bounds, so
+//! a flood of unknown ids (a ranking of 500 of them) cannot push real items out.
 //!
 //! Concurrent misses for the same id make one fetch: the first request to miss an id owns a
 //! *flight* for it; later requests wait for that flight's answer instead of asking again.
@@ -11,29 +16,51 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::lru::Lru;
 use super::{Catalog, Item};
 use crate::upstream::UpstreamError;
 
 /// How long "the catalog has no such id" is believed: short, so newly loaded items show up soon.
 pub const MISSING_TTL: Duration = Duration::from_secs(30);
+/// What an entry costs beyond its item: its key twice (the map and the recency index), the
+/// slot, the `Arc`.
+const ENTRY_OVERHEAD: usize = 160;
+
+/// How much the cache may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheBudget {
+    /// Items, and separately ids the catalog lacks.
+    pub items: usize,
+    /// Bytes of items; ids the catalog lacks get a quarter of this on top.
+    pub bytes: usize,
+}
 
 pub struct CachedCatalog<C> {
     inner: C,
     state: Mutex<State>,
-    capacity: usize,
+    budget: CacheBudget,
     ttl: Duration,
 }
 
 struct State {
-    entries: HashMap<String, Entry>,
+    /// Items, with when they expire.
+    items: Lru<Entry>,
+    /// Ids the catalog lacks, with when that stops being believed.
+    missing: Lru<Instant>,
     /// Ids some request is fetching right now, and where its answer will appear.
     in_flight: HashMap<String, Flight>,
 }
 
 struct Entry {
-    /// `None`: the catalog has no item with this id.
-    item: Option<Arc<Item>>,
+    item: Arc<Item>,
     expires: Instant,
+}
+
+/// What a cached lookup found for one id.
+enum Cached {
+    Item(Arc<Item>),
+    Missing,
+    Unknown,
 }
 
 type Fetched = Result<Arc<HashMap<String, Arc<Item>>>, UpstreamError>;
@@ -51,15 +78,42 @@ impl<C> CachedCatalog<C> {
     }
 }
 
+impl State {
+    /// What the cache knows of `id` at `now`; expired knowledge is dropped.
+    fn lookup(&mut self, id: &str, now: Instant) -> Cached {
+        match self
+            .items
+            .get(id)
+            .map(|e| (e.expires > now, e.item.clone()))
+        {
+            Some((true, item)) => return Cached::Item(item),
+            Some((false, _)) => {
+                self.items.remove(id);
+            }
+            None => {}
+        }
+        match self.missing.get(id).copied() {
+            Some(until) if until > now => Cached::Missing,
+            Some(_) => {
+                self.missing.remove(id);
+                Cached::Unknown
+            }
+            None => Cached::Unknown,
+        }
+    }
+}
+
 impl<C: Catalog> CachedCatalog<C> {
-    pub fn new(inner: C, capacity: usize, ttl: Duration) -> Self {
+    /// A TTL of zero turns caching off; concurrent misses still share one fetch.
+    pub fn new(inner: C, budget: CacheBudget, ttl: Duration) -> Self {
         CachedCatalog {
             inner,
             state: Mutex::new(State {
-                entries: HashMap::with_capacity(capacity.min(65_536)),
+                items: Lru::default(),
+                missing: Lru::default(),
                 in_flight: HashMap::new(),
             }),
-            capacity,
+            budget,
             ttl,
         }
     }
@@ -87,30 +141,36 @@ impl<C: Catalog> CachedCatalog<C> {
     }
 
     fn remember(&self, ids: &[String], fetched: &HashMap<String, Arc<Item>>, state: &mut State) {
+        if self.ttl.is_zero() {
+            return;
+        }
         let now = Instant::now();
-        let entries = &mut state.entries;
-        if entries.len() + ids.len() > self.capacity {
-            entries.retain(|_, entry| entry.expires > now);
+        for id in ids {
+            let key_weight = ENTRY_OVERHEAD + 2 * id.len();
+            match fetched.get(id) {
+                Some(item) => {
+                    state.missing.remove(id);
+                    let weight = key_weight + item.weight();
+                    // One item bigger than the whole budget would only empty the cache.
+                    if weight <= self.budget.bytes {
+                        let entry = Entry {
+                            item: item.clone(),
+                            expires: now + self.ttl,
+                        };
+                        state.items.insert(id.clone(), entry, weight);
+                    }
+                }
+                None => {
+                    state.items.remove(id);
+                    let until = now + MISSING_TTL.min(self.ttl);
+                    state.missing.insert(id.clone(), until, key_weight);
+                }
+            }
         }
-        // Still full of live entries: start over rather than track recency on every hit.
-        if entries.len() + ids.len() > self.capacity {
-            entries.clear();
-        }
-        for id in ids.iter().take(self.capacity) {
-            let item = fetched.get(id).cloned();
-            let ttl = if item.is_some() {
-                self.ttl
-            } else {
-                MISSING_TTL.min(self.ttl)
-            };
-            entries.insert(
-                id.clone(),
-                Entry {
-                    item,
-                    expires: now + ttl,
-                },
-            );
-        }
+        state.items.shrink_to(self.budget.items, self.budget.bytes);
+        state
+            .missing
+            .shrink_to(self.budget.items, self.budget.bytes / 4);
     }
 }
 
@@ -151,14 +211,13 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         {
             let mut state = self.lock();
             for id in ids {
-                match state.entries.get(id) {
-                    Some(entry) if entry.expires > now => {
-                        if let Some(item) = &entry.item {
-                            found.insert(id.clone(), item.clone());
-                        }
+                match state.lookup(id, now) {
+                    Cached::Item(item) => {
+                        found.insert(id.clone(), item);
                         continue;
                     }
-                    _ => {}
+                    Cached::Missing => continue,
+                    Cached::Unknown => {}
                 }
                 if let Some(flight) = state.in_flight.get(id) {
                     theirs.push((id.clone(), flight.clone()));
@@ -232,10 +291,19 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
+    use crate::catalog::Value;
     use crate::config::UrlTemplates;
 
-    /// Knows ids starting with `i`; counts calls and ids asked for. Each call takes `latency`;
-    /// ids starting with `fail` make the call fail.
+    /// Room for 100 items of any size.
+    fn roomy() -> CacheBudget {
+        CacheBudget {
+            items: 100,
+            bytes: 1 << 30,
+        }
+    }
+
+    /// Knows ids starting with `i` (those ending in `big` carry 10 KB); counts calls and ids
+    /// asked for. Each call takes `latency`; ids starting with `fail` make the call fail.
     #[derive(Default)]
     struct Counting {
         calls: AtomicUsize,
@@ -259,10 +327,14 @@ mod tests {
                 .iter()
                 .filter(|id| id.starts_with('i'))
                 .map(|id| {
-                    (
-                        id.clone(),
-                        Arc::new(Item::new(id.as_str(), [], &UrlTemplates::default())),
-                    )
+                    let text = if id.ends_with("big") {
+                        "x".repeat(10_000)
+                    } else {
+                        String::new()
+                    };
+                    let attributes = [("text".to_owned(), Value::String(text))];
+                    let item = Item::new(id.as_str(), attributes, &UrlTemplates::default());
+                    (id.clone(), Arc::new(item))
                 })
                 .collect())
         }
@@ -275,7 +347,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_warm_request_makes_no_catalog_call_and_expired_entries_refetch() {
         let inner = Arc::new(Counting::default());
-        let cache = CachedCatalog::new(inner.clone(), 100, Duration::from_secs(300));
+        let cache = CachedCatalog::new(inner.clone(), roomy(), Duration::from_secs(300));
         let deadline = Instant::now() + Duration::from_secs(1);
 
         let first = cache
@@ -316,21 +388,96 @@ mod tests {
         assert_eq!(inner.calls.load(Ordering::SeqCst), 4);
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn the_cache_never_holds_more_than_its_capacity() {
-        let inner = Arc::new(Counting::default());
-        let cache = CachedCatalog::new(inner.clone(), 3, Duration::from_secs(300));
-        let deadline = Instant::now() + Duration::from_secs(1);
-        for batch in [["i1", "i2"], ["i3", "i4"], ["i5", "i6"]] {
-            cache.items(&ids(&batch), deadline).await.unwrap();
-            assert!(cache.lock().entries.len() <= 3);
+    fn cached_ids(cache: &CachedCatalog<Arc<Counting>>) -> Vec<String> {
+        let mut state = cache.lock();
+        let mut ids = Vec::new();
+        while let Some((id, _)) = state.items.pop_oldest() {
+            ids.push(id);
         }
-        // Answers stay complete whatever was evicted.
+        ids
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_cache_drops_the_least_recently_used_items() {
+        let inner = Arc::new(Counting::default());
+        let budget = CacheBudget {
+            items: 3,
+            bytes: 1 << 30,
+        };
+        let cache = CachedCatalog::new(inner.clone(), budget, Duration::from_secs(300));
+        let deadline = Instant::now() + Duration::from_secs(1);
+        cache
+            .items(&ids(&["i1", "i2", "i3"]), deadline)
+            .await
+            .unwrap();
+        // i1 is used again, so i2 is now the least recently used.
+        cache.items(&ids(&["i1"]), deadline).await.unwrap();
+        cache.items(&ids(&["i4"]), deadline).await.unwrap();
+        assert_eq!(cached_ids(&cache), ["i3", "i1", "i4"]);
+        // Answers stay complete whatever was dropped.
         let all = cache
             .items(&ids(&["i1", "i2", "i3", "i4", "i5", "i6"]), deadline)
             .await
             .unwrap();
         assert_eq!(all.len(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cache_holds_at_most_its_bytes() {
+        let inner = Arc::new(Counting::default());
+        let budget = CacheBudget {
+            items: 1000,
+            bytes: 50_000,
+        };
+        let cache = CachedCatalog::new(inner.clone(), budget, Duration::from_secs(300));
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let big: Vec<String> = (0..10).map(|i| format!("i{i}-big")).collect();
+        cache.items(&big, deadline).await.unwrap();
+        let (weight, len) = {
+            let state = cache.lock();
+            (state.items.weight(), state.items.len())
+        };
+        assert!(weight <= 50_000, "{weight}");
+        // Each weighs a little over 20 KB (its text twice: the attribute and the JSON): two fit.
+        assert_eq!(len, 2);
+
+        // An item bigger than the whole budget is served, not cached, and evicts nothing.
+        let tiny = CacheBudget {
+            items: 1000,
+            bytes: 5_000,
+        };
+        let cache = CachedCatalog::new(inner.clone(), tiny, Duration::from_secs(300));
+        cache.items(&ids(&["i1"]), deadline).await.unwrap();
+        let found = cache.items(&ids(&["i2-big"]), deadline).await.unwrap();
+        assert!(found.contains_key("i2-big"));
+        assert_eq!(cached_ids(&cache), ["i1"]);
+    }
+
+    /// `/rankings` with 500 ids the table lacks, over and over: the items a warm function serves
+    /// stay cached.
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_of_unknown_ids_does_not_push_items_out() {
+        let inner = Arc::new(Counting::default());
+        let budget = CacheBudget {
+            items: 1000,
+            bytes: 1 << 20,
+        };
+        let cache = CachedCatalog::new(inner.clone(), budget, Duration::from_secs(300));
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let warm: Vec<String> = (0..100).map(|i| format!("i{i}")).collect();
+        cache.items(&warm, deadline).await.unwrap();
+        for request in 0..40 {
+            let unknown: Vec<String> = (0..500).map(|i| format!("x{request}-{i}")).collect();
+            cache.items(&unknown, deadline).await.unwrap();
+        }
+        let calls = inner.calls.load(Ordering::SeqCst);
+        assert_eq!(cache.items(&warm, deadline).await.unwrap().len(), 100);
+        assert_eq!(
+            inner.calls.load(Ordering::SeqCst),
+            calls,
+            "all 100 items still cached"
+        );
+        assert!(cache.lock().missing.len() <= 1000);
     }
 
     fn slow() -> Arc<Counting> {
@@ -343,7 +490,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn concurrent_misses_for_the_same_ids_make_one_fetch() {
         let inner = slow();
-        let cache = CachedCatalog::new(inner.clone(), 100, Duration::from_secs(300));
+        let cache = CachedCatalog::new(inner.clone(), roomy(), Duration::from_secs(300));
         let deadline = Instant::now() + Duration::from_secs(1);
         let a = ids(&["i1", "i2", "x1"]);
         let b = ids(&["x1", "i2", "i1"]);
@@ -377,7 +524,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn waiters_share_the_fetch_error_and_the_next_request_tries_again() {
         let inner = slow();
-        let cache = CachedCatalog::new(inner.clone(), 100, Duration::from_secs(300));
+        let cache = CachedCatalog::new(inner.clone(), roomy(), Duration::from_secs(300));
         let deadline = Instant::now() + Duration::from_secs(1);
         let list = ids(&["fail1", "i1"]);
         let (a, b) = tokio::join!(cache.items(&list, deadline), cache.items(&list, deadline));
@@ -393,7 +540,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_waiter_fetches_for_itself_when_the_fetching_request_goes_away() {
         let inner = slow();
-        let cache = CachedCatalog::new(inner.clone(), 100, Duration::from_secs(300));
+        let cache = CachedCatalog::new(inner.clone(), roomy(), Duration::from_secs(300));
         let deadline = Instant::now() + Duration::from_secs(1);
         let list = ids(&["i1"]);
         // The first request is abandoned mid-fetch (its caller timed out).

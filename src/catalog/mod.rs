@@ -3,6 +3,7 @@
 pub mod cache;
 pub mod dynamodb;
 pub mod file;
+mod lru;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -53,6 +54,8 @@ pub struct Item {
     /// In response order: url, name, price, image first, the rest by name. Never holds `id`.
     attributes: Vec<(String, Value)>,
     json: Box<RawValue>,
+    /// `json`'s length once escaped as a JSON string, as Lambda's response envelope carries it.
+    wire_len: usize,
 }
 
 impl PartialEq for Item {
@@ -121,10 +124,18 @@ impl Item {
         }
         attributes.sort_by(|(a, _), (b, _)| display_rank(a).cmp(&display_rank(b)).then(a.cmp(b)));
         let json = render(&id, &attributes);
+        // Rendered JSON holds no raw control characters; quotes and backslashes gain a backslash.
+        let wire_len = json.get().len()
+            + json
+                .get()
+                .bytes()
+                .filter(|b| matches!(b, b'"' | b'\\'))
+                .count();
         Item {
             id,
             attributes,
             json,
+            wire_len,
         }
     }
 
@@ -149,6 +160,12 @@ impl Item {
         self.json.get()
     }
 
+    /// The bytes the item takes in a response as Lambda carries it: its JSON escaped into the
+    /// envelope's `body` string.
+    pub fn wire_len(&self) -> usize {
+        self.wire_len
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -162,6 +179,39 @@ impl Item {
 
     pub fn attributes(&self) -> &[(String, Value)] {
         &self.attributes
+    }
+
+    /// Roughly the bytes this item holds in memory: its id, attributes and rendered JSON.
+    pub fn weight(&self) -> usize {
+        std::mem::size_of::<Item>()
+            + self.id.len()
+            + self.json.get().len()
+            + self
+                .attributes
+                .iter()
+                .map(|(name, value)| {
+                    std::mem::size_of::<(String, Value)>() + name.len() + value.weight()
+                })
+                .sum::<usize>()
+    }
+}
+
+impl Value {
+    /// Roughly the bytes this value holds on the heap.
+    fn weight(&self) -> usize {
+        match self {
+            Value::String(text) => text.len(),
+            Value::Number(raw) => raw.get().len(),
+            Value::Bool(_) | Value::Null => 0,
+            Value::List(values) => values
+                .iter()
+                .map(|v| std::mem::size_of::<Value>() + v.weight())
+                .sum(),
+            Value::Map(fields) => fields
+                .iter()
+                .map(|(k, v)| std::mem::size_of::<(String, Value)>() + k.len() + v.weight())
+                .sum(),
+        }
     }
 }
 
