@@ -14,6 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
 use personalize_braze::api::query::Limits;
 use personalize_braze::api::{self, App};
+use personalize_braze::catalog::cache::{CacheBudget, CachedCatalog};
 use personalize_braze::catalog::file::FileCatalog;
 use personalize_braze::config::UrlTemplates;
 use personalize_braze::dataset::read_items;
@@ -70,6 +71,31 @@ impl Recommender for Ranked {
 }
 
 fn router() -> Router {
+    let (catalog, ids) = sample_catalog();
+    app(Service::new(
+        Ranked(ids),
+        catalog,
+        Duration::from_millis(1500),
+    ))
+}
+
+/// The same, with the catalog behind the item cache a warm AWS-mode function has (every item
+/// cached after the first request), so a request pays for cache hits instead of a map lookup.
+fn cached_router() -> Router {
+    let (catalog, ids) = sample_catalog();
+    let budget = CacheBudget {
+        items: 10_000,
+        bytes: 32 << 20,
+    };
+    let cached = CachedCatalog::new(catalog, budget, Duration::from_secs(3600));
+    app(Service::new(
+        Ranked(ids),
+        cached,
+        Duration::from_millis(1500),
+    ))
+}
+
+fn sample_catalog() -> (FileCatalog, Vec<String>) {
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/items.csv");
     let records = read_items(&data).expect("the sample items load");
     let templates = UrlTemplates {
@@ -77,8 +103,10 @@ fn router() -> Router {
         image: Some("https://cdn.example.com/img/{id}.jpg".into()),
     };
     let catalog = FileCatalog::new(&records, &templates);
-    let ids = records.iter().map(|r| r.id.clone()).collect();
-    let service = Service::new(Ranked(ids), catalog, Duration::from_millis(1500));
+    (catalog, records.iter().map(|r| r.id.clone()).collect())
+}
+
+fn app<C: personalize_braze::catalog::Catalog>(service: Service<Ranked, C>) -> Router {
     let limits = Limits {
         default_count: 10,
         max_count: 100,
@@ -143,6 +171,12 @@ fn request_path(c: &mut Criterion) {
             b.to_async(&runtime).iter(|| request(&router, uri))
         });
     }
+
+    let cached = cached_router();
+    group.bench_function("list/count=25+item-cache", |b| {
+        b.to_async(&runtime)
+            .iter(|| request(&cached, "/recommendations?user_id=user-42&count=25"))
+    });
 
     // Rankings of 25 sample ids by query string, and of 500 (a fifth unknown) by JSON body.
     let ids: Vec<String> = (0..500)

@@ -1,8 +1,9 @@
-//! `GET /recommendations` query string → a validated `RecommendationQuery`.
+//! Query strings (and `POST /rankings` bodies) → validated queries for `/recommendations`,
+//! `/related-items` and `/rankings`.
 //!
-//! Rules (DESIGN.md): an empty value counts as not given, so a blank Liquid variable falls
-//! back to the default; a parameter that may appear once and appears twice is an error;
-//! unknown parameters are ignored (Braze and proxies add their own).
+//! Rules: an empty value counts as not given, so a blank Liquid variable falls back to the
+//! default; a parameter that may appear once and appears twice is an error; unknown parameters
+//! are ignored (Braze and proxies add their own).
 
 use std::borrow::Cow;
 

@@ -26,6 +26,19 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The load was refused (exit code 1) with each of `expected` on stderr; returns stderr.
+fn assert_refused(output: &Output, expected: &[&str]) -> String {
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stdout));
+    let stderr = text(&output.stderr);
+    for expected in expected {
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
+    }
+    stderr
+}
+
 /// Row `i` of a generated items CSV: (ITEM_ID, NAME, PRICE as written, PRICE as DynamoDB returns it).
 fn row(i: usize) -> (String, String, &'static str, &'static str) {
     let prices = [
@@ -172,20 +185,16 @@ async fn a_bad_file_reports_every_problem_and_writes_nothing() {
 
     let output = load_items(&["--table", "load-bad", "--file", path.to_str().unwrap()]);
 
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = text(&output.stderr);
-    for expected in [
-        "line 3: ITEM_ID is empty",
-        "line 4: 2 fields, but the header has 3",
-        "line 5: ITEM_ID \"ok-1\" repeats line 2",
-        "line 7: invalid UTF-8",
-        "nothing was written",
-    ] {
-        assert!(
-            stderr.contains(expected),
-            "missing {expected:?} in:\n{stderr}"
-        );
-    }
+    assert_refused(
+        &output,
+        &[
+            "line 3: ITEM_ID is empty",
+            "line 4: 2 fields, but the header has 3",
+            "line 5: ITEM_ID \"ok-1\" repeats line 2",
+            "line 7: invalid UTF-8",
+            "nothing was written",
+        ],
+    );
     assert!(scan("load-bad").await.is_empty());
 
     // Fix the listed rows but keep the oversized one: still refused, with the size named.
@@ -365,24 +374,20 @@ async fn what_dynamodb_would_refuse_is_found_before_anything_is_written() {
 
     let output = load_items(&["--table", "load-refused", "--file", path.to_str().unwrap()]);
 
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = text(&output.stderr);
-    for expected in [
-        "line 2: both ITEM_ID and id are given",
-        "line 3: price: 1e126 is outside DynamoDB's number range",
-        "line 4: specs.weights[0]: 1E-131 is outside DynamoDB's number range",
-        "line 5: code: 123456789012345678901234567890123456789 has 39 significant digits",
-        "line 6: Name and name would both be stored as the attribute \"name\"",
-        "line 7: item is 420",
-        "(attribute names included), over DynamoDB's 400 KB limit",
-        "6 problem(s)",
-        "nothing was written",
-    ] {
-        assert!(
-            stderr.contains(expected),
-            "missing {expected:?} in:\n{stderr}"
-        );
-    }
+    let stderr = assert_refused(
+        &output,
+        &[
+            "line 2: both ITEM_ID and id are given",
+            "line 3: price: 1e126 is outside DynamoDB's number range",
+            "line 4: specs.weights[0]: 1E-131 is outside DynamoDB's number range",
+            "line 5: code: 123456789012345678901234567890123456789 has 39 significant digits",
+            "line 6: Name and name would both be stored as the attribute \"name\"",
+            "line 7: item is 420",
+            "(attribute names included), over DynamoDB's 400 KB limit",
+            "6 problem(s)",
+            "nothing was written",
+        ],
+    );
     assert!(
         !stderr.contains("line 1:") && !stderr.contains("line 8:"),
         "{stderr}"
@@ -397,12 +402,12 @@ async fn what_dynamodb_would_refuse_is_found_before_anything_is_written() {
     )
     .unwrap();
     let output = load_items(&["--table", "load-refused", "--file", path.to_str().unwrap()]);
-    assert_eq!(output.status.code(), Some(1));
-    let stderr = text(&output.stderr);
-    assert!(
-        stderr.contains("line 2: ITEM_ID and ID would both be stored as the attribute \"id\""),
-        "{stderr}"
+    assert_refused(
+        &output,
+        &[
+            "line 2: ITEM_ID and ID would both be stored as the attribute \"id\"",
+            "line 3: code: 1234567890",
+        ],
     );
-    assert!(stderr.contains("line 3: code: 1234567890"), "{stderr}");
     assert!(scan("load-refused").await.is_empty());
 }
