@@ -2,7 +2,7 @@
 //! object, or a list of up to 10. Values may arrive as strings (Liquid renders text), so
 //! numbers are also read from strings, and an empty string counts as not given.
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::query::{InvalidParameter, check_id, comma_list, invalid};
@@ -178,22 +178,32 @@ fn event(
 /// same ids, so Personalize trains on its events once. The event's place in the body is part of
 /// it, so two alike events in one body stay two.
 fn derived_event_id(event: &Event, index: usize, given_sent_at: Option<f64>) -> String {
-    let fields = json!([
+    // A JSON array of the fields: unambiguous, and stable across versions of this service.
+    let fields = (
         index,
-        event.user_id,
-        event.session_id,
-        event.event_type,
-        event.item_id,
+        &event.user_id,
+        &event.session_id,
+        &event.event_type,
+        &event.item_id,
         event.event_value,
         given_sent_at,
-        event.properties,
-        event.recommendation_id,
-        event.impression,
-    ]);
-    let digest = Sha256::digest(fields.to_string().as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("{DERIVED_ID_PREFIX}{hex}")
+        &event.properties,
+        &event.recommendation_id,
+        &event.impression,
+    );
+    // Serializing references and numbers into a `Vec` cannot fail.
+    let text = serde_json::to_vec(&fields).unwrap_or_default();
+    let digest = Sha256::digest(&text);
+    let mut id = String::with_capacity(DERIVED_ID_PREFIX.len() + 32);
+    id.push_str(DERIVED_ID_PREFIX);
+    for byte in &digest[..16] {
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    id
 }
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 fn text(name: &str, value: Value) -> Result<String, InvalidParameter> {
     match value {
