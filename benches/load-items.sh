@@ -11,7 +11,7 @@ port=$((20000 + RANDOM % 20000))
 work=target/bench-load
 mkdir -p "$work"
 
-java -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" -inMemory -port "$port" >"$work/dynamodb.log" 2>&1 &
+java -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" -inMemory -disableTelemetry -port "$port" >"$work/dynamodb.log" 2>&1 &
 ddb=$!
 trap 'kill $ddb 2>/dev/null || true' EXIT
 for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$port" && break; sleep 0.1; done

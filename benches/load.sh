@@ -29,7 +29,7 @@ export AWS_ENDPOINT_URL_PERSONALIZE_RUNTIME="http://127.0.0.1:$fake_port"
 export AWS_ENDPOINT_URL_PERSONALIZE_EVENTS="http://127.0.0.1:$fake_port"
 wait_for() { for _ in $(seq 600); do curl -s -o /dev/null "$1" && return 0; sleep 0.05; done; echo "$1 never answered" >&2; exit 1; }
 
-java -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" -inMemory -port "$ddb_port" >"$work/dynamodb.log" 2>&1 &
+java -Djava.library.path="$(dirname "$jar")/DynamoDBLocal_lib" -jar "$jar" -inMemory -disableTelemetry -port "$ddb_port" >"$work/dynamodb.log" 2>&1 &
 pids+=($!)
 target/release/examples/fake-personalize --port "$fake_port" --items examples/data/items.csv >"$work/fake.log" 2>&1 &
 pids+=($!)

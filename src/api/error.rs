@@ -134,10 +134,6 @@ impl ApiError {
         };
         (status, code, Cow::Borrowed(message))
     }
-
-    pub fn status(&self) -> StatusCode {
-        self.describe().0
-    }
 }
 
 impl IntoResponse for ApiError {

@@ -8,6 +8,15 @@
 //!
 //! Concurrent misses for the same id make one fetch: the first request to miss an id owns a
 //! *flight* for it; later requests wait for that flight's answer instead of asking again.
+//!
+//! Why the flights are worth their code: classic Lambda runs one invocation at a time per
+//! environment, so there no two requests miss together and a flight is one uncontended lock and
+//! an unused channel. But the same binary serves many requests at once on its local listener and
+//! under Lambda Managed Instances (many invocations per environment), and there a cold or expired
+//! cache meets a burst of requests for the same popular items: without flights each of them would
+//! send its own BatchGetItem for the same keys, multiplying DynamoDB reads (and throttling) exactly
+//! when the table is busiest. The tests below pin the cases that make it subtle: waiters sharing
+//! an answer or an error, and a waiter taking over when the fetching request goes away.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

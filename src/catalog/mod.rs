@@ -177,10 +177,6 @@ impl Item {
             .map(|(_, v)| v)
     }
 
-    pub fn attributes(&self) -> &[(String, Value)] {
-        &self.attributes
-    }
-
     /// Roughly the bytes this item holds in memory: its id, attributes and rendered JSON.
     pub fn weight(&self) -> usize {
         std::mem::size_of::<Item>()

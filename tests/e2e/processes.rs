@@ -100,7 +100,10 @@ impl DynamoDbLocal {
             .arg(format!("-Djava.library.path={}", lib.display()))
             .args(["-Xmx512m", "-jar"])
             .arg(&jar)
-            .args(["-inMemory", "-sharedDb", "-port", &port.to_string()])
+            .args(["-inMemory", "-sharedDb", "-disableTelemetry"])
+            .args(["-port", &port.to_string()])
+            // It leaves a metadata file where it runs: not in the repository.
+            .current_dir(env!("CARGO_TARGET_TMPDIR"))
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file);
