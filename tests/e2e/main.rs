@@ -1,6 +1,10 @@
 //! End to end: the built service binary, the real SDK clients inside it, Amazon's DynamoDB
 //! engine (DynamoDB Local) holding the catalog, and the project's fake Personalize runtime.
 //! Nothing here is in-process with the service; everything crosses real HTTP on loopback.
+//! With them, `template`: what template.yaml deploys, through the real SAM transform.
+//!
+//! This target needs Java 17 and Python (which `tests/run` provides), so it is built only with
+//! the `e2e` feature: plain `cargo test` runs everything else.
 
 mod catalog;
 mod endpoints;
@@ -10,6 +14,7 @@ mod http;
 mod loader;
 mod local_mode;
 mod processes;
+mod template;
 
 use std::time::{Duration, Instant};
 

@@ -1,11 +1,9 @@
 //! The `events/` fixtures (what `sam local invoke -e` and `cargo lambda invoke` send), decoded by
 //! lambda_http exactly as in Lambda and answered by the real router.
 
-mod support;
-
+use crate::support::*;
 use axum::body::Body;
 use axum::http::StatusCode;
-use support::*;
 
 fn catalog() -> Table {
     Table::from([

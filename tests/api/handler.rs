@@ -1,16 +1,14 @@
 //! The HTTP contract, through the real router and the real SDK clients (HTTP layer mocked).
 //! Each test asserts on what the adapters sent upstream as well as on what Braze gets back.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_mocks::mock;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use personalize_braze::config::{TargetKind, UrlTemplates};
-use support::*;
 
 fn catalog() -> Table {
     Table::from([

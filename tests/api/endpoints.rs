@@ -2,10 +2,9 @@
 //! router and the real SDK clients (HTTP layer mocked): what each sends upstream, what Braze
 //! gets back, and the 404 that names the setting an endpoint needs.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use aws_sdk_personalizeevents::operation::put_events::{PutEventsInput, PutEventsOutput};
 use aws_sdk_personalizeruntime::operation::get_personalized_ranking::{
     GetPersonalizedRankingInput, GetPersonalizedRankingOutput,
@@ -15,7 +14,6 @@ use aws_sdk_personalizeruntime::types::PredictedItem;
 use aws_smithy_mocks::{Rule, mock};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use support::*;
 
 const RELATED_ARN: &str = "arn:aws:personalize:us-east-1:123456789012:campaign/sims";
 const RANKING_ARN: &str = "arn:aws:personalize:us-east-1:123456789012:campaign/ranking";
