@@ -19,7 +19,7 @@ use personalize_braze::catalog::file::FileCatalog;
 use personalize_braze::config::UrlTemplates;
 use personalize_braze::dataset::read_items;
 use personalize_braze::recommender::{
-    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
+    Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
 };
 use personalize_braze::service::Service;
 use personalize_braze::upstream::UpstreamError;
@@ -30,14 +30,6 @@ use tower::ServiceExt;
 struct Ranked(Vec<String>);
 
 impl Recommender for Ranked {
-    fn has_filter(&self, _: &str) -> bool {
-        false
-    }
-
-    fn missing_setting(&self, _: Operation) -> Option<&'static str> {
-        None
-    }
-
     async fn recommend(
         &self,
         query: &RecommendationQuery,

@@ -201,7 +201,7 @@ fn settle<T>(
 mod tests {
     use super::*;
     use crate::config::UrlTemplates;
-    use crate::recommender::{Operation, Recorded};
+    use crate::recommender::Recorded;
 
     /// Answers `ids` after `delay`; ranks by reversing the given list. With `metadata`, it
     /// brings the items itself, as Personalize does with metadata columns.
@@ -232,14 +232,6 @@ mod tests {
     }
 
     impl Recommender for SlowRecommender {
-        fn has_filter(&self, _: &str) -> bool {
-            false
-        }
-
-        fn missing_setting(&self, _: Operation) -> Option<&'static str> {
-            None
-        }
-
         async fn recommend(
             &self,
             query: &RecommendationQuery,

@@ -136,6 +136,25 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Logs what the caller must not see (upstream detail), at a level that matches who must act.
+    pub(super) fn into_response_logged(self) -> Response {
+        let service = match &self {
+            ApiError::Service(e) => e,
+            ApiError::PartlyRecorded(e) => &e.error,
+            _ => return self.into_response(),
+        };
+        match service.upstream() {
+            e if e.is_transient() => tracing::warn!(error = %self, "upstream unavailable"),
+            UpstreamError::Rejected(_) => {
+                tracing::info!(error = %self, "upstream rejected the request")
+            }
+            _ => tracing::error!(error = %self, "deployment misconfigured"),
+        }
+        self.into_response()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.describe();

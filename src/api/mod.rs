@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{RawQuery, Request, State};
+use axum::extract::{RawQuery, Request as HttpRequest, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -83,10 +83,16 @@ impl<R: Recommender, C: Catalog> App<R, C> {
 
     /// A 404 naming the setting, when this deployment does not serve `operation`.
     fn enabled(&self, route: &'static str, operation: Operation) -> Result<(), ApiError> {
-        match self.service.recommender().missing_setting(operation) {
-            None => Ok(()),
-            Some(setting) => Err(ApiError::NotEnabled { route, setting }),
+        if self.service.recommender().supports(operation) {
+            return Ok(());
         }
+        let setting = match operation {
+            Operation::Recommendations => "PERSONALIZE_ARN",
+            Operation::RelatedItems => "RELATED_ITEMS_ARN",
+            Operation::Rankings => "RANKING_ARN",
+            Operation::Events => "EVENT_TRACKER_ID",
+        };
+        Err(ApiError::NotEnabled { route, setting })
     }
 }
 
@@ -118,50 +124,61 @@ async fn recommendations<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    recommend(app, query, Operation::Recommendations).await
+    let mut request = Request::begin("/recommendations");
+    let result = recommend(
+        &app,
+        query,
+        Operation::Recommendations,
+        &mut request.timings,
+    )
+    .await;
+    request.end(result)
 }
 
 async fn related_items<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    recommend(app, query, Operation::RelatedItems).await
+    let mut request = Request::begin("/related-items");
+    let result = recommend(&app, query, Operation::RelatedItems, &mut request.timings).await;
+    request.end(result)
 }
 
 /// `GET /recommendations` and `GET /related-items`: one flow, each with its own parameters.
 async fn recommend<R: Recommender, C: Catalog>(
-    app: Arc<App<R, C>>,
+    app: &App<R, C>,
     query: Option<String>,
     operation: Operation,
-) -> Response {
-    let started = Instant::now();
-    let mut timings = Timings::default();
+    timings: &mut Timings,
+) -> Result<Answer, ApiError> {
     let route = match operation {
         Operation::RelatedItems => "/related-items",
         _ => "/recommendations",
     };
-    let result = async {
-        app.enabled(route, operation)?;
-        let (query, limits) = (query.as_deref(), &app.limits);
-        let has_filter = |name: &str| app.has_filter(name);
-        let (query, format) = match operation {
-            Operation::RelatedItems => query::parse_related_items(query, limits, has_filter)?,
-            _ => query::parse_recommendations(query, limits, has_filter)?,
-        };
-        let cache_control = app.cache.for_user(query.subject.user_id()).clone();
-        let found = app.service.recommend(query, &mut timings).await?;
-        Ok::<_, ApiError>((found, format, cache_control))
-    }
-    .await;
-    respond(route, result, started, timings)
+    app.enabled(route, operation)?;
+    let (query, limits) = (query.as_deref(), &app.limits);
+    let has_filter = |name: &str| app.has_filter(name);
+    let (query, format) = match operation {
+        Operation::RelatedItems => query::parse_related_items(query, limits, has_filter)?,
+        _ => query::parse_recommendations(query, limits, has_filter)?,
+    };
+    let cache_control = app.cache.for_user(query.subject.user_id()).clone();
+    let found = app.service.recommend(query, timings).await?;
+    Ok(Answer::Items {
+        found,
+        format,
+        cache_control,
+    })
 }
 
 async fn rankings_get<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
     RawQuery(query): RawQuery,
 ) -> Response {
+    let mut request = Request::begin("/rankings");
     let params = Params::from_query(query.as_deref()).map_err(ApiError::from);
-    rankings(app, params, Method::GET).await
+    let result = rankings(&app, params, Method::GET, &mut request.timings).await;
+    request.end(result)
 }
 
 /// The same as `GET`, for lists too long for a URL.
@@ -169,34 +186,35 @@ async fn rankings_post<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
     body: Body,
 ) -> Response {
+    let mut request = Request::begin("/rankings");
     let params = read_body(body)
         .await
         .and_then(|bytes| Ok(Params::from_json(&bytes)?));
-    rankings(app, params, Method::POST).await
+    let result = rankings(&app, params, Method::POST, &mut request.timings).await;
+    request.end(result)
 }
 
 async fn rankings<R: Recommender, C: Catalog>(
-    app: Arc<App<R, C>>,
+    app: &App<R, C>,
     params: Result<Params, ApiError>,
     method: Method,
-) -> Response {
-    let started = Instant::now();
-    let mut timings = Timings::default();
-    let result = async {
-        app.enabled("/rankings", Operation::Rankings)?;
-        let (query, count, format) =
-            query::parse_rankings(params?, &app.limits, |n| app.has_filter(n))?;
-        // Braze does not cache POSTs, nor do we.
-        let cache_control = if method == Method::GET {
-            app.cache.for_user(Some(&query.user_id)).clone()
-        } else {
-            HeaderValue::from_static("no-store")
-        };
-        let found = app.service.rank(query, count, &mut timings).await?;
-        Ok::<_, ApiError>((found, format, cache_control))
-    }
-    .await;
-    respond("/rankings", result, started, timings)
+    timings: &mut Timings,
+) -> Result<Answer, ApiError> {
+    app.enabled("/rankings", Operation::Rankings)?;
+    let (query, count, format) =
+        query::parse_rankings(params?, &app.limits, |n| app.has_filter(n))?;
+    // Braze does not cache POSTs, nor do we.
+    let cache_control = if method == Method::GET {
+        app.cache.for_user(Some(&query.user_id)).clone()
+    } else {
+        HeaderValue::from_static("no-store")
+    };
+    let found = app.service.rank(query, count, timings).await?;
+    Ok(Answer::Items {
+        found,
+        format,
+        cache_control,
+    })
 }
 
 /// `202 {"accepted": n}` once the recommender has the events.
@@ -204,44 +222,25 @@ async fn events<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
     body: Body,
 ) -> Response {
-    let started = Instant::now();
-    let mut timings = Timings::default();
-    let result = async {
-        app.enabled("/events", Operation::Events)?;
-        let body = read_body(body).await?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let events = events::parse_events(&body, now)?;
-        Ok::<_, ApiError>(app.service.record(&events, &mut timings).await?)
-    }
-    .await;
-    let (response, accepted) = match result {
-        Ok(accepted) => (
-            json_response(
-                StatusCode::ACCEPTED,
-                format!(r#"{{"accepted":{accepted}}}"#).into_bytes(),
-                HeaderValue::from_static("no-store"),
-            ),
-            accepted,
-        ),
-        Err(error) => {
-            let accepted = match &error {
-                ApiError::PartlyRecorded(e) => e.accepted,
-                _ => 0,
-            };
-            (error.into_response_logged(), accepted)
-        }
-    };
-    tracing::info!(
-        route = "/events",
-        status = response.status().as_u16(),
-        accepted,
-        recommender_ms = timings.recommender.map(|d| d.as_secs_f64() * 1e3),
-        total_ms = started.elapsed().as_secs_f64() * 1e3,
-        "request"
-    );
-    response
+    let mut request = Request::begin("/events");
+    let result = record(&app, body, &mut request.timings).await;
+    request.end(result)
+}
+
+async fn record<R: Recommender, C: Catalog>(
+    app: &App<R, C>,
+    body: Body,
+    timings: &mut Timings,
+) -> Result<Answer, ApiError> {
+    app.enabled("/events", Operation::Events)?;
+    let body = read_body(body).await?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let events = events::parse_events(&body, now)?;
+    Ok(Answer::Accepted(
+        app.service.record(&events, timings).await?,
+    ))
 }
 
 /// The body, up to `MAX_BODY_BYTES`.
@@ -253,42 +252,91 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
         })
 }
 
-/// The answer of a read endpoint, and its one log line.
-fn respond(
+/// What a flow produced, before it becomes a response.
+enum Answer {
+    /// A read endpoint's items.
+    Items {
+        found: Recommended,
+        format: Format,
+        cache_control: HeaderValue,
+    },
+    /// `POST /events`: how many events the recommender took.
+    Accepted(usize),
+}
+
+/// One request from start to answer: every route ends in `end`, which makes the response and
+/// writes the request's one log line.
+struct Request {
     route: &'static str,
-    result: Result<(Recommended, Format, HeaderValue), ApiError>,
     started: Instant,
+    /// How long each upstream call took; the flow fills it in.
     timings: Timings,
-) -> Response {
-    let (response, items) = match result {
-        Ok((mut found, format, cache_control)) => {
-            let fitting = fitting_items(&found.items);
-            if fitting < found.items.len() {
-                tracing::warn!(
-                    route,
-                    items = found.items.len(),
-                    kept = fitting,
-                    "answer cut to the items that fit Lambda's 6 MB response limit"
-                );
-                found.items.truncate(fitting);
-            }
-            (
-                ok_response(&found, format, cache_control),
-                found.items.len(),
-            )
+}
+
+impl Request {
+    fn begin(route: &'static str) -> Request {
+        Request {
+            route,
+            started: Instant::now(),
+            timings: Timings::default(),
         }
-        Err(error) => (error.into_response_logged(), 0),
-    };
-    tracing::info!(
-        route,
-        status = response.status().as_u16(),
-        items,
-        recommender_ms = timings.recommender.map(|d| d.as_secs_f64() * 1e3),
-        catalog_ms = timings.catalog.map(|d| d.as_secs_f64() * 1e3),
-        total_ms = started.elapsed().as_secs_f64() * 1e3,
-        "request"
-    );
-    response
+    }
+
+    fn end(self, result: Result<Answer, ApiError>) -> Response {
+        let route = self.route;
+        // Read endpoints count items, `/events` counts accepted events, failed or not.
+        let (response, count) = match result {
+            Ok(Answer::Items {
+                mut found,
+                format,
+                cache_control,
+            }) => {
+                let fitting = fitting_items(&found.items);
+                if fitting < found.items.len() {
+                    tracing::warn!(
+                        route,
+                        items = found.items.len(),
+                        kept = fitting,
+                        "answer cut to the items that fit Lambda's 6 MB response limit"
+                    );
+                    found.items.truncate(fitting);
+                }
+                let items = found.items.len();
+                (ok_response(&found, format, cache_control), items)
+            }
+            Ok(Answer::Accepted(accepted)) => (
+                json_response(
+                    StatusCode::ACCEPTED,
+                    format!(r#"{{"accepted":{accepted}}}"#).into_bytes(),
+                    HeaderValue::from_static("no-store"),
+                ),
+                accepted,
+            ),
+            Err(error) => {
+                let accepted = match &error {
+                    ApiError::PartlyRecorded(e) => e.accepted,
+                    _ => 0,
+                };
+                (error.into_response_logged(), accepted)
+            }
+        };
+        let (items, accepted) = match route {
+            "/events" => (None, Some(count)),
+            _ => (Some(count), None),
+        };
+        let timings = self.timings;
+        tracing::info!(
+            route,
+            status = response.status().as_u16(),
+            items,
+            accepted,
+            recommender_ms = timings.recommender.map(|d| d.as_secs_f64() * 1e3),
+            catalog_ms = timings.catalog.map(|d| d.as_secs_f64() * 1e3),
+            total_ms = self.started.elapsed().as_secs_f64() * 1e3,
+            "request"
+        );
+        response
+    }
 }
 
 /// How many of `items`, best first, fit in `MAX_ANSWER_ITEM_BYTES`: the rest are cut rather
@@ -342,25 +390,6 @@ fn json_response(status: StatusCode, json: Vec<u8>, cache_control: HeaderValue) 
     response
 }
 
-impl ApiError {
-    /// Logs what the caller must not see (upstream detail), at a level that matches who must act.
-    fn into_response_logged(self) -> Response {
-        let service = match &self {
-            ApiError::Service(e) => e,
-            ApiError::PartlyRecorded(e) => &e.error,
-            _ => return self.into_response(),
-        };
-        match service.upstream() {
-            e if e.is_transient() => tracing::warn!(error = %self, "upstream unavailable"),
-            crate::upstream::UpstreamError::Rejected(_) => {
-                tracing::info!(error = %self, "upstream rejected the request")
-            }
-            _ => tracing::error!(error = %self, "deployment misconfigured"),
-        }
-        self.into_response()
-    }
-}
-
 async fn health() -> Response {
     json_response(
         StatusCode::OK,
@@ -387,7 +416,7 @@ async fn use_get_or_post() -> Response {
 
 /// API Gateway REST stages (and named HTTP API stages) put `/{stage}` in front of the path
 /// lambda_http gives us. Strip it, so `/Prod/recommendations` routes as `/recommendations`.
-fn strip_stage(mut request: Request) -> Request {
+fn strip_stage(mut request: HttpRequest) -> HttpRequest {
     use lambda_http::request::RequestContext;
     let stage = match request.extensions().get::<RequestContext>() {
         Some(RequestContext::ApiGatewayV1(ctx)) => ctx.stage.clone(),
@@ -446,12 +475,12 @@ mod tests {
             items: (0..25).map(item).collect(),
             recommendation_id: None,
         };
-        let response = respond(
-            "/recommendations",
-            Ok((found, Format::Object, HeaderValue::from_static("private"))),
-            Instant::now(),
-            Timings::default(),
-        );
+        let answer = Answer::Items {
+            found,
+            format: Format::Object,
+            cache_control: HeaderValue::from_static("private"),
+        };
+        let response = Request::begin("/recommendations").end(Ok(answer));
         assert_eq!(response.status(), StatusCode::OK);
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

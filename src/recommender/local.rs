@@ -10,8 +10,8 @@ use super::filter::{Action, Dataset, LocalFilter};
 use tokio::time::Instant;
 
 use super::{
-    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
-    Refinement, Subject,
+    Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded, Refinement,
+    Subject,
 };
 use crate::dataset::ItemRecord;
 use crate::upstream::UpstreamError;
@@ -104,10 +104,6 @@ impl LocalRecommender {
 impl Recommender for LocalRecommender {
     fn has_filter(&self, name: &str) -> bool {
         self.filters.contains_key(name)
-    }
-
-    fn missing_setting(&self, _: Operation) -> Option<&'static str> {
-        None
     }
 
     async fn recommend(

@@ -113,11 +113,14 @@ pub enum Operation {
 
 pub trait Recommender: Send + Sync + 'static {
     /// Whether `filter=name` means something to this recommender.
-    fn has_filter(&self, name: &str) -> bool;
+    fn has_filter(&self, _name: &str) -> bool {
+        false
+    }
 
-    /// `None` when this recommender can do `operation`; otherwise the setting that enables it
-    /// (`RELATED_ITEMS_ARN`, …), for the 404 that tells the caller.
-    fn missing_setting(&self, operation: Operation) -> Option<&'static str>;
+    /// Whether this recommender, as configured, can do `operation`.
+    fn supports(&self, _operation: Operation) -> bool {
+        true
+    }
 
     fn recommend(
         &self,
@@ -127,13 +130,29 @@ pub trait Recommender: Send + Sync + 'static {
     /// The query's items in the user's order.
     fn rank(
         &self,
-        query: &RankingQuery,
-    ) -> impl Future<Output = Result<Recommendations, UpstreamError>> + Send;
+        _query: &RankingQuery,
+    ) -> impl Future<Output = Result<Recommendations, UpstreamError>> + Send {
+        async {
+            Err(UpstreamError::Misconfigured(
+                "this recommender does not rank".into(),
+            ))
+        }
+    }
 
     /// Feeds interactions back, so later recommendations reflect them. Stops waiting at
     /// `deadline`, but calls already sent run to completion; the answer says how many events the
     /// recommender took.
-    fn record(&self, events: &[Event], deadline: Instant) -> impl Future<Output = Recorded> + Send;
+    fn record(
+        &self,
+        _events: &[Event],
+        _deadline: Instant,
+    ) -> impl Future<Output = Recorded> + Send {
+        async {
+            Recorded::none(UpstreamError::Misconfigured(
+                "this recommender takes no events".into(),
+            ))
+        }
+    }
 }
 
 /// How feeding back a batch of events went. Events whose call failed may be sent again: their

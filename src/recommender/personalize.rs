@@ -153,14 +153,13 @@ impl Recommender for Personalize {
         self.filters.contains_key(name)
     }
 
-    fn missing_setting(&self, operation: Operation) -> Option<&'static str> {
-        let (enabled, setting) = match operation {
-            Operation::Recommendations => (self.recommendations.is_some(), "PERSONALIZE_ARN"),
-            Operation::RelatedItems => (self.related_items.is_some(), "RELATED_ITEMS_ARN"),
-            Operation::Rankings => (self.ranking.is_some(), "RANKING_ARN"),
-            Operation::Events => (self.events.is_some(), "EVENT_TRACKER_ID"),
-        };
-        (!enabled).then_some(setting)
+    fn supports(&self, operation: Operation) -> bool {
+        match operation {
+            Operation::Recommendations => self.recommendations.is_some(),
+            Operation::RelatedItems => self.related_items.is_some(),
+            Operation::Rankings => self.ranking.is_some(),
+            Operation::Events => self.events.is_some(),
+        }
     }
 
     async fn recommend(

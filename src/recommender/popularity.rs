@@ -7,8 +7,7 @@ use std::collections::{HashMap, HashSet};
 use tokio::time::Instant;
 
 use super::{
-    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
-    Subject,
+    Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded, Subject,
 };
 use crate::dataset::Interaction;
 use crate::upstream::UpstreamError;
@@ -49,14 +48,6 @@ impl Popularity {
 }
 
 impl Recommender for Popularity {
-    fn has_filter(&self, _: &str) -> bool {
-        false
-    }
-
-    fn missing_setting(&self, _: Operation) -> Option<&'static str> {
-        None
-    }
-
     /// The same list for everyone; for related items, without the item itself.
     async fn recommend(
         &self,
