@@ -16,8 +16,8 @@ use personalize_braze::api::query::Limits;
 use personalize_braze::api::{self, App};
 use personalize_braze::catalog::cache::{CacheBudget, CachedCatalog};
 use personalize_braze::catalog::file::FileCatalog;
-use personalize_braze::config::UrlTemplates;
 use personalize_braze::dataset::read_items;
+use personalize_braze::item::UrlTemplates;
 use personalize_braze::recommender::{
     Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
 };

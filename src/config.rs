@@ -4,11 +4,11 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::item::UrlTemplates;
+use crate::limits::{MAX_METADATA_COLUMNS, MAX_RESULTS, MAX_RESULTS_WITH_METADATA};
 use crate::recommender::filter::LocalFilter;
-use crate::recommender::personalize::MAX_RESULTS_WITH_METADATA;
-
-/// Personalize's own limit on `numResults`; `MAX_COUNT` plus over-fetch must stay within it.
-pub const PERSONALIZE_MAX_RESULTS: u32 = 500;
+use crate::recommender::personalize::arn::{ArnKind, parse_arn};
+pub use crate::recommender::personalize::arn::{PersonalizeArn, TargetKind};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -73,9 +73,6 @@ pub enum ItemSource {
     Unused,
 }
 
-/// Personalize's limit on `metadataColumns`.
-pub const MAX_METADATA_COLUMNS: usize = 10;
-
 /// The AWS-mode settings; any one of them set means AWS mode.
 const AWS_SETTINGS: [&str; 4] = [
     "PERSONALIZE_ARN",
@@ -96,40 +93,10 @@ impl Backend {
 /// Local mode's filters when `LOCAL_FILTERS` is not set; they suit the sample data.
 pub const DEFAULT_LOCAL_FILTERS: &str = r#"not-purchased=EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase");by-category=INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORY)"#;
 
-/// `ITEM_URL_TEMPLATE` / `IMAGE_URL_TEMPLATE`: `{id}` is replaced by the item id.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UrlTemplates {
-    pub url: Option<String>,
-    pub image: Option<String>,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Json,
     Text,
-}
-
-/// A Personalize campaign or recommender ARN; which one decides the request field.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PersonalizeArn {
-    pub kind: TargetKind,
-    pub arn: String,
-    /// Where the campaign lives, which may differ from the function's region.
-    pub region: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TargetKind {
-    Campaign,
-    Recommender,
-}
-
-/// The resource types an ARN in our configuration may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ArnKind {
-    Campaign,
-    Recommender,
-    Filter,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -203,7 +170,7 @@ impl Config {
                 items: ItemSource::Personalize { .. },
                 ..
             }) => MAX_RESULTS_WITH_METADATA,
-            _ => PERSONALIZE_MAX_RESULTS,
+            _ => MAX_RESULTS,
         };
         let max_count = number(&var, "MAX_COUNT", 100.min(count_cap), 1, count_cap)?;
         let default_count = number(&var, "DEFAULT_COUNT", 10, 1, max_count)?;
@@ -243,33 +210,13 @@ impl Config {
     }
 }
 
-impl PersonalizeArn {
-    /// A campaign or recommender ARN, as `var` gives it; `var` names it in errors.
-    pub fn parse(var: &'static str, arn: &str) -> Result<PersonalizeArn, ConfigError> {
-        let (kind, region) = parse_arn(var, arn)?;
-        let kind = match kind {
-            ArnKind::Campaign => TargetKind::Campaign,
-            ArnKind::Recommender => TargetKind::Recommender,
-            ArnKind::Filter => {
-                return Err(invalid(
-                    var,
-                    arn,
-                    "a filter ARN; expected a campaign or recommender ARN",
-                ));
-            }
-        };
-        Ok(PersonalizeArn {
-            kind,
-            arn: arn.to_owned(),
-            region,
-        })
-    }
-}
-
 fn aws_backend(var: &impl Fn(&str) -> Option<String>) -> Result<Backend, ConfigError> {
     let arn = |name: &'static str| {
         var(name)
-            .map(|value| PersonalizeArn::parse(name, value.trim()))
+            .map(|value| {
+                let value = value.trim();
+                PersonalizeArn::parse(value).map_err(|reason| invalid(name, value, reason))
+            })
             .transpose()
     };
     let personalize = arn("PERSONALIZE_ARN")?;
@@ -460,7 +407,8 @@ fn parse_filters(value: &str) -> Result<BTreeMap<String, String>, ConfigError> {
                 entry,
             ),
         };
-        if parse_arn("FILTERS", arn)?.0 != ArnKind::Filter {
+        let (kind, _) = parse_arn(arn).map_err(|reason| invalid("FILTERS", arn, reason))?;
+        if kind != ArnKind::Filter {
             return Err(invalid(
                 "FILTERS",
                 value,
@@ -477,37 +425,6 @@ fn parse_filters(value: &str) -> Result<BTreeMap<String, String>, ConfigError> {
         }
     }
     Ok(filters)
-}
-
-/// `arn:PARTITION:personalize:REGION:ACCOUNT:TYPE/NAME` → its type and region.
-fn parse_arn(var: &'static str, value: &str) -> Result<(ArnKind, String), ConfigError> {
-    let parts: Vec<&str> = value.splitn(6, ':').collect();
-    let [prefix, partition, service, region, account, resource] = parts[..] else {
-        return Err(invalid(
-            var,
-            value,
-            "not an ARN (arn:aws:personalize:REGION:ACCOUNT:TYPE/NAME)",
-        ));
-    };
-    if prefix != "arn" || partition.is_empty() || service != "personalize" {
-        return Err(invalid(var, value, "not an Amazon Personalize ARN"));
-    }
-    if region.is_empty() || account.is_empty() {
-        return Err(invalid(var, value, "the ARN lacks a region or account"));
-    }
-    let kind = match resource.split_once('/') {
-        Some(("campaign", name)) if !name.is_empty() => ArnKind::Campaign,
-        Some(("recommender", name)) if !name.is_empty() => ArnKind::Recommender,
-        Some(("filter", name)) if !name.is_empty() => ArnKind::Filter,
-        _ => {
-            return Err(invalid(
-                var,
-                value,
-                "resource must be campaign/NAME, recommender/NAME or filter/NAME",
-            ));
-        }
-    };
-    Ok((kind, region.to_owned()))
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@ pub mod catalog;
 pub mod config;
 pub mod dataset;
 pub mod evaluation;
+pub mod item;
+pub mod limits;
 pub mod recommender;
 pub mod service;
 pub mod upstream;

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::catalog::{Catalog, Item};
-use crate::config::PERSONALIZE_MAX_RESULTS;
+use crate::catalog::Catalog;
+use crate::item::Item;
+use crate::limits::MAX_RESULTS;
 use crate::recommender::{
     Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Subject,
 };
@@ -61,7 +62,7 @@ pub struct PartlyRecorded {
 
 /// Ids the catalog lacks get dropped, so ask for a margin more: a fifth, at least 5.
 pub fn over_fetch(count: u32) -> u32 {
-    (count + (count / 5).max(5)).min(PERSONALIZE_MAX_RESULTS)
+    (count + (count / 5).max(5)).min(MAX_RESULTS)
 }
 
 impl<R: Recommender, C: Catalog> Service<R, C> {
@@ -200,7 +201,7 @@ fn settle<T>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::UrlTemplates;
+    use crate::item::UrlTemplates;
     use crate::recommender::Recorded;
 
     /// Answers `ids` after `delay`; ranks by reversing the given list. With `metadata`, it

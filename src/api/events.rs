@@ -6,13 +6,9 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::query::{InvalidParameter, check_id, comma_list, invalid};
+use crate::limits::{MAX_EVENT_TYPE_CHARS, MAX_EVENTS, MAX_IMPRESSION_IDS, MAX_PROPERTIES_CHARS};
 use crate::recommender::Event;
 
-/// PutEvents takes 1 to 10 events a call.
-pub const MAX_EVENTS: usize = 10;
-const MAX_EVENT_TYPE_CHARS: usize = 256;
-const MAX_PROPERTIES_CHARS: usize = 1024;
-const MAX_IMPRESSION_IDS: usize = 25;
 /// Marks (and versions) the ids derived for events sent without one.
 const DERIVED_ID_PREFIX: &str = "pb1-";
 /// Later than this many seconds is surely milliseconds (the year 5138 in seconds).

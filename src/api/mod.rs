@@ -15,7 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower::ServiceExt;
 
-use crate::catalog::{self, Catalog};
+use crate::catalog::Catalog;
+use crate::item::{self, Item};
+use crate::limits::MAX_ANSWER_ITEM_BYTES;
 use crate::recommender::{Operation, Recommender};
 use crate::service::{Recommended, Service, Timings};
 pub use error::ApiError;
@@ -24,11 +26,6 @@ use query::{Format, Limits, Params};
 /// The largest request body taken (`POST /rankings`, `POST /events`): 500 ids of 256
 /// characters fit, with room for filters and context.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
-
-/// The most item bytes an answer carries, counted as Lambda carries them (the body escaped into
-/// its response envelope). Lambda refuses responses over 6 MB, and API Gateway turns that into a
-/// bare 502; this leaves room for the envelope, the headers and `format=object`.
-pub const MAX_ANSWER_ITEM_BYTES: usize = 5_000_000;
 
 /// Everything a request needs, built once per cold start.
 pub struct App<R, C> {
@@ -341,7 +338,7 @@ impl Request {
 
 /// How many of `items`, best first, fit in `MAX_ANSWER_ITEM_BYTES`: the rest are cut rather
 /// than have the whole answer refused.
-fn fitting_items(items: &[Arc<catalog::Item>]) -> usize {
+fn fitting_items(items: &[Arc<Item>]) -> usize {
     let mut bytes = 0;
     items
         .iter()
@@ -354,18 +351,18 @@ fn fitting_items(items: &[Arc<catalog::Item>]) -> usize {
 
 /// The body is the items' pre-rendered JSON joined: no per-request serialization of items.
 fn ok_response(found: &Recommended, format: Format, cache_control: HeaderValue) -> Response {
-    let items_len = catalog::json_array_len(&found.items);
+    let items_len = item::json_array_len(&found.items);
     let json = match format {
         Format::List => {
             let mut json = Vec::with_capacity(items_len);
-            catalog::write_json_array(&found.items, &mut json);
+            item::write_json_array(&found.items, &mut json);
             json
         }
         Format::Object => {
             let id = found.recommendation_id.as_deref();
             let mut json = Vec::with_capacity(items_len + 64 + id.map_or(0, str::len));
             json.extend_from_slice(br#"{"items":"#);
-            catalog::write_json_array(&found.items, &mut json);
+            item::write_json_array(&found.items, &mut json);
             json.extend_from_slice(br#","recommendation_id":"#);
             match id {
                 // A `String` always serializes; writing into a `Vec` cannot fail.
@@ -453,8 +450,7 @@ mod tests {
     use http_body_util::BodyExt;
 
     use super::*;
-    use crate::catalog::{Item, Value};
-    use crate::config::UrlTemplates;
+    use crate::item::{UrlTemplates, Value};
 
     async fn body(found: &Recommended, format: Format) -> serde_json::Value {
         let response = ok_response(found, format, HeaderValue::from_static("max-age=1"));

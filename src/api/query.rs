@@ -7,16 +7,11 @@
 
 use std::borrow::Cow;
 
+use crate::limits::{
+    MAX_CONTEXT_ENTRIES, MAX_CONTEXT_KEY_CHARS, MAX_CONTEXT_VALUE_CHARS, MAX_FILTER_NAME_CHARS,
+    MAX_FILTER_PARAMS, MAX_FILTER_VALUES_CHARS, MAX_ID_CHARS,
+};
 use crate::recommender::{RankingQuery, RecommendationQuery, Refinement, Subject};
-
-/// Personalize's limits on the request fields these parameters fill.
-const MAX_ID_CHARS: usize = 256;
-const MAX_FILTER_PARAMS: usize = 25;
-const MAX_FILTER_NAME_CHARS: usize = 50;
-const MAX_FILTER_VALUES_CHARS: usize = 1000;
-const MAX_CONTEXT_ENTRIES: usize = 150;
-const MAX_CONTEXT_KEY_CHARS: usize = 150;
-const MAX_CONTEXT_VALUE_CHARS: usize = 1000;
 
 /// Count limits and the default filter, from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,9 +46,6 @@ pub fn invalid(parameter: impl Into<String>, message: impl Into<String>) -> Inva
         message: message.into(),
     }
 }
-
-/// Personalize's limit on `inputList` (50 when it returns item metadata).
-pub const MAX_RANKING_ITEMS: usize = 500;
 
 /// Parameters as they arrive, from a query string or a JSON body, before an endpoint's rules.
 #[derive(Debug, Default)]
@@ -434,6 +426,7 @@ fn add_context(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_RANKING_ITEMS;
 
     fn limits() -> Limits {
         Limits {

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 use aws_config::BehaviorVersion;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use personalize_braze::config::PersonalizeArn;
 use personalize_braze::dataset::{read_interactions, read_items};
 use personalize_braze::evaluation::{self, Scores, Split, Tally};
 use personalize_braze::recommender::cooccurrence::Model;
 use personalize_braze::recommender::local::LocalRecommender;
+use personalize_braze::recommender::personalize::PersonalizeArn;
 use personalize_braze::recommender::personalize::{Personalize, Target};
 use personalize_braze::recommender::popularity::Popularity;
 use personalize_braze::recommender::{RecommendationQuery, Recommender, Subject};
@@ -101,10 +101,9 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
                 parsed.split = Split::Cutoff { timestamp };
             }
             "--personalize-arn" => {
-                parsed.personalize = Some(
-                    PersonalizeArn::parse("--personalize-arn", &value)
-                        .map_err(|e| e.to_string())?,
-                )
+                parsed.personalize = Some(PersonalizeArn::parse(&value).map_err(|reason| {
+                    format!("--personalize-arn={value:?} is invalid: {reason}")
+                })?)
             }
             "--tps" => {
                 parsed.tps = value

@@ -22,8 +22,8 @@ use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
-use personalize_braze::catalog::is_json_number;
 use personalize_braze::dataset;
+use personalize_braze::item::is_json_number;
 
 /// DynamoDB's limit on one item.
 const MAX_ITEM_BYTES: usize = 400 * 1024;

@@ -25,8 +25,9 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use super::Catalog;
 use super::lru::Lru;
-use super::{Catalog, Item};
+use crate::item::Item;
 use crate::upstream::UpstreamError;
 
 /// How long "the catalog has no such id" is believed: short, so newly loaded items show up soon.
@@ -300,8 +301,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::catalog::Value;
-    use crate::config::UrlTemplates;
+    use crate::item::{UrlTemplates, Value};
 
     /// Room for 100 items of any size.
     fn roomy() -> CacheBudget {

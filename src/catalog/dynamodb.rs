@@ -9,8 +9,8 @@ use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use futures_util::future::try_join_all;
 use tokio::time::Instant;
 
-use super::{Catalog, Item, Value};
-use crate::config::UrlTemplates;
+use super::Catalog;
+use crate::item::{Item, UrlTemplates, Value};
 use crate::upstream::UpstreamError;
 
 /// BatchGetItem's limit on keys per call.

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use super::{Catalog, Item};
-use crate::config::UrlTemplates;
+use super::Catalog;
 use crate::dataset::ItemRecord;
+use crate::item::{Item, UrlTemplates};
 use crate::upstream::UpstreamError;
 
 pub struct FileCatalog {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::catalog::Item;
+use crate::item::Item;
 use crate::upstream::UpstreamError;
 
 /// Who or what recommendations are for.

@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_smithy_mocks::mock;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use personalize_braze::config::{TargetKind, UrlTemplates};
+use personalize_braze::config::TargetKind;
+use personalize_braze::item::UrlTemplates;
 
 fn catalog() -> Table {
     Table::from([

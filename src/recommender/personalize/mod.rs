@@ -11,16 +11,17 @@ use aws_sdk_personalizeruntime::types::PredictedItem;
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
+pub mod arn;
+
+pub use arn::{PersonalizeArn, TargetKind};
+
 use super::{
     Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
     Refinement, Subject,
 };
-use crate::catalog::Item;
-use crate::config::{PersonalizeArn, TargetKind, UrlTemplates};
+use crate::item::{Item, UrlTemplates};
+use crate::limits::MAX_RESULTS_WITH_METADATA;
 use crate::upstream::UpstreamError;
-
-/// Personalize's cap on `numResults` when metadata columns are asked for.
-pub const MAX_RESULTS_WITH_METADATA: u32 = 50;
 
 /// A campaign or recommender, and a client for its region.
 #[derive(Clone)]
