@@ -4,7 +4,6 @@
 //! Run: `cargo bench --bench request_path`
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -12,16 +11,15 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
-use personalize_braze::api::query::Limits;
-use personalize_braze::api::{self, App};
 use personalize_braze::catalog::cache::{CacheBudget, CachedCatalog};
 use personalize_braze::catalog::file::FileCatalog;
+use personalize_braze::config::Config;
 use personalize_braze::dataset::read_items;
 use personalize_braze::item::UrlTemplates;
 use personalize_braze::recommender::{
     Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
 };
-use personalize_braze::service::Service;
+use personalize_braze::startup;
 use personalize_braze::upstream::UpstreamError;
 use tower::ServiceExt;
 
@@ -64,11 +62,7 @@ impl Recommender for Ranked {
 
 fn router() -> Router {
     let (catalog, ids) = sample_catalog();
-    app(Service::new(
-        Ranked(ids),
-        catalog,
-        Duration::from_millis(1500),
-    ))
+    app(Ranked(ids), catalog)
 }
 
 /// The same, with the catalog behind the item cache a warm AWS-mode function has (every item
@@ -80,11 +74,7 @@ fn cached_router() -> Router {
         bytes: 32 << 20,
     };
     let cached = CachedCatalog::new(catalog, budget, Duration::from_secs(3600));
-    app(Service::new(
-        Ranked(ids),
-        cached,
-        Duration::from_millis(1500),
-    ))
+    app(Ranked(ids), cached)
 }
 
 fn sample_catalog() -> (FileCatalog, Vec<String>) {
@@ -98,14 +88,11 @@ fn sample_catalog() -> (FileCatalog, Vec<String>) {
     (catalog, records.iter().map(|r| r.id.clone()).collect())
 }
 
-fn app<C: personalize_braze::catalog::Catalog>(service: Service<Ranked, C>) -> Router {
-    let limits = Limits {
-        default_count: 10,
-        max_count: 100,
-        max_ranking_items: 500,
-        default_filter: None,
-    };
-    api::router(Arc::new(App::new(service, limits, 300)))
+/// The router `startup` builds, with the default configuration (10 items by default, at most 100,
+/// a 1.5 s budget).
+fn app<C: personalize_braze::catalog::Catalog>(recommender: Ranked, catalog: C) -> Router {
+    let config = Config::from_lookup(|_| None).expect("the defaults are a configuration");
+    startup::app(&config, recommender, catalog)
 }
 
 async fn request(router: &Router, uri: &str) -> usize {

@@ -13,4 +13,5 @@ pub mod item;
 pub mod limits;
 pub mod recommender;
 pub mod service;
+pub mod startup;
 pub mod upstream;

@@ -392,7 +392,8 @@ async fn metadata_from_personalize_skips_dynamodb_and_keeps_the_shape() {
     // No DynamoDB rule: a BatchGetItem call would fail the request.
     let app = app(setup, &[&personalize], &[]);
 
-    let answer = get(&app, "/recommendations?user_id=u&count=100").await;
+    // MAX_COUNT is 50 here; the over-fetch margin would ask for 60.
+    let answer = get(&app, "/recommendations?user_id=u&count=50").await;
 
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(

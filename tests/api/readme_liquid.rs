@@ -3,20 +3,11 @@
 //! the real router (local mode over the sample data) into its `:save` variable, adding
 //! `__http_status_code__` to object answers as Braze does; `abort_message` becomes a marker.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
-use personalize_braze::api::query::Limits;
-use personalize_braze::api::{App, router};
-use personalize_braze::catalog::file::FileCatalog;
-use personalize_braze::config::Config;
-use personalize_braze::dataset;
-use personalize_braze::item::UrlTemplates;
-use personalize_braze::recommender::cooccurrence::Model;
-use personalize_braze::recommender::local::LocalRecommender;
-use personalize_braze::service::Service;
+use personalize_braze::config::{Backend, Config};
+use personalize_braze::startup;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -45,24 +36,16 @@ fn snippets() -> Vec<String> {
         .collect()
 }
 
+/// Local mode over the sample data, as `cargo run` serves it.
 fn local_app() -> axum::Router {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data");
-    let interactions = dataset::read_interactions(&dir.join("interactions.csv")).unwrap();
-    let items = dataset::read_items(&dir.join("items.csv")).unwrap();
     let config = Config::from_lookup(|_| None).unwrap();
-    let personalize_braze::config::Backend::Local { filters, .. } = config.backend else {
+    let Backend::Local { data_dir, filters } = &config.backend else {
         panic!("local mode")
     };
-    let recommender = LocalRecommender::new(Model::train(&interactions), &items, filters);
-    let catalog = FileCatalog::new(&items, &UrlTemplates::default());
-    let service = Service::new(recommender, catalog, config.request_budget);
-    let limits = Limits {
-        default_count: 10,
-        max_count: 100,
-        max_ranking_items: 500,
-        default_filter: None,
-    };
-    router(Arc::new(App::new(service, limits, 300)))
+    let data_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(data_dir);
+    startup::local_app(&config, &data_dir, filters.clone())
+        .unwrap()
+        .0
 }
 
 /// The `{% connected_content URL … :save NAME … %}` tag: (the whole tag, URL, NAME).

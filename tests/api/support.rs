@@ -16,14 +16,9 @@ use aws_smithy_mocks::{Rule, RuleMode, mock, mock_client};
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
-use personalize_braze::api::query::Limits;
-use personalize_braze::api::{App, router};
-use personalize_braze::catalog::NoCatalog;
-use personalize_braze::catalog::dynamodb::DynamoDbCatalog;
-use personalize_braze::config::{PersonalizeArn, TargetKind};
+use personalize_braze::config::{Backend, Config, TargetKind};
 use personalize_braze::item::UrlTemplates;
-use personalize_braze::recommender::personalize::{Personalize, Target};
-use personalize_braze::service::Service;
+use personalize_braze::startup::{self, Clients};
 use tower::ServiceExt;
 
 pub const CAMPAIGN_ARN: &str = "arn:aws:personalize:us-east-1:123456789012:campaign/shop";
@@ -197,72 +192,103 @@ pub fn app(setup: Setup, personalize: &[&Rule], dynamodb: &[&Rule]) -> axum::Rou
     app_with_events(setup, personalize, dynamodb, &[])
 }
 
-/// `app`, with `events` rules answering PutEvents.
+/// SDK clients whose HTTP layer the rules answer, without retries.
+struct MockClients {
+    personalize: aws_sdk_personalizeruntime::Client,
+    events: aws_sdk_personalizeevents::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+}
+
+impl Clients for MockClients {
+    fn personalize(&self, _region: &str) -> aws_sdk_personalizeruntime::Client {
+        self.personalize.clone()
+    }
+
+    fn events(&self, _region: Option<&str>) -> aws_sdk_personalizeevents::Client {
+        self.events.clone()
+    }
+
+    fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        self.dynamodb.clone()
+    }
+}
+
+/// `app`, with `events` rules answering PutEvents: the app `startup` builds from the
+/// configuration `setup` describes, exactly as `main` does, but over mocked clients.
 pub fn app_with_events(
     setup: Setup,
     personalize: &[&Rule],
     dynamodb: &[&Rule],
     events: &[&Rule],
 ) -> axum::Router {
-    let no_retries = aws_sdk_personalizeruntime::config::retry::RetryConfig::disabled();
-    let personalize_client = mock_client!(
-        aws_sdk_personalizeruntime,
-        RuleMode::MatchAny,
-        personalize,
-        |c| c.retry_config(no_retries.clone())
-    );
-    let dynamodb_client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, dynamodb, |c| c
-        .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled()));
-    let events_client = mock_client!(aws_sdk_personalizeevents, RuleMode::MatchAny, events, |c| c
-        .retry_config(aws_sdk_personalizeevents::config::retry::RetryConfig::disabled()));
-    let target = |arn: &str, kind| Target {
-        client: personalize_client.clone(),
-        arn: PersonalizeArn {
-            kind,
-            arn: arn.to_owned(),
-            region: "us-east-1".to_owned(),
-        },
+    let clients = MockClients {
+        personalize: mock_client!(
+            aws_sdk_personalizeruntime,
+            RuleMode::MatchAny,
+            personalize,
+            |c| c.retry_config(aws_sdk_personalizeruntime::config::retry::RetryConfig::disabled())
+        ),
+        dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, dynamodb, |c| c
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())),
+        events: mock_client!(aws_sdk_personalizeevents, RuleMode::MatchAny, events, |c| c
+            .retry_config(
+                aws_sdk_personalizeevents::config::retry::RetryConfig::disabled()
+            )),
     };
-    let filters = setup
-        .filters
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    let mut recommender = Personalize::new(filters);
-    if let Some((arn, kind)) = setup.arn {
-        recommender = recommender.with_recommendations(target(arn, kind));
-    }
-    if let Some(arn) = setup.related_items {
-        recommender = recommender.with_related_items(target(arn, TargetKind::Campaign));
-    }
-    if let Some(arn) = setup.ranking {
-        recommender = recommender.with_ranking(target(arn, TargetKind::Campaign));
-    }
-    if let Some(tracking_id) = setup.event_tracker {
-        recommender = recommender.with_event_tracker(events_client, tracking_id.to_owned());
-    }
-    let limits = Limits {
-        default_count: 10,
-        max_count: 100,
-        max_ranking_items: if setup.metadata_columns.is_some() {
-            50
-        } else {
-            500
-        },
-        default_filter: setup.default_filter.map(str::to_owned),
+    let config = setup.config();
+    let Backend::Aws(aws) = &config.backend else {
+        panic!("the setup describes AWS mode: {:?}", config.backend)
     };
-    match setup.metadata_columns {
-        None => {
-            let catalog = DynamoDbCatalog::new(dynamodb_client, TABLE, setup.templates);
-            let service = Service::new(recommender, catalog, setup.budget);
-            router(Arc::new(App::new(service, limits, 300)))
+    startup::aws_app(&config, aws, &clients).0
+}
+
+impl Setup {
+    /// The configuration, as environment variables would give it.
+    fn config(&self) -> Config {
+        let mut vars: Vec<(&str, String)> = vec![
+            ("ITEMS_TABLE", TABLE.to_owned()),
+            ("REQUEST_BUDGET_MS", self.budget.as_millis().to_string()),
+            // Each test counts the calls its requests make: nothing is served from the cache.
+            ("ITEM_CACHE_TTL", "0".to_owned()),
+        ];
+        let arns = [
+            ("PERSONALIZE_ARN", self.arn.map(|(arn, _)| arn)),
+            ("RELATED_ITEMS_ARN", self.related_items),
+            ("RANKING_ARN", self.ranking),
+            ("EVENT_TRACKER_ID", self.event_tracker),
+            ("DEFAULT_FILTER", self.default_filter),
+        ];
+        for (name, value) in arns {
+            if let Some(value) = value {
+                vars.push((name, value.to_owned()));
+            }
         }
-        Some(columns) => {
-            let columns = columns.iter().map(|c| c.to_string()).collect();
-            let recommender = recommender.with_metadata(columns, setup.templates);
-            let service = Service::new(recommender, NoCatalog, setup.budget);
-            router(Arc::new(App::new(service, limits, 300)))
+        if let Some(columns) = self.metadata_columns {
+            vars.push(("ITEM_METADATA_SOURCE", "personalize".to_owned()));
+            vars.push(("ITEM_METADATA_COLUMNS", columns.join(",")));
         }
+        if !self.filters.is_empty() {
+            let filters: Vec<String> = self
+                .filters
+                .iter()
+                .map(|(name, arn)| format!("{name}={arn}"))
+                .collect();
+            vars.push(("FILTERS", filters.join(",")));
+        }
+        for (name, template) in [
+            ("ITEM_URL_TEMPLATE", &self.templates.url),
+            ("IMAGE_URL_TEMPLATE", &self.templates.image),
+        ] {
+            if let Some(template) = template {
+                vars.push((name, template.clone()));
+            }
+        }
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+        })
+        .unwrap_or_else(|e| panic!("the setup is a valid configuration: {e}"))
     }
 }
 
