@@ -20,6 +20,25 @@ pub struct ItemRecord {
     pub fields: Vec<(String, String)>,
 }
 
+/// The item ids of a file so far: each must be given, and given once.
+#[derive(Default)]
+pub struct ItemIds {
+    first_seen: std::collections::HashMap<String, u64>,
+}
+
+impl ItemIds {
+    /// Takes the id found on `line`, or says what is wrong with it.
+    pub fn check(&mut self, id: &str, line: u64) -> Result<(), String> {
+        if id.is_empty() {
+            return Err("ITEM_ID is empty".to_owned());
+        }
+        match self.first_seen.insert(id.to_owned(), line) {
+            Some(first) => Err(format!("ITEM_ID {id:?} repeats line {first}")),
+            None => Ok(()),
+        }
+    }
+}
+
 /// A problem in a data file, with where it is.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{}{}: {problem}", file.display(), line.map(|l| format!(", line {l}")).unwrap_or_default())]
@@ -147,7 +166,7 @@ pub fn check_items(path: &Path) -> Result<Vec<ItemRecord>, Vec<DataError>> {
 
     let mut items: Vec<ItemRecord> = Vec::new();
     let mut problems = Vec::new();
-    let mut seen = std::collections::HashMap::new();
+    let mut seen = ItemIds::default();
     for row in rows(path, reader, headers.len()) {
         let (line, record) = match row {
             Ok(row) => row,
@@ -157,16 +176,8 @@ pub fn check_items(path: &Path) -> Result<Vec<ItemRecord>, Vec<DataError>> {
             }
         };
         let item_id = record[id].trim();
-        if item_id.is_empty() {
-            problems.push(error(path, Some(line), "ITEM_ID is empty"));
-            continue;
-        }
-        if let Some(first) = seen.insert(item_id.to_owned(), line) {
-            problems.push(error(
-                path,
-                Some(line),
-                format!("ITEM_ID {item_id:?} repeats line {first}"),
-            ));
+        if let Err(problem) = seen.check(item_id, line) {
+            problems.push(error(path, Some(line), problem));
             continue;
         }
         let fields = headers

@@ -108,10 +108,8 @@ impl Item {
         }
     }
 
-    /// An item from Items-dataset columns, as a CSV file or Personalize's `metadata` gives them:
-    /// each column becomes an attribute named by its lower-cased name, a value that is a JSON
-    /// number becomes that number with its exact text, anything else a string; empty values are
-    /// left out.
+    /// An item from Items-dataset columns, as a CSV file or Personalize's `metadata` gives them,
+    /// each by [`column_attribute`]'s rule.
     pub fn from_columns<'a>(
         id: &str,
         columns: impl IntoIterator<Item = (&'a str, &'a str)>,
@@ -119,8 +117,7 @@ impl Item {
     ) -> Item {
         let attributes = columns
             .into_iter()
-            .filter(|(_, text)| !text.is_empty())
-            .map(|(column, text)| (column.to_lowercase(), Value::number(text)));
+            .filter_map(|(column, text)| column_attribute(column, text));
         Item::new(id, attributes, templates)
     }
 
@@ -178,6 +175,13 @@ impl Value {
                 .sum(),
         }
     }
+}
+
+/// The one rule for an Items-dataset column (a CSV file, Personalize's `metadata`, the catalog
+/// loader): it becomes an attribute named by its lower-cased name; a value that is a JSON number
+/// becomes that number with its exact text, anything else a string; an empty value is left out.
+pub fn column_attribute(column: &str, text: &str) -> Option<(String, Value)> {
+    (!text.is_empty()).then(|| (column.to_lowercase(), Value::number(text)))
 }
 
 /// Braze's examples read `id, url, name, price, image`; keep that order for people reading JSON.

@@ -128,27 +128,30 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     Ok(parsed)
 }
 
-/// Unix seconds, or a UTC date `YYYY-MM-DD` (its midnight).
+/// Unix seconds, or a UTC date `YYYY-MM-DD` (its midnight), read as RFC 3339 (as `POST /events`
+/// reads `sent_at`), so impossible dates are refused.
 fn parse_time(text: &str) -> Option<i64> {
     if let Ok(seconds) = text.parse::<i64>() {
         return Some(seconds);
     }
-    let mut parts = text.splitn(3, '-');
-    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
-    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+    let is_date = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    if !is_date {
         return None;
     }
-    let (y, m, d): (i64, i64, i64) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
-        return None;
-    }
-    // Days from 1970-01-01 in the proleptic Gregorian calendar (March-based years).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let day_of_year = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    Some((era * 146_097 + day_of_era - 719_468) * 86_400)
+    let midnight = format!("{text}T00:00:00Z");
+    let parsed = aws_smithy_types::DateTime::from_str(
+        &midnight,
+        aws_smithy_types::date_time::Format::DateTime,
+    )
+    .ok()?;
+    Some(parsed.secs())
 }
 
 struct Outcome {
@@ -383,6 +386,9 @@ mod tests {
         assert_eq!(parse_time("2000-03-01"), Some(951_868_800));
         assert_eq!(parse_time("2026-11-28"), Some(1_795_824_000));
         assert_eq!(parse_time("2026-13-01"), None);
+        assert_eq!(parse_time("2026-02-31"), None, "no such day");
+        assert_eq!(parse_time("2024-02-29"), Some(1_709_164_800), "a leap day");
+        assert_eq!(parse_time("2026-1-01"), None);
         assert_eq!(parse_time("yesterday"), None);
     }
 

@@ -23,7 +23,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use personalize_braze::dataset;
-use personalize_braze::item::is_json_number;
+use personalize_braze::item::{Value, column_attribute, is_json_number};
 
 /// DynamoDB's limit on one item.
 const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -232,12 +232,10 @@ fn read_csv(path: &Path) -> Read {
             let line = n as u64 + 2;
             let mut row = Attributes::new(record.id, "ITEM_ID");
             for (column, text) in record.fields {
-                let value = if is_json_number(&text) {
-                    AttributeValue::N(text)
-                } else {
-                    AttributeValue::S(text)
+                let Some((_, value)) = column_attribute(&column, &text) else {
+                    continue;
                 };
-                if let Err(problem) = row.add(&column, value) {
+                if let Err(problem) = row.add(&column, attribute_value(value)) {
                     problems.push((line, format!("{}, line {line}: {problem}", path.display())));
                 }
             }
@@ -282,7 +280,7 @@ fn read_json_lines(path: &Path) -> Read {
         .map_err(|e| vec![format!("{}: cannot open: {e}", path.display())])?;
     let mut rows = Vec::new();
     let mut problems = Vec::new();
-    let mut seen: HashMap<String, u64> = HashMap::new();
+    let mut seen = dataset::ItemIds::default();
     for (n, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
         let line_no = n as u64 + 1;
         let at = |message: String| {
@@ -322,14 +320,13 @@ fn read_json_lines(path: &Path) -> Read {
         let id = ["ITEM_ID", "id"]
             .iter()
             .find_map(|key| object.get(*key))
-            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
-            .filter(|id| !id.is_empty());
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
         let Some(id) = id else {
-            problems.push(at("ITEM_ID is missing or not a non-empty string".into()));
+            problems.push(at("ITEM_ID is missing or not a string".into()));
             continue;
         };
-        if let Some(first) = seen.insert(id.clone(), line_no) {
-            problems.push(at(format!("ITEM_ID {id:?} repeats line {first}")));
+        if let Err(problem) = seen.check(&id, line_no) {
+            problems.push(at(problem));
             continue;
         }
         let id_key = if object.contains_key("ITEM_ID") {
@@ -352,6 +349,23 @@ fn read_json_lines(path: &Path) -> Read {
         rows.push((line_no, row.row));
     }
     Ok((rows, problems))
+}
+
+/// An item attribute as DynamoDB stores it; numbers keep their text.
+fn attribute_value(value: Value) -> AttributeValue {
+    match value {
+        Value::String(text) => AttributeValue::S(text),
+        Value::Number(raw) => AttributeValue::N(raw.get().to_owned()),
+        Value::Bool(b) => AttributeValue::Bool(b),
+        Value::Null => AttributeValue::Null(true),
+        Value::List(values) => AttributeValue::L(values.into_iter().map(attribute_value).collect()),
+        Value::Map(fields) => AttributeValue::M(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k, attribute_value(v)))
+                .collect(),
+        ),
+    }
 }
 
 /// A JSON value as a DynamoDB attribute; `null` and empty strings are left out. Numbers keep
