@@ -3,6 +3,7 @@
 //! The request flow lives in [`service`]; it talks to two ports, [`recommender::Recommender`]
 //! (ranked item ids) and [`catalog::Catalog`] (item metadata), and never sees an AWS type.
 //! [`api`] turns HTTP into service calls and service results into the contract Braze sees.
+//! [`startup`] builds all of it from a [`config::Config`]; nothing below it reads the config.
 
 pub mod api;
 pub mod catalog;
