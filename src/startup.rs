@@ -24,7 +24,7 @@ use crate::recommender::Recommender;
 use crate::recommender::cooccurrence::Model;
 use crate::recommender::filter::LocalFilter;
 use crate::recommender::local::LocalRecommender;
-use crate::recommender::personalize::{Personalize, Target};
+use crate::recommender::personalize::{Personalize, PersonalizeArn, Target};
 use crate::service::Service;
 
 /// Where AWS mode gets its SDK clients.
@@ -109,7 +109,7 @@ pub fn aws_app(config: &Config, aws: &Aws, clients: &impl Clients) -> (Router, S
         filters,
     } = aws;
     // Each call goes to its ARN's region, which may differ from the function's.
-    let target = |arn: &crate::recommender::personalize::PersonalizeArn| Target {
+    let target = |arn: &PersonalizeArn| Target {
         client: clients.personalize(&arn.region),
         arn: arn.clone(),
     };
