@@ -29,6 +29,9 @@ pub struct Config {
     pub item_cache_bytes: usize,
     pub port: u16,
     pub log_format: LogFormat,
+    /// What to log: `RUST_LOG` (any tracing filter), else the level Lambda's `LoggingConfig`
+    /// sets (`AWS_LAMBDA_LOG_LEVEL`), else `info`.
+    pub log_filter: String,
     /// `AWS_LAMBDA_RUNTIME_API` is set: serve Lambda invocations, not a local port.
     pub in_lambda: bool,
 }
@@ -185,6 +188,11 @@ impl Config {
             url: template(&var, "ITEM_URL_TEMPLATE")?,
             image: template(&var, "IMAGE_URL_TEMPLATE")?,
         };
+        let log_filter = match (var("RUST_LOG"), var("AWS_LAMBDA_LOG_LEVEL")) {
+            (Some(filter), _) => filter,
+            (None, Some(level)) => lambda_log_level(&level)?.to_owned(),
+            (None, None) => "info".to_owned(),
+        };
         let log_format = match var("LOG_FORMAT").as_deref() {
             None | Some("json") => LogFormat::Json,
             Some("text") => LogFormat::Text,
@@ -205,6 +213,7 @@ impl Config {
             item_cache_bytes: item_cache_mb as usize * 1024 * 1024,
             port,
             log_format,
+            log_filter,
             in_lambda: var("AWS_LAMBDA_RUNTIME_API").is_some(),
         })
     }
@@ -277,6 +286,23 @@ fn aws_backend(var: &impl Fn(&str) -> Option<String>) -> Result<Backend, ConfigE
         items,
         filters,
     }))
+}
+
+/// Lambda's log levels (as `LoggingConfig` sets them) as a tracing filter; FATAL has no
+/// tracing level of its own and logs as ERROR.
+fn lambda_log_level(level: &str) -> Result<&'static str, ConfigError> {
+    match level.to_ascii_uppercase().as_str() {
+        "TRACE" => Ok("trace"),
+        "DEBUG" => Ok("debug"),
+        "INFO" => Ok("info"),
+        "WARN" => Ok("warn"),
+        "ERROR" | "FATAL" => Ok("error"),
+        _ => Err(invalid(
+            "AWS_LAMBDA_LOG_LEVEL",
+            level,
+            "expected TRACE, DEBUG, INFO, WARN, ERROR or FATAL",
+        )),
+    }
 }
 
 /// `ITEM_METADATA_COLUMNS=NAME,PRICE,…`: Items-dataset columns, 1 to 10 of them.
@@ -443,6 +469,30 @@ mod tests {
     }
 
     #[test]
+    fn the_log_level_follows_the_deployment_unless_rust_log_says_otherwise() {
+        let level = |vars: &[(&str, &str)]| config(vars).map(|c| c.log_filter);
+        assert_eq!(
+            level(&[("AWS_LAMBDA_LOG_LEVEL", "ERROR")]).unwrap(),
+            "error"
+        );
+        assert_eq!(
+            level(&[("AWS_LAMBDA_LOG_LEVEL", "fatal")]).unwrap(),
+            "error"
+        );
+        assert_eq!(
+            level(&[("AWS_LAMBDA_LOG_LEVEL", "DEBUG")]).unwrap(),
+            "debug"
+        );
+        let both = [
+            ("AWS_LAMBDA_LOG_LEVEL", "ERROR"),
+            ("RUST_LOG", "personalize_braze=debug"),
+        ];
+        assert_eq!(level(&both).unwrap(), "personalize_braze=debug");
+        let err = level(&[("AWS_LAMBDA_LOG_LEVEL", "LOUD")]).unwrap_err();
+        assert!(err.to_string().contains("AWS_LAMBDA_LOG_LEVEL"), "{err}");
+    }
+
+    #[test]
     fn defaults_follow_the_design() {
         let c = config(&[("PERSONALIZE_ARN", CAMPAIGN), ("ITEMS_TABLE", "items")]).unwrap();
         assert_eq!(c.default_count, 10);
@@ -454,6 +504,7 @@ mod tests {
         assert_eq!(c.item_cache_ttl, Duration::from_secs(300));
         assert_eq!(c.item_cache_size, 10_000);
         assert_eq!(c.item_cache_bytes, 32 * 1024 * 1024);
+        assert_eq!(c.log_filter, "info");
         let Backend::Aws(Aws {
             personalize: Some(personalize),
             related_items: None,

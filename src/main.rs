@@ -15,7 +15,7 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    init_tracing(config.log_format);
+    init_tracing(config.log_format, &config.log_filter);
 
     // `summary` says what serves requests; `try_path` is a request worth trying locally.
     let (app, summary, try_path) = match &config.backend {
@@ -81,9 +81,10 @@ async fn main() -> ExitCode {
 }
 
 /// JSON lines by default (what CloudWatch Logs Insights queries); `LOG_FORMAT=text` for people.
-/// `RUST_LOG` sets the level, `info` otherwise.
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// The level is the configuration's: `RUST_LOG`, else the deployment's `AWS_LAMBDA_LOG_LEVEL`,
+/// else `info` (also when `RUST_LOG` is not a filter tracing understands).
+fn init_tracing(format: LogFormat, filter: &str) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);

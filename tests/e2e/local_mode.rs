@@ -244,3 +244,26 @@ async fn a_malformed_file_stops_the_start_naming_file_line_and_problem() {
     );
     assert_eq!(stderr.trim(), expected);
 }
+
+/// The template's `LoggingConfig` sets `AWS_LAMBDA_LOG_LEVEL`; at ERROR the request lines go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deployments_log_level_silences_info_lines() {
+    let quiet = start(vec![
+        ("DATA_DIR", sample_data()),
+        ("AWS_LAMBDA_LOG_LEVEL", "ERROR".to_owned()),
+    ])
+    .await;
+    let loud = start(vec![("DATA_DIR", sample_data())]).await;
+    let http = HttpClient::new();
+    for service in [&quiet, &loud] {
+        let url = format!("{}/recommendations?user_id=user-00001", service.base_url);
+        assert_eq!(http.get(&url).await.status, 200);
+    }
+    assert!(
+        loud.log().contains(r#""message":"request""#),
+        "{}",
+        loud.log()
+    );
+    let log = quiet.log();
+    assert!(!log.contains(r#""level":"INFO""#), "{log}");
+}
