@@ -9,7 +9,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{RawQuery, Request as HttpRequest, State};
+use axum::extract::{FromRequestParts, RawQuery, Request as HttpRequest, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -119,9 +120,10 @@ pub fn router<R: Recommender, C: Catalog>(app: Arc<App<R, C>>) -> Router {
 
 async fn recommendations<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
+    correlation: Correlation,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let mut request = Request::begin("/recommendations");
+    let mut request = Request::begin("/recommendations", correlation);
     let result = recommend(
         &app,
         query,
@@ -134,9 +136,10 @@ async fn recommendations<R: Recommender, C: Catalog>(
 
 async fn related_items<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
+    correlation: Correlation,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let mut request = Request::begin("/related-items");
+    let mut request = Request::begin("/related-items", correlation);
     let result = recommend(&app, query, Operation::RelatedItems, &mut request.timings).await;
     request.end(result)
 }
@@ -170,9 +173,10 @@ async fn recommend<R: Recommender, C: Catalog>(
 
 async fn rankings_get<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
+    correlation: Correlation,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let mut request = Request::begin("/rankings");
+    let mut request = Request::begin("/rankings", correlation);
     let params = Params::from_query(query.as_deref()).map_err(ApiError::from);
     let result = rankings(&app, params, Method::GET, &mut request.timings).await;
     request.end(result)
@@ -181,9 +185,10 @@ async fn rankings_get<R: Recommender, C: Catalog>(
 /// The same as `GET`, for lists too long for a URL.
 async fn rankings_post<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
+    correlation: Correlation,
     body: Body,
 ) -> Response {
-    let mut request = Request::begin("/rankings");
+    let mut request = Request::begin("/rankings", correlation);
     let params = read_body(body)
         .await
         .and_then(|bytes| Ok(Params::from_json(&bytes)?));
@@ -217,9 +222,10 @@ async fn rankings<R: Recommender, C: Catalog>(
 /// `202 {"accepted": n}` once the recommender has the events.
 async fn events<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
+    correlation: Correlation,
     body: Body,
 ) -> Response {
-    let mut request = Request::begin("/events");
+    let mut request = Request::begin("/events", correlation);
     let result = record(&app, body, &mut request.timings).await;
     request.end(result)
 }
@@ -249,6 +255,43 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
         })
 }
 
+/// The ids that join a request's log line to Lambda's own lines, API Gateway's access log (keyed
+/// on its request id) and X-Ray. Outside Lambda there are none.
+#[derive(Debug, Default)]
+struct Correlation {
+    lambda_request_id: Option<String>,
+    api_request_id: Option<String>,
+    trace_id: Option<String>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Correlation {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        use lambda_http::request::RequestContext;
+        let lambda = parts.extensions.get::<lambda_http::Context>();
+        let api_request_id = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV1(context)) => context.request_id.clone(),
+            Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone(),
+            _ => None,
+        };
+        // Lambda's context has the trace when X-Ray is on; API Gateway also passes it as a header.
+        let trace_id = lambda
+            .and_then(|context| context.xray_trace_id.clone())
+            .or_else(|| {
+                let header = parts.headers.get("x-amzn-trace-id")?;
+                header.to_str().ok().map(str::to_owned)
+            });
+        Ok(Correlation {
+            lambda_request_id: lambda
+                .map(|context| context.request_id.clone())
+                .filter(|id| !id.is_empty()),
+            api_request_id,
+            trace_id,
+        })
+    }
+}
+
 /// What a flow produced, before it becomes a response.
 enum Answer {
     /// A read endpoint's items.
@@ -265,15 +308,17 @@ enum Answer {
 /// writes the request's one log line.
 struct Request {
     route: &'static str,
+    correlation: Correlation,
     started: Instant,
     /// How long each upstream call took; the flow fills it in.
     timings: Timings,
 }
 
 impl Request {
-    fn begin(route: &'static str) -> Request {
+    fn begin(route: &'static str, correlation: Correlation) -> Request {
         Request {
             route,
+            correlation,
             started: Instant::now(),
             timings: Timings::default(),
         }
@@ -322,9 +367,13 @@ impl Request {
             _ => (Some(count), None),
         };
         let timings = self.timings;
+        let ids = &self.correlation;
         tracing::info!(
             route,
             status = response.status().as_u16(),
+            lambda_request_id = ids.lambda_request_id.as_deref(),
+            api_request_id = ids.api_request_id.as_deref(),
+            trace_id = ids.trace_id.as_deref(),
             items,
             accepted,
             recommender_ms = timings.recommender.map(|d| d.as_secs_f64() * 1e3),
@@ -476,7 +525,7 @@ mod tests {
             format: Format::Object,
             cache_control: HeaderValue::from_static("private"),
         };
-        let response = Request::begin("/recommendations").end(Ok(answer));
+        let response = Request::begin("/recommendations", Correlation::default()).end(Ok(answer));
         assert_eq!(response.status(), StatusCode::OK);
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

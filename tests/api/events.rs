@@ -177,3 +177,81 @@ async fn rest_api_events_for_the_other_endpoints_are_routed() {
     assert_eq!(answer.body, r#"{"accepted":2}"#);
     assert_eq!(put_events.num_calls(), 1, "one user, one session: one call");
 }
+
+/// A writer into a shared buffer, for the log lines a request writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The `request` lines written so far, as JSON.
+    fn request_lines(&self) -> Vec<serde_json::Value> {
+        String::from_utf8(self.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .filter(|line| line["message"] == "request")
+            .collect()
+    }
+}
+
+/// Each request's log line carries what joins it to Lambda's own lines (the Lambda request id),
+/// to API Gateway's access log (its request id) and to X-Ray (the trace id); never the user.
+#[tokio::test]
+async fn the_request_line_carries_the_ids_that_correlate_it() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let recorded = Recorded::default();
+    let personalize = personalize_returns(&["a"], &recorded);
+    let dynamodb = dynamodb_serves(catalog(), &[], &recorded);
+    let app = app(Setup::default(), &[&personalize], &[&dynamodb]);
+
+    // Inside Lambda, lambda_http adds the invocation's context to the request.
+    let mut request = event(&fixture("rest-api-get.json"));
+    let mut context = lambda_http::Context::default();
+    context.request_id = "8476a536-e9f4-11e8-9739-2dfe598c3fcd".into();
+    context.xray_trace_id = Some("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1".into());
+    request.extensions_mut().insert(context);
+    assert_eq!(send(&app, request).await.status, StatusCode::OK);
+    // An HTTP API event without a Lambda context (as `cargo lambda invoke` may send).
+    assert_eq!(
+        send(&app, event(&fixture("http-api-get.json"))).await.status,
+        StatusCode::OK
+    );
+
+    let lines = logs.request_lines();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(
+        lines[0]["lambda_request_id"],
+        "8476a536-e9f4-11e8-9739-2dfe598c3fcd"
+    );
+    assert_eq!(
+        lines[0]["api_request_id"],
+        "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    );
+    assert_eq!(
+        lines[0]["trace_id"],
+        "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1"
+    );
+    assert_eq!(lines[1]["api_request_id"], "JKJaXmPLvHcESHA=");
+    assert!(lines[1].get("lambda_request_id").is_none(), "{}", lines[1]);
+    for line in &lines {
+        assert!(!line.to_string().contains("user-42"), "no user id at info: {line}");
+    }
+}

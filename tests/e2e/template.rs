@@ -108,10 +108,11 @@ fn granted(deployed: &Value) -> Vec<(String, Value)> {
     found
 }
 
-/// Managed policies a role may carry (AWS's own, in any partition): logging only.
-const MANAGED_POLICIES: [&str; 2] = [
+/// Managed policies a role may carry (AWS's own, in any partition): logging and tracing only.
+const MANAGED_POLICIES: [&str; 3] = [
     ":iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     ":iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
+    ":iam::aws:policy/AWSXrayWriteOnlyAccess",
 ];
 
 /// What is wrong with the deployed stack's IAM, API key, routes and source-IP policy; empty when
@@ -376,6 +377,19 @@ fn the_logging_role_outlives_the_stack_and_the_api_waits_for_it() {
     let without = deploy(&template_path(), &[("PersonalizeArn", CAMPAIGN)]);
     assert!(without["Resources"].get("ApiGatewayAccount").is_none());
     assert!(without["Resources"].get("ApiGatewayLoggingRole").is_none());
+}
+
+/// X-Ray follows each request from API Gateway into the function.
+#[test]
+fn requests_are_traced_through_the_api_and_the_function() {
+    let deployed = deploy(&template_path(), &[("PersonalizeArn", CAMPAIGN)]);
+    let function = one_of_type(&deployed, "AWS::Lambda::Function");
+    assert_eq!(
+        function["Properties"]["TracingConfig"]["Mode"], "Active",
+        "{function}"
+    );
+    let stage = one_of_type(&deployed, "AWS::ApiGateway::Stage");
+    assert_eq!(stage["Properties"]["TracingEnabled"], true, "{stage}");
 }
 
 #[test]
