@@ -231,7 +231,9 @@ async fn the_request_line_carries_the_ids_that_correlate_it() {
     assert_eq!(send(&app, request).await.status, StatusCode::OK);
     // An HTTP API event without a Lambda context (as `cargo lambda invoke` may send).
     assert_eq!(
-        send(&app, event(&fixture("http-api-get.json"))).await.status,
+        send(&app, event(&fixture("http-api-get.json")))
+            .await
+            .status,
         StatusCode::OK
     );
 
@@ -252,6 +254,9 @@ async fn the_request_line_carries_the_ids_that_correlate_it() {
     assert_eq!(lines[1]["api_request_id"], "JKJaXmPLvHcESHA=");
     assert!(lines[1].get("lambda_request_id").is_none(), "{}", lines[1]);
     for line in &lines {
-        assert!(!line.to_string().contains("user-42"), "no user id at info: {line}");
+        assert!(
+            !line.to_string().contains("user-42"),
+            "no user id at info: {line}"
+        );
     }
 }
