@@ -542,6 +542,47 @@ mod tests {
         assert!(escaped.len() < 5_100_000, "{}", escaped.len());
     }
 
+    /// The ids a request's log line carries, from the request as lambda_http hands it over.
+    #[tokio::test]
+    async fn correlation_ids_come_from_the_lambda_and_api_gateway_contexts() {
+        let fixture = |name: &str| {
+            let path = format!("{}/events/{name}", env!("CARGO_MANIFEST_DIR"));
+            let json = std::fs::read_to_string(path).unwrap();
+            lambda_http::request::from_str(&json).unwrap()
+        };
+        let ids = |request: lambda_http::Request| async move {
+            let (mut parts, _) = request.into_parts();
+            Correlation::from_request_parts(&mut parts, &())
+                .await
+                .unwrap()
+        };
+
+        // Inside Lambda, lambda_http adds the invocation's context to the request.
+        let mut request = fixture("rest-api-get.json");
+        let mut context = lambda_http::Context::default();
+        context.request_id = "8476a536-e9f4-11e8-9739-2dfe598c3fcd".into();
+        context.xray_trace_id = Some("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1".into());
+        request.extensions_mut().insert(context);
+        let found = ids(request).await;
+        assert_eq!(
+            found.lambda_request_id.as_deref(),
+            Some("8476a536-e9f4-11e8-9739-2dfe598c3fcd")
+        );
+        assert_eq!(
+            found.api_request_id.as_deref(),
+            Some("c6af9ac6-7b61-11e6-9a41-93e8deadbeef")
+        );
+        assert_eq!(
+            found.trace_id.as_deref(),
+            Some("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1")
+        );
+
+        // An HTTP API event without a Lambda context: API Gateway's id only.
+        let found = ids(fixture("http-api-get.json")).await;
+        assert_eq!(found.api_request_id.as_deref(), Some("JKJaXmPLvHcESHA="));
+        assert_eq!(found.lambda_request_id, None);
+    }
+
     #[tokio::test]
     async fn joined_bodies_are_the_json_a_serializer_would_write() {
         let item = |id: &str| {

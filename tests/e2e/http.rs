@@ -40,19 +40,28 @@ impl HttpClient {
     }
 
     pub async fn get(&self, url: &str) -> Answer {
-        self.send("GET", url, "").await
+        self.send("GET", url, "", &[]).await
+    }
+
+    /// A GET with extra headers.
+    pub async fn get_with_headers(&self, url: &str, headers: &[(&str, &str)]) -> Answer {
+        self.send("GET", url, "", headers).await
     }
 
     /// A JSON body.
     pub async fn post(&self, url: &str, body: &str) -> Answer {
-        self.send("POST", url, body).await
+        self.send("POST", url, body, &[]).await
     }
 
-    async fn send(&self, method: &str, url: &str, body: &str) -> Answer {
-        let request = hyper::Request::builder()
+    async fn send(&self, method: &str, url: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = hyper::Request::builder()
             .method(method)
             .uri(url)
-            .header("content-type", "application/json")
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
             .body(Full::new(Bytes::from(body.to_owned())))
             .expect("a valid request");
         let response = self

@@ -267,3 +267,27 @@ async fn the_deployments_log_level_silences_info_lines() {
     let log = quiet.log();
     assert!(!log.contains(r#""level":"INFO""#), "{log}");
 }
+
+/// The request line carries the X-Ray trace id API Gateway passes in `x-amzn-trace-id`, so one
+/// request's lines can be found next to its trace; never the user id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_request_line_carries_the_trace_id_and_not_the_user() {
+    let service = start(vec![("DATA_DIR", sample_data())]).await;
+    let trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
+    let answer = HttpClient::new()
+        .get_with_headers(
+            &format!("{}/recommendations?user_id=user-00042", service.base_url),
+            &[("x-amzn-trace-id", trace)],
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let log = service.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains(r#""message":"request""#))
+        .unwrap_or_else(|| panic!("no request line in:\n{log}"));
+    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(line["trace_id"], trace, "{line}");
+    assert!(line.get("lambda_request_id").is_none(), "{line}");
+    assert!(!log.contains("user-00042"), "{log}");
+}
