@@ -222,6 +222,54 @@ async fn ranking_input_is_validated_and_bodies_are_bounded() {
     assert_eq!(ranking.num_calls(), 0);
 }
 
+/// PutEvents takes one user and one session a call: a user in two sessions is two calls, and
+/// anonymous visitors sharing a session are one call without a user.
+#[tokio::test]
+async fn events_are_grouped_by_user_and_session_not_by_user_alone() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let put_events = put_events_accepts(&log);
+    let app = app_with_events(everything(), &[], &[], &[&put_events]);
+
+    let body = r#"[
+        {"user_id":"u1","session_id":"s1","event_type":"click","item_id":"a"},
+        {"user_id":"u1","session_id":"s2","event_type":"click","item_id":"b"},
+        {"session_id":"anon-1","event_type":"view","item_id":"c"},
+        {"user_id":"u1","session_id":"s1","event_type":"view","item_id":"d"},
+        {"session_id":"anon-1","event_type":"view","item_id":"e"}
+    ]"#;
+    let answer = post(&app, "/events", body).await;
+
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.body);
+    assert_eq!(answer.body, r#"{"accepted":5}"#);
+    let mut calls: Vec<(Option<String>, String, Vec<String>)> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|call| {
+            let items = call
+                .event_list()
+                .iter()
+                .map(|e| e.item_id().unwrap_or_default().to_owned())
+                .collect();
+            (
+                call.user_id().map(str::to_owned),
+                call.session_id().unwrap_or_default().to_owned(),
+                items,
+            )
+        })
+        .collect();
+    calls.sort();
+    let strings = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        calls,
+        [
+            (None, "anon-1".to_owned(), strings(&["c", "e"])),
+            (Some("u1".to_owned()), "s1".to_owned(), strings(&["a", "d"])),
+            (Some("u1".to_owned()), "s2".to_owned(), strings(&["b"])),
+        ]
+    );
+}
+
 #[tokio::test]
 async fn events_become_one_put_events_call_per_user_and_session() {
     let log = Arc::new(Mutex::new(Vec::new()));

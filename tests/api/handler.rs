@@ -496,3 +496,36 @@ async fn health_unknown_routes_and_wrong_methods_answer_json() {
     assert_eq!(post.json()["error"]["code"], "method_not_allowed");
     assert_eq!(personalize.num_calls(), 0);
 }
+
+/// Personalize may repeat an id, and 150 ids need two BatchGetItem calls: the catalog asks for
+/// each id once, at most 100 at a time (the mock fails the test otherwise, as DynamoDB would).
+#[tokio::test]
+async fn repeated_ids_are_fetched_once_and_at_most_100_at_a_time() {
+    let recorded = Recorded::default();
+    let mut ids: Vec<String> = (0..150).map(|i| format!("i{i}")).collect();
+    ids.extend(["i0".to_owned(), "i1".to_owned(), "i149".to_owned()]);
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let personalize = personalize_returns(&ids, &recorded);
+    let table = Table::from([
+        row("i1", &[("name", s("One"))]),
+        row("i149", &[("name", s("Last"))]),
+    ]);
+    let dynamodb = dynamodb_serves(table, &[], &recorded);
+    let app = app(Setup::default(), &[&personalize], &[&dynamodb]);
+
+    let answer = get(&app, "/recommendations?user_id=u&count=100").await;
+
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    assert_eq!(answer.ids(), ["i1", "i149"]);
+    let calls = recorded.dynamodb_keys();
+    assert_eq!(calls.len(), 2);
+    let mut asked = calls.concat();
+    asked.sort();
+    let asked_len = asked.len();
+    asked.dedup();
+    assert_eq!(
+        (asked_len, asked.len()),
+        (150, 150),
+        "every distinct id, once"
+    );
+}

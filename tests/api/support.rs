@@ -106,12 +106,26 @@ pub fn personalize_returns(ids: &[&str], recorded: &Recorded) -> Rule {
 }
 
 /// BatchGetItem served from `table`, recording each request. `unprocessed` ids are held back
-/// as `UnprocessedKeys` the first time they are asked for.
+/// as `UnprocessedKeys` the first time they are asked for. A request DynamoDB would refuse with
+/// a ValidationException (over 100 keys, a key twice, an empty key) fails the test.
 pub fn dynamodb_serves(table: Table, unprocessed: &[&str], recorded: &Recorded) -> Rule {
     let log = recorded.dynamodb.clone();
     let held_back: Mutex<Vec<String>> =
         Mutex::new(unprocessed.iter().map(|s| s.to_string()).collect());
     mock!(aws_sdk_dynamodb::Client::batch_get_item).then_compute_output(move |input| {
+        let ids = requested_ids(input);
+        assert!(
+            ids.len() <= 100,
+            "BatchGetItem takes at most 100 keys, not {}",
+            ids.len()
+        );
+        let distinct: std::collections::HashSet<&String> = ids.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            ids.len(),
+            "BatchGetItem refuses a key twice: {ids:?}"
+        );
+        assert!(ids.iter().all(|id| !id.is_empty()), "an empty key: {ids:?}");
         log.lock().unwrap().push(input.clone());
         let mut held_back = held_back.lock().unwrap();
         let mut found = Vec::new();
