@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
-"""Our own time per request, from the service's JSON request log: total minus upstream time.
+"""Our own time per request, from the service's request lines (EMF): Latency minus upstream time.
 
     benches/own-time.py LOG [--catalog-is-upstream]
 
-Upstream time is the Personalize call (`recommender_ms`), plus the catalog call (`catalog_ms`)
+Upstream time is the Personalize call (`RecommenderLatency`), plus the catalog call (`CatalogLatency`)
 with --catalog-is-upstream (a cold cache, where it is a DynamoDB call; warm, it is cache lookups,
 our own). Prints the statuses seen and p50 / p99 of our own time.
 """
@@ -21,10 +21,10 @@ for line in open(path):
     if event.get("message") != "request":
         continue
     statuses[event["status"]] = statuses.get(event["status"], 0) + 1
-    upstream = event.get("recommender_ms") or 0
+    upstream = event.get("RecommenderLatency") or 0
     if catalog_is_upstream:
-        upstream += event.get("catalog_ms") or 0
-    own.append(event["total_ms"] - upstream)
+        upstream += event.get("CatalogLatency") or 0
+    own.append(event["Latency"] - upstream)
 if not own:
     sys.exit(f"{path}: no request lines")
 own.sort()

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::item::UrlTemplates;
 use crate::limits::{MAX_METADATA_COLUMNS, MAX_RESULTS, MAX_RESULTS_WITH_METADATA};
+use crate::metrics;
 use crate::recommender::filter::LocalFilter;
 use crate::recommender::personalize::arn::{ArnKind, parse_arn};
 pub use crate::recommender::personalize::arn::{PersonalizeArn, TargetKind};
@@ -32,6 +33,8 @@ pub struct Config {
     /// What to log: `RUST_LOG` (any tracing filter), else the level Lambda's `LoggingConfig`
     /// sets (`AWS_LAMBDA_LOG_LEVEL`), else `info`.
     pub log_filter: String,
+    /// The CloudWatch namespace of the request lines' metrics (`METRICS_NAMESPACE`).
+    pub metrics_namespace: String,
     /// `AWS_LAMBDA_RUNTIME_API` is set: serve Lambda invocations, not a local port.
     pub in_lambda: bool,
 }
@@ -198,6 +201,10 @@ impl Config {
             Some("text") => LogFormat::Text,
             Some(other) => return Err(invalid("LOG_FORMAT", other, "expected json or text")),
         };
+        let metrics_namespace =
+            var("METRICS_NAMESPACE").unwrap_or_else(|| metrics::DEFAULT_NAMESPACE.to_owned());
+        metrics::check_namespace(&metrics_namespace)
+            .map_err(|reason| invalid("METRICS_NAMESPACE", &metrics_namespace, reason))?;
 
         Ok(Config {
             backend,
@@ -214,6 +221,7 @@ impl Config {
             port,
             log_format,
             log_filter,
+            metrics_namespace,
             in_lambda: var("AWS_LAMBDA_RUNTIME_API").is_some(),
         })
     }

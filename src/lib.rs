@@ -12,6 +12,7 @@ pub mod dataset;
 pub mod evaluation;
 pub mod item;
 pub mod limits;
+pub mod metrics;
 pub mod recommender;
 pub mod service;
 pub mod startup;

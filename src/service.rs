@@ -2,14 +2,14 @@
 //! recommender's order, drop ids the catalog lacks, trim to `count`; all within a time budget.
 //! Recommendations, related items and rankings all take it; events go straight through.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::catalog::Catalog;
+use crate::catalog::{CacheCounts, Catalog};
 use crate::item::Item;
 use crate::limits::MAX_RESULTS;
 use crate::recommender::{
@@ -29,11 +29,19 @@ pub struct Recommended {
     pub recommendation_id: Option<String>,
 }
 
-/// How long each upstream call took, for the request's log line.
+/// What the service saw while answering, for the request's line and metrics: how long each
+/// upstream call took, and what the catalog lacked or the cache knew.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Timings {
+pub struct Observed {
+    /// The recommender's call, if it was made.
     pub recommender: Option<Duration>,
+    /// The catalog's part (cache and catalog), if it was asked.
     pub catalog: Option<Duration>,
+    /// Ranked ids dropped because the catalog lacked them.
+    pub catalog_misses: usize,
+    pub cache: CacheCounts,
+    /// Events of a valid body the recommender did not record.
+    pub events_rejected: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,7 +90,7 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
     pub async fn recommend(
         &self,
         query: RecommendationQuery,
-        timings: &mut Timings,
+        observed: &mut Observed,
     ) -> Result<Recommended, ServiceError> {
         let count = query.count as usize;
         let source = match &query.subject {
@@ -99,9 +107,9 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
             count,
             source.as_deref(),
             deadline,
-            timings,
+            observed,
         );
-        settle(tokio::time::timeout_at(deadline, work).await, timings)
+        settle(tokio::time::timeout_at(deadline, work).await, observed)
     }
 
     /// The query's items in the user's order, at most `count` of them, without those the
@@ -110,7 +118,7 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         &self,
         query: RankingQuery,
         count: Option<u32>,
-        timings: &mut Timings,
+        observed: &mut Observed,
     ) -> Result<Recommended, ServiceError> {
         let count = count.map_or(usize::MAX, |c| c as usize);
         let deadline = Instant::now() + self.budget;
@@ -119,20 +127,21 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
             count,
             None,
             deadline,
-            timings,
+            observed,
         );
-        settle(tokio::time::timeout_at(deadline, work).await, timings)
+        settle(tokio::time::timeout_at(deadline, work).await, observed)
     }
 
     /// Feeds events back to the recommender, within the same budget; says how many it took.
     pub async fn record(
         &self,
         events: &[Event],
-        timings: &mut Timings,
+        observed: &mut Observed,
     ) -> Result<usize, PartlyRecorded> {
         let started = Instant::now();
         let recorded = self.recommender.record(events, started + self.budget).await;
-        timings.recommender = Some(started.elapsed());
+        observed.recommender = Some(started.elapsed());
+        observed.events_rejected = events.len().saturating_sub(recorded.accepted);
         match recorded.error {
             None => Ok(recorded.accepted),
             Some(error) => Err(PartlyRecorded {
@@ -150,11 +159,11 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         count: usize,
         source: Option<&str>,
         deadline: Instant,
-        timings: &mut Timings,
+        observed: &mut Observed,
     ) -> Result<Recommended, ServiceError> {
         let started = Instant::now();
         let ranked = ranked.await;
-        timings.recommender = Some(started.elapsed());
+        observed.recommender = Some(started.elapsed());
         let ranked = ranked.map_err(ServiceError::Recommender)?;
 
         let mut found = match ranked.items {
@@ -162,14 +171,23 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
             None if ranked.item_ids.is_empty() => HashMap::new(),
             None => {
                 let started = Instant::now();
-                let found = self.catalog.items(&ranked.item_ids, deadline).await;
-                timings.catalog = Some(started.elapsed());
+                let found = self
+                    .catalog
+                    .items_counted(&ranked.item_ids, deadline, &mut observed.cache)
+                    .await;
+                observed.catalog = Some(started.elapsed());
                 found.map_err(ServiceError::Catalog)?
             }
         };
         if let Some(source) = source {
             found.remove(source);
         }
+        observed.catalog_misses = ranked
+            .item_ids
+            .iter()
+            .filter(|id| Some(id.as_str()) != source && !found.contains_key(id.as_str()))
+            .collect::<HashSet<_>>()
+            .len();
         // `remove` also drops a repeated id's second appearance.
         let items = ranked
             .item_ids
@@ -187,11 +205,11 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
 /// A timed-out request blames whichever call was still running.
 fn settle<T>(
     result: Result<Result<T, ServiceError>, tokio::time::error::Elapsed>,
-    timings: &Timings,
+    observed: &Observed,
 ) -> Result<T, ServiceError> {
     match result {
         Ok(result) => result,
-        Err(_elapsed) if timings.recommender.is_none() => {
+        Err(_elapsed) if observed.recommender.is_none() => {
             Err(ServiceError::Recommender(UpstreamError::TimedOut))
         }
         Err(_elapsed) => Err(ServiceError::Catalog(UpstreamError::TimedOut)),
@@ -304,23 +322,25 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn keeps_order_drops_unknown_and_repeated_ids_and_trims() {
-        let mut timings = Timings::default();
+        let mut observed = Observed::default();
         let found = service(100, 50)
-            .recommend(query(3), &mut timings)
+            .recommend(query(3), &mut observed)
             .await
             .unwrap();
         let ids: Vec<&str> = found.items.iter().map(|i| i.id()).collect();
         assert_eq!(ids, ["a", "b", "c"]);
         assert_eq!(found.recommendation_id.as_deref(), Some("rid"));
-        assert_eq!(timings.recommender, Some(Duration::from_millis(100)));
-        assert_eq!(timings.catalog, Some(Duration::from_millis(50)));
+        assert_eq!(observed.recommender, Some(Duration::from_millis(100)));
+        assert_eq!(observed.catalog, Some(Duration::from_millis(50)));
+        // "x1" is the one id the catalog lacks; the repeated "a" is not a miss.
+        assert_eq!(observed.catalog_misses, 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_recommender_times_out_at_the_budget() {
         let started = Instant::now();
         let err = service(5_000, 0)
-            .recommend(query(3), &mut Timings::default())
+            .recommend(query(3), &mut Observed::default())
             .await
             .unwrap_err();
         assert!(
@@ -334,7 +354,7 @@ mod tests {
     async fn the_budget_covers_both_calls_together() {
         let started = Instant::now();
         let err = service(1_000, 1_000)
-            .recommend(query(3), &mut Timings::default())
+            .recommend(query(3), &mut Observed::default())
             .await
             .unwrap_err();
         assert!(
@@ -355,7 +375,7 @@ mod tests {
             ..RecommendationQuery::default()
         };
         let found = service(0, 0)
-            .recommend(query, &mut Timings::default())
+            .recommend(query, &mut Observed::default())
             .await
             .unwrap();
         let ids: Vec<&str> = found.items.iter().map(|i| i.id()).collect();
@@ -366,12 +386,12 @@ mod tests {
     async fn items_brought_by_the_recommender_skip_the_catalog() {
         let mut service = service(10, 60_000);
         service.recommender.metadata = true;
-        let mut timings = Timings::default();
-        let found = service.recommend(query(2), &mut timings).await.unwrap();
+        let mut observed = Observed::default();
+        let found = service.recommend(query(2), &mut observed).await.unwrap();
         let ids: Vec<&str> = found.items.iter().map(|i| i.id()).collect();
         // "x1" is an item too: the recommender vouched for it.
         assert_eq!(ids, ["a", "x1"]);
-        assert_eq!(timings.catalog, None, "the slow catalog was not asked");
+        assert_eq!(observed.catalog, None, "the slow catalog was not asked");
     }
 
     #[tokio::test(start_paused = true)]
@@ -385,7 +405,7 @@ mod tests {
             let query = query.clone();
             async move {
                 let found = service(0, 0)
-                    .rank(query, count, &mut Timings::default())
+                    .rank(query, count, &mut Observed::default())
                     .await
                     .unwrap();
                 found
@@ -403,7 +423,7 @@ mod tests {
     async fn events_get_the_budget_as_their_deadline() {
         let started = Instant::now();
         let err = service(5_000, 0)
-            .record(&[], &mut Timings::default())
+            .record(&[], &mut Observed::default())
             .await
             .unwrap_err();
         assert!(

@@ -18,8 +18,9 @@ use crate::catalog::cache::{CacheBudget, CachedCatalog};
 use crate::catalog::dynamodb::DynamoDbCatalog;
 use crate::catalog::file::FileCatalog;
 use crate::catalog::{Catalog, NoCatalog};
-use crate::config::{Aws, Config, ItemSource};
+use crate::config::{Aws, Config, ItemSource, LogFormat};
 use crate::dataset::{self, DataError};
+use crate::metrics::RequestLog;
 use crate::recommender::Recommender;
 use crate::recommender::cooccurrence::Model;
 use crate::recommender::filter::LocalFilter;
@@ -211,5 +212,16 @@ pub fn app<R: Recommender, C: Catalog>(config: &Config, recommender: R, catalog:
         max_ranking_items: config.max_ranking_items,
         default_filter: config.default_filter.clone(),
     };
-    router(Arc::new(App::new(service, limits, config.cache_max_age)))
+    let log = match config.log_format {
+        LogFormat::Json => RequestLog::Emf {
+            namespace: config.metrics_namespace.clone(),
+        },
+        LogFormat::Text => RequestLog::Text,
+    };
+    router(Arc::new(App::new(
+        service,
+        limits,
+        config.cache_max_age,
+        log,
+    )))
 }

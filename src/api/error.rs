@@ -137,6 +137,15 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// The upstream failure behind this error, if one is.
+    pub(super) fn upstream(&self) -> Option<&UpstreamError> {
+        match self {
+            ApiError::Service(e) => Some(e.upstream()),
+            ApiError::PartlyRecorded(e) => Some(e.error.upstream()),
+            _ => None,
+        }
+    }
+
     /// Logs what the caller must not see (upstream detail), at a level that matches who must act.
     pub(super) fn into_response_logged(self) -> Response {
         let service = match &self {

@@ -9,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, RawQuery, Request as HttpRequest, State};
+use axum::extract::{FromRequestParts, MatchedPath, RawQuery, Request as HttpRequest, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -19,8 +19,10 @@ use tower::ServiceExt;
 use crate::catalog::Catalog;
 use crate::item::{self, Item};
 use crate::limits::MAX_ANSWER_ITEM_BYTES;
+use crate::metrics::{Metric, RequestLine, RequestLog};
 use crate::recommender::{Operation, Recommender};
-use crate::service::{Recommended, Service, Timings};
+use crate::service::{Observed, Recommended, Service};
+use crate::upstream::UpstreamError;
 pub use error::ApiError;
 use query::{Format, Limits, Params};
 
@@ -34,6 +36,8 @@ pub struct App<R, C> {
     pub limits: Limits,
     /// `Cache-Control` of successful answers, rendered once.
     pub cache: CacheControl,
+    /// Where each request's line (and its metrics) goes.
+    pub log: RequestLog,
 }
 
 /// How long caches may keep a successful answer (`CACHE_MAX_AGE`), and which caches may.
@@ -67,11 +71,17 @@ impl CacheControl {
 }
 
 impl<R: Recommender, C: Catalog> App<R, C> {
-    pub fn new(service: Service<R, C>, limits: Limits, cache_max_age: u32) -> Self {
+    pub fn new(
+        service: Service<R, C>,
+        limits: Limits,
+        cache_max_age: u32,
+        log: RequestLog,
+    ) -> Self {
         App {
             service,
             limits,
             cache: CacheControl::new(cache_max_age),
+            log,
         }
     }
 
@@ -98,21 +108,27 @@ pub fn router<R: Recommender, C: Catalog>(app: Arc<App<R, C>>) -> Router {
     let routes = Router::new()
         .route(
             "/recommendations",
-            get(recommendations::<R, C>).fallback(use_get),
+            get(recommendations::<R, C>).fallback(wrong_method::<R, C>),
         )
         .route(
             "/related-items",
-            get(related_items::<R, C>).fallback(use_get),
+            get(related_items::<R, C>).fallback(wrong_method::<R, C>),
         )
         .route(
             "/rankings",
             get(rankings_get::<R, C>)
                 .post(rankings_post::<R, C>)
-                .fallback(use_get_or_post),
+                .fallback(wrong_method::<R, C>),
         )
-        .route("/events", post(events::<R, C>).fallback(use_post))
-        .route("/health", get(health).fallback(use_get))
-        .fallback(not_found)
+        .route(
+            "/events",
+            post(events::<R, C>).fallback(wrong_method::<R, C>),
+        )
+        .route(
+            "/health",
+            get(health::<R, C>).fallback(wrong_method::<R, C>),
+        )
+        .fallback(not_found::<R, C>)
         .with_state(app);
     // `Router::layer` runs after routing, too late to change the path; wrap the routes instead.
     Router::new().fallback_service(routes.map_request(strip_stage))
@@ -128,10 +144,10 @@ async fn recommendations<R: Recommender, C: Catalog>(
         &app,
         query,
         Operation::Recommendations,
-        &mut request.timings,
+        &mut request.observed,
     )
     .await;
-    request.end(result)
+    request.end(&app.log, result)
 }
 
 async fn related_items<R: Recommender, C: Catalog>(
@@ -140,8 +156,8 @@ async fn related_items<R: Recommender, C: Catalog>(
     RawQuery(query): RawQuery,
 ) -> Response {
     let mut request = Request::begin("/related-items", correlation);
-    let result = recommend(&app, query, Operation::RelatedItems, &mut request.timings).await;
-    request.end(result)
+    let result = recommend(&app, query, Operation::RelatedItems, &mut request.observed).await;
+    request.end(&app.log, result)
 }
 
 /// `GET /recommendations` and `GET /related-items`: one flow, each with its own parameters.
@@ -149,7 +165,7 @@ async fn recommend<R: Recommender, C: Catalog>(
     app: &App<R, C>,
     query: Option<String>,
     operation: Operation,
-    timings: &mut Timings,
+    observed: &mut Observed,
 ) -> Result<Answer, ApiError> {
     let route = match operation {
         Operation::RelatedItems => "/related-items",
@@ -163,7 +179,7 @@ async fn recommend<R: Recommender, C: Catalog>(
         _ => query::parse_recommendations(query, limits, has_filter)?,
     };
     let cache_control = app.cache.for_user(query.subject.user_id()).clone();
-    let found = app.service.recommend(query, timings).await?;
+    let found = app.service.recommend(query, observed).await?;
     Ok(Answer::Items {
         found,
         format,
@@ -178,8 +194,8 @@ async fn rankings_get<R: Recommender, C: Catalog>(
 ) -> Response {
     let mut request = Request::begin("/rankings", correlation);
     let params = Params::from_query(query.as_deref()).map_err(ApiError::from);
-    let result = rankings(&app, params, Method::GET, &mut request.timings).await;
-    request.end(result)
+    let result = rankings(&app, params, Method::GET, &mut request.observed).await;
+    request.end(&app.log, result)
 }
 
 /// The same as `GET`, for lists too long for a URL.
@@ -192,15 +208,15 @@ async fn rankings_post<R: Recommender, C: Catalog>(
     let params = read_body(body)
         .await
         .and_then(|bytes| Ok(Params::from_json(&bytes)?));
-    let result = rankings(&app, params, Method::POST, &mut request.timings).await;
-    request.end(result)
+    let result = rankings(&app, params, Method::POST, &mut request.observed).await;
+    request.end(&app.log, result)
 }
 
 async fn rankings<R: Recommender, C: Catalog>(
     app: &App<R, C>,
     params: Result<Params, ApiError>,
     method: Method,
-    timings: &mut Timings,
+    observed: &mut Observed,
 ) -> Result<Answer, ApiError> {
     app.enabled("/rankings", Operation::Rankings)?;
     let (query, count, format) =
@@ -211,7 +227,7 @@ async fn rankings<R: Recommender, C: Catalog>(
     } else {
         HeaderValue::from_static("no-store")
     };
-    let found = app.service.rank(query, count, timings).await?;
+    let found = app.service.rank(query, count, observed).await?;
     Ok(Answer::Items {
         found,
         format,
@@ -226,14 +242,14 @@ async fn events<R: Recommender, C: Catalog>(
     body: Body,
 ) -> Response {
     let mut request = Request::begin("/events", correlation);
-    let result = record(&app, body, &mut request.timings).await;
-    request.end(result)
+    let result = record(&app, body, &mut request.observed).await;
+    request.end(&app.log, result)
 }
 
 async fn record<R: Recommender, C: Catalog>(
     app: &App<R, C>,
     body: Body,
-    timings: &mut Timings,
+    observed: &mut Observed,
 ) -> Result<Answer, ApiError> {
     app.enabled("/events", Operation::Events)?;
     let body = read_body(body).await?;
@@ -242,7 +258,7 @@ async fn record<R: Recommender, C: Catalog>(
         .map_or(0.0, |d| d.as_secs_f64());
     let events = events::parse_events(&body, now)?;
     Ok(Answer::Accepted(
-        app.service.record(&events, timings).await?,
+        app.service.record(&events, observed).await?,
     ))
 }
 
@@ -302,16 +318,33 @@ enum Answer {
     },
     /// `POST /events`: how many events the recommender took.
     Accepted(usize),
+    /// `GET /health`.
+    Healthy,
 }
 
-/// One request from start to answer: every route ends in `end`, which makes the response and
-/// writes the request's one log line.
+/// The routes as request lines name them, with the methods each takes. The route is a metric
+/// dimension, so it is always one of these (or `other`), never a path a caller made up.
+const ROUTES: [(&str, &str); 5] = [
+    ("/recommendations", "GET"),
+    ("/related-items", "GET"),
+    ("/rankings", "GET, POST"),
+    ("/events", "POST"),
+    ("/health", "GET"),
+];
+
+/// Routes that call an upstream, whose lines say whether it failed and how.
+fn calls_upstream(route: &str) -> bool {
+    !matches!(route, "/health" | "other")
+}
+
+/// One request from start to answer: every request ends in `end`, which makes the response and
+/// writes the request's one line, with its metrics.
 struct Request {
     route: &'static str,
     correlation: Correlation,
     started: Instant,
-    /// How long each upstream call took; the flow fills it in.
-    timings: Timings,
+    /// What the service saw; the flow fills it in.
+    observed: Observed,
 }
 
 impl Request {
@@ -320,14 +353,15 @@ impl Request {
             route,
             correlation,
             started: Instant::now(),
-            timings: Timings::default(),
+            observed: Observed::default(),
         }
     }
 
-    fn end(self, result: Result<Answer, ApiError>) -> Response {
-        let route = self.route;
-        // Read endpoints count items, `/events` counts accepted events, failed or not.
-        let (response, count) = match result {
+    fn end(self, log: &RequestLog, result: Result<Answer, ApiError>) -> Response {
+        let (route, observed) = (self.route, &self.observed);
+        // The metrics that depend on how the flow ended, set as the response is made.
+        let mut line = RequestLine::new(route, 0);
+        let response = match result {
             Ok(Answer::Items {
                 mut found,
                 format,
@@ -343,44 +377,85 @@ impl Request {
                     );
                     found.items.truncate(fitting);
                 }
-                let items = found.items.len();
-                (ok_response(&found, format, cache_control), items)
+                line.count(Metric::ItemsReturned, found.items.len())
+                    .flag(Metric::EmptyAnswers, found.items.is_empty())
+                    .count(Metric::CatalogMisses, observed.catalog_misses);
+                ok_response(&found, format, cache_control)
             }
-            Ok(Answer::Accepted(accepted)) => (
+            Ok(Answer::Accepted(accepted)) => {
+                line.count(Metric::EventsAccepted, accepted)
+                    .count(Metric::EventsRejected, 0);
                 json_response(
                     StatusCode::ACCEPTED,
                     format!(r#"{{"accepted":{accepted}}}"#).into_bytes(),
                     HeaderValue::from_static("no-store"),
-                ),
-                accepted,
+                )
+            }
+            Ok(Answer::Healthy) => json_response(
+                StatusCode::OK,
+                br#"{"status":"ok"}"#.to_vec(),
+                HeaderValue::from_static("no-store"),
             ),
             Err(error) => {
-                let accepted = match &error {
-                    ApiError::PartlyRecorded(e) => e.accepted,
-                    _ => 0,
-                };
-                (error.into_response_logged(), accepted)
+                if let ApiError::PartlyRecorded(e) = &error {
+                    line.count(Metric::EventsAccepted, e.accepted)
+                        .count(Metric::EventsRejected, observed.events_rejected);
+                }
+                if calls_upstream(route) {
+                    let upstream = error.upstream();
+                    let failed = |kind: fn(&UpstreamError) -> bool| upstream.is_some_and(kind);
+                    line.flag(
+                        Metric::UpstreamThrottled,
+                        failed(|e| matches!(e, UpstreamError::Throttled(_))),
+                    )
+                    .flag(
+                        Metric::UpstreamUnavailable,
+                        failed(|e| matches!(e, UpstreamError::Unavailable(_))),
+                    )
+                    .flag(
+                        Metric::UpstreamTimeout,
+                        failed(|e| matches!(e, UpstreamError::TimedOut)),
+                    )
+                    .flag(
+                        Metric::Misconfigured,
+                        failed(|e| matches!(e, UpstreamError::Misconfigured(_))),
+                    );
+                }
+                error.into_response_logged()
             }
         };
-        let (items, accepted) = match route {
-            "/events" => (None, Some(count)),
-            _ => (Some(count), None),
-        };
-        let timings = self.timings;
+        if calls_upstream(route) && line.get(Metric::UpstreamThrottled).is_none() {
+            for metric in [
+                Metric::UpstreamThrottled,
+                Metric::UpstreamUnavailable,
+                Metric::UpstreamTimeout,
+                Metric::Misconfigured,
+            ] {
+                line.count(metric, 0);
+            }
+        }
+
+        let status = response.status();
+        line.status = status.as_u16();
+        line.count(Metric::Requests, 1)
+            .duration(Metric::Latency, self.started.elapsed())
+            .flag(Metric::Errors4xx, status.is_client_error())
+            .flag(Metric::Errors5xx, status.is_server_error());
+        if let Some(d) = observed.recommender {
+            line.duration(Metric::RecommenderLatency, d);
+        }
+        if let Some(d) = observed.catalog {
+            line.duration(Metric::CatalogLatency, d);
+        }
+        if observed.cache.hits + observed.cache.misses > 0 {
+            line.count(Metric::ItemCacheHits, observed.cache.hits)
+                .count(Metric::ItemCacheMisses, observed.cache.misses);
+        }
         let ids = &self.correlation;
-        tracing::info!(
-            route,
-            status = response.status().as_u16(),
-            lambda_request_id = ids.lambda_request_id.as_deref(),
-            api_request_id = ids.api_request_id.as_deref(),
-            trace_id = ids.trace_id.as_deref(),
-            items,
-            accepted,
-            recommender_ms = timings.recommender.map(|d| d.as_secs_f64() * 1e3),
-            catalog_ms = timings.catalog.map(|d| d.as_secs_f64() * 1e3),
-            total_ms = self.started.elapsed().as_secs_f64() * 1e3,
-            "request"
-        );
+        line.lambda_request_id = ids.lambda_request_id.as_deref();
+        line.api_request_id = ids.api_request_id.as_deref();
+        line.trace_id = ids.trace_id.as_deref();
+        log.write(&line);
         response
     }
 }
@@ -436,28 +511,31 @@ fn json_response(status: StatusCode, json: Vec<u8>, cache_control: HeaderValue) 
     response
 }
 
-async fn health() -> Response {
-    json_response(
-        StatusCode::OK,
-        br#"{"status":"ok"}"#.to_vec(),
-        HeaderValue::from_static("no-store"),
-    )
+async fn health<R: Recommender, C: Catalog>(
+    State(app): State<Arc<App<R, C>>>,
+    correlation: Correlation,
+) -> Response {
+    Request::begin("/health", correlation).end(&app.log, Ok(Answer::Healthy))
 }
 
-async fn not_found() -> Response {
-    ApiError::NotFound.into_response()
+async fn not_found<R: Recommender, C: Catalog>(
+    State(app): State<Arc<App<R, C>>>,
+    correlation: Correlation,
+) -> Response {
+    Request::begin("other", correlation).end(&app.log, Err(ApiError::NotFound))
 }
 
-async fn use_get() -> Response {
-    ApiError::MethodNotAllowed("GET").into_response()
-}
-
-async fn use_post() -> Response {
-    ApiError::MethodNotAllowed("POST").into_response()
-}
-
-async fn use_get_or_post() -> Response {
-    ApiError::MethodNotAllowed("GET, POST").into_response()
+/// A 405 on a known route, with `Allow` listing the methods it takes.
+async fn wrong_method<R: Recommender, C: Catalog>(
+    State(app): State<Arc<App<R, C>>>,
+    path: MatchedPath,
+    correlation: Correlation,
+) -> Response {
+    let (route, allow) = ROUTES
+        .into_iter()
+        .find(|(route, _)| *route == path.as_str())
+        .unwrap_or(("other", "GET"));
+    Request::begin(route, correlation).end(&app.log, Err(ApiError::MethodNotAllowed(allow)))
 }
 
 /// API Gateway REST stages (and named HTTP API stages) put `/{stage}` in front of the path
@@ -525,7 +603,8 @@ mod tests {
             format: Format::Object,
             cache_control: HeaderValue::from_static("private"),
         };
-        let response = Request::begin("/recommendations", Correlation::default()).end(Ok(answer));
+        let response = Request::begin("/recommendations", Correlation::default())
+            .end(&RequestLog::Text, Ok(answer));
         assert_eq!(response.status(), StatusCode::OK);
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();

@@ -25,8 +25,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use super::Catalog;
 use super::lru::Lru;
+use super::{CacheCounts, Catalog};
 use crate::item::Item;
 use crate::upstream::UpstreamError;
 
@@ -213,6 +213,16 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
         ids: &[String],
         deadline: Instant,
     ) -> Result<HashMap<String, Arc<Item>>, UpstreamError> {
+        self.items_counted(ids, deadline, &mut CacheCounts::default())
+            .await
+    }
+
+    async fn items_counted(
+        &self,
+        ids: &[String],
+        deadline: Instant,
+        counts: &mut CacheCounts,
+    ) -> Result<HashMap<String, Arc<Item>>, UpstreamError> {
         let now = Instant::now();
         let mut found = HashMap::with_capacity(ids.len());
         let mut mine = Vec::new();
@@ -223,11 +233,15 @@ impl<C: Catalog> Catalog for CachedCatalog<C> {
             for id in ids {
                 match state.lookup(id, now) {
                     Cached::Item(item) => {
+                        counts.hits += 1;
                         found.insert(id.clone(), item);
                         continue;
                     }
-                    Cached::Missing => continue,
-                    Cached::Unknown => {}
+                    Cached::Missing => {
+                        counts.hits += 1;
+                        continue;
+                    }
+                    Cached::Unknown => counts.misses += 1,
                 }
                 if let Some(flight) = state.in_flight.get(id) {
                     theirs.push((id.clone(), flight.clone()));
@@ -395,6 +409,36 @@ mod tests {
         let deadline = Instant::now() + Duration::from_secs(1);
         cache.items(&ids(&["i1"]), deadline).await.unwrap();
         assert_eq!(inner.calls.load(Ordering::SeqCst), 4);
+    }
+
+    /// What a request's metrics report: ids answered from the cache (known missing ones too)
+    /// and ids fetched, including those another request was already fetching.
+    #[tokio::test(start_paused = true)]
+    async fn each_lookup_counts_its_hits_and_misses() {
+        let inner = Arc::new(Counting {
+            latency: Duration::from_millis(10),
+            ..Counting::default()
+        });
+        let cache = CachedCatalog::new(inner.clone(), roomy(), Duration::from_secs(300));
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let lookup = |list: &'static [&'static str]| {
+            let cache = &cache;
+            async move {
+                let mut counts = CacheCounts::default();
+                cache
+                    .items_counted(&ids(list), deadline, &mut counts)
+                    .await
+                    .unwrap();
+                (counts.hits, counts.misses)
+            }
+        };
+
+        assert_eq!(lookup(&["i1", "i2", "x1"]).await, (0, 3), "cold");
+        assert_eq!(lookup(&["i1", "x1", "i3"]).await, (2, 1), "warm but for i3");
+        // Two requests miss i4 together: one fetches it, the other waits; both missed it.
+        let (a, b) = tokio::join!(lookup(&["i4", "i1"]), lookup(&["i4"]));
+        assert_eq!((a, b), ((1, 1), (0, 1)));
+        assert_eq!(inner.calls.load(Ordering::SeqCst), 3);
     }
 
     fn cached_ids(cache: &CachedCatalog<Arc<Counting>>) -> Vec<String> {

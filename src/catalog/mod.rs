@@ -24,6 +24,27 @@ pub trait Catalog: Send + Sync + 'static {
         ids: &[String],
         deadline: Instant,
     ) -> impl Future<Output = Result<HashMap<String, Arc<Item>>, UpstreamError>> + Send;
+
+    /// `items`, adding to `counts` how many ids a cache answered and how many it fetched. Only a
+    /// cache counts; any other catalog leaves `counts` alone.
+    fn items_counted(
+        &self,
+        ids: &[String],
+        deadline: Instant,
+        counts: &mut CacheCounts,
+    ) -> impl Future<Output = Result<HashMap<String, Arc<Item>>, UpstreamError>> + Send {
+        let _ = counts;
+        self.items(ids, deadline)
+    }
+}
+
+/// One request's use of the item cache, for its metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheCounts {
+    /// Ids answered from the cache: an item, or "the catalog lacks it".
+    pub hits: usize,
+    /// Ids the cache had to fetch, or wait for another request's fetch of.
+    pub misses: usize,
 }
 
 /// The catalog of a deployment whose items come with the recommender's answer

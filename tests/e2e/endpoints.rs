@@ -15,7 +15,7 @@ const RANKING_ARN: &str = "arn:aws:personalize:us-east-1:123456789012:campaign/r
 const TRACKER: &str = "5b1c8f0e-tracker";
 
 /// Every endpoint enabled.
-async fn full_stack(extra: &[(&str, &str)]) -> Stack {
+pub(super) async fn full_stack(extra: &[(&str, &str)]) -> Stack {
     let mut vars = vec![
         ("RELATED_ITEMS_ARN", RELATED_ARN),
         ("RANKING_ARN", RANKING_ARN),

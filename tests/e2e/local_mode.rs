@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 use super::http::HttpClient;
 use super::processes::ServiceProcess;
 
-async fn start(vars: Vec<(&'static str, String)>) -> ServiceProcess {
+pub(super) async fn start(vars: Vec<(&'static str, String)>) -> ServiceProcess {
     ServiceProcess::launch(&vars).await
 }
 
-fn sample_data() -> String {
+pub(super) fn sample_data() -> String {
     format!("{}/examples/data", env!("CARGO_MANIFEST_DIR"))
 }
 

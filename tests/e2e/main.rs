@@ -7,12 +7,14 @@
 //! the `e2e` feature: plain `cargo test` runs everything else.
 
 mod catalog;
+mod emf;
 mod endpoints;
 mod evaluate;
 mod fake_personalize;
 mod http;
 mod loader;
 mod local_mode;
+mod metrics;
 mod processes;
 mod template;
 
