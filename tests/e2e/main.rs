@@ -17,6 +17,7 @@ mod local_mode;
 mod metrics;
 mod processes;
 mod template;
+mod template_operations;
 
 use std::time::{Duration, Instant};
 

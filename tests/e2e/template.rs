@@ -13,7 +13,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-const CAMPAIGN: &str = "arn:aws:personalize:us-east-1:123456789012:campaign/shop";
+pub(super) const CAMPAIGN: &str = "arn:aws:personalize:us-east-1:123456789012:campaign/shop";
 const SIMS: &str = "arn:aws:personalize:us-east-1:123456789012:recommender/similar";
 const RANKING: &str = "arn:aws:personalize:us-east-1:123456789012:campaign/ranking";
 const FILTER: &str = "arn:aws:personalize:us-east-1:123456789012:filter/not-purchased";
@@ -29,12 +29,12 @@ const ROUTES: [(&str, &str); 6] = [
     ("/health", "get"),
 ];
 
-fn template_path() -> PathBuf {
+pub(super) fn template_path() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("template.yaml")
 }
 
 /// The resources and outputs a stack from `template` with `parameters` would have.
-fn deploy(template: &Path, parameters: &[(&str, &str)]) -> Value {
+pub(super) fn deploy(template: &Path, parameters: &[(&str, &str)]) -> Value {
     let python = std::env::var("SAM_PYTHON").unwrap_or_else(|_| {
         panic!(
             "SAM_PYTHON is not set: the template tests run the SAM transform with the Python of \
@@ -60,7 +60,7 @@ fn deploy(template: &Path, parameters: &[(&str, &str)]) -> Value {
     serde_json::from_slice(&output.stdout).expect("transform.py prints JSON")
 }
 
-fn resources_of_type<'a>(deployed: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
+pub(super) fn resources_of_type<'a>(deployed: &'a Value, kind: &str) -> Vec<(&'a str, &'a Value)> {
     deployed["Resources"]
         .as_object()
         .into_iter()
@@ -70,7 +70,7 @@ fn resources_of_type<'a>(deployed: &'a Value, kind: &str) -> Vec<(&'a str, &'a V
         .collect()
 }
 
-fn one_of_type<'a>(deployed: &'a Value, kind: &str) -> &'a Value {
+pub(super) fn one_of_type<'a>(deployed: &'a Value, kind: &str) -> &'a Value {
     let found = resources_of_type(deployed, kind);
     assert_eq!(found.len(), 1, "expected one {kind}, found {found:?}");
     found[0].1
@@ -108,11 +108,13 @@ fn granted(deployed: &Value) -> Vec<(String, Value)> {
     found
 }
 
-/// Managed policies a role may carry (AWS's own, in any partition): logging and tracing only.
-const MANAGED_POLICIES: [&str; 3] = [
+/// Managed policies a role may carry (AWS's own, in any partition): logging and tracing, and
+/// CodeDeploy's own for the role it assumes to shift the alias during a canary deploy.
+const MANAGED_POLICIES: [&str; 4] = [
     ":iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
     ":iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs",
     ":iam::aws:policy/AWSXrayWriteOnlyAccess",
+    ":iam::aws:policy/service-role/AWSCodeDeployRoleForLambda",
 ];
 
 /// What is wrong with the deployed stack's IAM, API key, routes and source-IP policy; empty when
@@ -250,7 +252,7 @@ fn grants(deployed: &Value) -> Vec<(String, String)> {
     found
 }
 
-fn variable<'a>(deployed: &'a Value, name: &str) -> &'a Value {
+pub(super) fn variable<'a>(deployed: &'a Value, name: &str) -> &'a Value {
     let function = one_of_type(deployed, "AWS::Lambda::Function");
     &function["Properties"]["Environment"]["Variables"][name]
 }

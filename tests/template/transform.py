@@ -8,12 +8,15 @@ create. Two steps, as in a real deploy:
 1. The SAM transform, offline, by the `samtranslator` package the SAM CLI installs: the same
    code as the AWS::Serverless transform that `sam deploy` has CloudFormation run.
 2. What CloudFormation then does with the parameters: conditions evaluated, resources whose
-   condition is false left out, `Fn::If`, `AWS::NoValue`, `Ref` to parameters, `Fn::Join` and
-   `Fn::Split` resolved. Everything else (`Fn::GetAtt`, `Fn::Sub`, `Ref` to resources) is kept.
+   condition is false left out, `Fn::If`, `AWS::NoValue`, `Ref` to parameters and pseudo
+   parameters (the stack is `STACK_NAME` in `us-east-1`), `Fn::Join`, `Fn::Split` and the
+   parameters in `Fn::Sub` resolved. Everything else (`Fn::GetAtt`, `Ref` to resources, and a
+   `Fn::Sub` that names a resource, kept with what could be substituted) is kept.
 """
 
 import json
 import os
+import re
 import sys
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -23,6 +26,15 @@ from samtranslator.parser.parser import Parser  # noqa: E402
 from samtranslator.translator.translator import Translator  # noqa: E402
 
 NO_VALUE = object()
+
+STACK_NAME = "braze-test"
+PSEUDO_PARAMETERS = {
+    "AWS::StackName": STACK_NAME,
+    "AWS::Region": "us-east-1",
+    "AWS::Partition": "aws",
+    "AWS::AccountId": "123456789012",
+    "AWS::URLSuffix": "amazonaws.com",
+}
 
 
 def sam_transform(template: dict, parameters: dict) -> dict:
@@ -51,7 +63,7 @@ def parameter_values(template: dict, given: dict) -> dict:
 
 class Resolver:
     def __init__(self, template: dict, parameters: dict):
-        self.parameters = parameters
+        self.parameters = {**PSEUDO_PARAMETERS, **parameters}
         self.condition_specs = template.get("Conditions", {})
         self.conditions: dict = {}
 
@@ -75,6 +87,8 @@ class Resolver:
                 if arg in self.parameters:
                     return self.parameters[arg]
                 return node
+            if key == "Fn::Sub":
+                return self.sub(arg)
             if key == "Condition" and isinstance(arg, str):
                 return self.condition(arg)
             if key == "Fn::If":
@@ -101,6 +115,30 @@ class Resolver:
                 return {key: [separator, text]}
         resolved = {k: self.value(v) for k, v in node.items()}
         return {k: v for k, v in resolved.items() if v is not NO_VALUE}
+
+    def sub(self, arg):
+        """`Fn::Sub`: a string if every `${NAME}` is a parameter (or one of the given variables),
+        else the `Fn::Sub` with those substituted and the rest (resources) left."""
+        text, variables = (arg, {}) if isinstance(arg, str) else arg
+        known = {**self.parameters, **{k: self.value(v) for k, v in variables.items()}}
+        unresolved = False
+
+        def replace(match):
+            nonlocal unresolved
+            name = match.group(1)
+            if name.startswith("!"):
+                return match.group(0)
+            value = known.get(name)
+            if isinstance(value, str):
+                return value
+            unresolved = True
+            return match.group(0)
+
+        text = re.sub(r"\$\{([^}]+)\}", replace, text)
+        if unresolved:
+            return {"Fn::Sub": text}
+        # `${!Literal}` stands for the text `${Literal}`.
+        return text.replace("${!", "${")
 
     def template(self, template: dict) -> dict:
         resources = {}
