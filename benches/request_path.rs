@@ -4,7 +4,7 @@
 //! Run: `cargo bench --bench request_path`
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
@@ -16,6 +16,7 @@ use personalize_braze::catalog::file::FileCatalog;
 use personalize_braze::config::Config;
 use personalize_braze::dataset::read_items;
 use personalize_braze::item::UrlTemplates;
+use personalize_braze::metrics::{Metric, RequestLine};
 use personalize_braze::recommender::{
     Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
 };
@@ -184,21 +185,78 @@ fn request_path(c: &mut Criterion) {
             .iter(|| post(&router, "/events", &events, StatusCode::ACCEPTED))
     });
 
-    // The same request with the production JSON log line written (to a sink).
+    // The same request with its production request line written: the EMF JSON line goes to
+    // stdout, pointed at /dev/null while the iterations run (criterion prints between samples).
     let subscriber = tracing_subscriber::fmt()
         .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_target(false)
         .with_writer(std::io::sink)
         .finish();
     tracing::subscriber::with_default(subscriber, || {
-        group.bench_function("list/count=25+json-log", |b| {
-            b.to_async(&runtime)
-                .iter(|| request(&router, "/recommendations?user_id=user-42&count=25"))
+        group.bench_function("list/count=25+request-line", |b| {
+            b.to_async(&runtime).iter_custom(|iterations| {
+                let router = &router;
+                async move {
+                    let _quiet = StdoutToDevNull::new();
+                    let started = std::time::Instant::now();
+                    for _ in 0..iterations {
+                        request(router, "/recommendations?user_id=user-42&count=25").await;
+                    }
+                    started.elapsed()
+                }
+            })
         });
     });
+
+    // The request line alone: a typical AWS-mode line formatted into a reused buffer.
+    let mut line = RequestLine::new("/recommendations", 200);
+    line.lambda_request_id = Some("8476a536-e9f4-11e8-9739-2dfe598c3fcd");
+    line.api_request_id = Some("c6af9ac6-7b61-11e6-9a41-93e8deadbeef");
+    line.trace_id = Some("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1");
+    for metric in Metric::ALL {
+        line.count(metric, 3);
+    }
+    let mut out = Vec::with_capacity(2048);
+    group.bench_function("request-line/emf", |b| {
+        b.iter(|| {
+            out.clear();
+            line.write_emf("PersonalizeBraze/prod", SystemTime::now(), &mut out);
+            out.len()
+        })
+    });
     group.finish();
+}
+
+/// Points stdout at /dev/null until dropped.
+struct StdoutToDevNull {
+    saved: libc::c_int,
+}
+
+impl StdoutToDevNull {
+    fn new() -> Self {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        // SAFETY: plain descriptor calls on descriptors this process owns; checked below.
+        unsafe {
+            let saved = libc::dup(1);
+            let null = libc::open(c"/dev/null".as_ptr(), libc::O_WRONLY);
+            assert!(saved >= 0 && null >= 0, "cannot redirect stdout");
+            libc::dup2(null, 1);
+            libc::close(null);
+            StdoutToDevNull { saved }
+        }
+    }
+}
+
+impl Drop for StdoutToDevNull {
+    fn drop(&mut self) {
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        // SAFETY: restores the descriptor saved in `new`.
+        unsafe {
+            libc::dup2(self.saved, 1);
+            libc::close(self.saved);
+        }
+    }
 }
 
 criterion_group! {

@@ -21,9 +21,6 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_smithy_types::DateTime;
-use aws_smithy_types::date_time::Format;
-
 /// Where the metrics go unless `METRICS_NAMESPACE` says otherwise.
 pub const DEFAULT_NAMESPACE: &str = "PersonalizeBraze";
 
@@ -143,7 +140,15 @@ pub struct RequestLine<'a> {
     pub lambda_request_id: Option<&'a str>,
     pub api_request_id: Option<&'a str>,
     pub trace_id: Option<&'a str>,
-    values: [Option<f64>; Metric::ALL.len()],
+    values: [Option<Value>; Metric::ALL.len()],
+}
+
+/// A metric's value, kept as integers so writing it needs no float formatting.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Count(u64),
+    /// A duration, written as milliseconds with three decimals.
+    Micros(u64),
 }
 
 impl<'a> RequestLine<'a> {
@@ -156,7 +161,7 @@ impl<'a> RequestLine<'a> {
     }
 
     pub fn count(&mut self, metric: Metric, n: usize) -> &mut Self {
-        self.values[metric as usize] = Some(n as f64);
+        self.values[metric as usize] = Some(Value::Count(n as u64));
         self
     }
 
@@ -167,12 +172,17 @@ impl<'a> RequestLine<'a> {
 
     pub fn duration(&mut self, metric: Metric, d: Duration) -> &mut Self {
         // Microsecond precision is plenty and keeps the line short.
-        self.values[metric as usize] = Some((d.as_secs_f64() * 1e6).round() / 1e3);
+        let micros = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.values[metric as usize] = Some(Value::Micros(micros));
         self
     }
 
+    /// The value, in its unit (milliseconds for durations).
     pub fn get(&self, metric: Metric) -> Option<f64> {
-        self.values[metric as usize]
+        self.values[metric as usize].map(|value| match value {
+            Value::Count(n) => n as f64,
+            Value::Micros(us) => us as f64 / 1e3,
+        })
     }
 
     /// The metrics that are set, in `Metric::ALL`'s order.
@@ -182,40 +192,58 @@ impl<'a> RequestLine<'a> {
             .filter_map(|m| self.get(m).map(|value| (m, value)))
     }
 
-    /// Appends the line, as one EMF JSON object and a newline, to `out`.
+    fn set(&self) -> impl Iterator<Item = (Metric, Value)> + '_ {
+        Metric::ALL
+            .into_iter()
+            .filter_map(|m| self.values[m as usize].map(|value| (m, value)))
+    }
+
+    /// Appends the line, as one EMF JSON object and a newline, to `out`. Written by hand, as
+    /// plain byte copies: it runs on every request.
     pub fn write_emf(&self, namespace: &str, now: SystemTime, out: &mut Vec<u8>) {
-        let timestamp = DateTime::from(now)
-            .fmt(Format::DateTime)
-            .unwrap_or_default();
-        let epoch_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-        out.extend_from_slice(b"{\"timestamp\":");
-        json_string(out, &timestamp);
-        out.extend_from_slice(br#","level":"INFO","message":"request","route":"#);
+        let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
+        out.extend_from_slice(br#"{"timestamp":""#);
+        write_rfc3339(out, since_epoch);
+        out.extend_from_slice(br#"","level":"INFO","message":"request","route":"#);
         json_string(out, self.route);
-        let _ = write!(out, r#","status":{}"#, self.status);
+        out.extend_from_slice(br#","status":"#);
+        write_u64(out, self.status.into());
         for (key, id) in [
-            ("lambda_request_id", self.lambda_request_id),
-            ("api_request_id", self.api_request_id),
-            ("trace_id", self.trace_id),
+            (&br#","lambda_request_id":"#[..], self.lambda_request_id),
+            (br#","api_request_id":"#, self.api_request_id),
+            (br#","trace_id":"#, self.trace_id),
         ] {
             if let Some(id) = id {
-                let _ = write!(out, r#","{key}":"#);
+                out.extend_from_slice(key);
                 json_string(out, id);
             }
         }
-        let _ = write!(
-            out,
-            r#","_aws":{{"Timestamp":{epoch_ms},"CloudWatchMetrics":["#
-        );
-        self.write_directive(out, namespace, r#"[["route"]]"#, |_| true);
-        if self.metrics().any(|(m, _)| m.across_routes()) {
+        out.extend_from_slice(br#","_aws":{"Timestamp":"#);
+        write_u64(out, since_epoch.as_millis() as u64);
+        out.extend_from_slice(br#","CloudWatchMetrics":["#);
+        self.write_directive(out, namespace, br#"[["route"]]"#, |_| true);
+        if self.set().any(|(m, _)| m.across_routes()) {
             out.push(b',');
-            self.write_directive(out, namespace, "[[]]", Metric::across_routes);
+            self.write_directive(out, namespace, b"[[]]", Metric::across_routes);
         }
         out.extend_from_slice(b"]}");
-        for (metric, value) in self.metrics() {
-            // Values are counts and finite durations: `Display` of an f64 is valid JSON for them.
-            let _ = write!(out, r#","{}":{value}"#, metric.name());
+        for (metric, value) in self.set() {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(metric.name().as_bytes());
+            out.extend_from_slice(b"\":");
+            match value {
+                Value::Count(n) => write_u64(out, n),
+                Value::Micros(us) => {
+                    write_u64(out, us / 1000);
+                    let fraction = us % 1000;
+                    out.extend_from_slice(&[
+                        b'.',
+                        b'0' + (fraction / 100) as u8,
+                        b'0' + (fraction / 10 % 10) as u8,
+                        b'0' + (fraction % 10) as u8,
+                    ]);
+                }
+            }
         }
         out.extend_from_slice(b"}\n");
     }
@@ -224,26 +252,85 @@ impl<'a> RequestLine<'a> {
         &self,
         out: &mut Vec<u8>,
         namespace: &str,
-        dimensions: &str,
+        dimensions: &[u8],
         include: impl Fn(Metric) -> bool,
     ) {
         out.extend_from_slice(br#"{"Namespace":"#);
         json_string(out, namespace);
-        let _ = write!(out, r#","Dimensions":{dimensions},"Metrics":["#);
-        let metrics = self.metrics().filter(|(m, _)| include(*m));
+        out.extend_from_slice(br#","Dimensions":"#);
+        out.extend_from_slice(dimensions);
+        out.extend_from_slice(br#","Metrics":["#);
+        let metrics = self.set().filter(|(m, _)| include(*m));
         for (i, (metric, _)) in metrics.enumerate() {
             if i > 0 {
                 out.push(b',');
             }
-            let _ = write!(
-                out,
-                r#"{{"Name":"{}","Unit":"{}"}}"#,
-                metric.name(),
-                metric.unit()
-            );
+            out.extend_from_slice(br#"{"Name":""#);
+            out.extend_from_slice(metric.name().as_bytes());
+            out.extend_from_slice(br#"","Unit":""#);
+            out.extend_from_slice(metric.unit().as_bytes());
+            out.extend_from_slice(br#""}"#);
         }
         out.extend_from_slice(b"]}");
     }
+}
+
+fn write_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `2026-11-29T10:03:39.228Z`: UTC, milliseconds.
+fn write_rfc3339(out: &mut Vec<u8>, since_epoch: Duration) {
+    let seconds = since_epoch.as_secs();
+    let (days, of_day) = (seconds / 86_400, seconds % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    let two = |out: &mut Vec<u8>, n: u64| {
+        out.extend_from_slice(&[b'0' + (n / 10) as u8, b'0' + (n % 10) as u8])
+    };
+    write_u64(out, year);
+    out.push(b'-');
+    two(out, month);
+    out.push(b'-');
+    two(out, day);
+    out.push(b'T');
+    two(out, of_day / 3600);
+    out.push(b':');
+    two(out, of_day / 60 % 60);
+    out.push(b':');
+    two(out, of_day % 60);
+    let millis = u64::from(since_epoch.subsec_millis());
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (millis / 100) as u8,
+        b'0' + (millis / 10 % 10) as u8,
+        b'0' + (millis % 10) as u8,
+        b'Z',
+    ]);
+}
+
+/// Year, month, day of the `days`-th day after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 fn json_string(out: &mut Vec<u8>, s: &str) {
@@ -396,6 +483,20 @@ mod tests {
             assert_eq!(*metric as usize, i, "ALL is in declaration order");
             assert!(["Count", "Milliseconds"].contains(&metric.unit()));
         }
+    }
+
+    #[test]
+    fn timestamps_are_utc_with_milliseconds_on_any_day() {
+        let at = |seconds: u64, millis: u64| {
+            let mut out = Vec::new();
+            write_rfc3339(&mut out, Duration::from_millis(seconds * 1000 + millis));
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
+        assert_eq!(at(1_709_251_199, 999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(at(1_795_946_619, 228), "2026-11-29T10:03:39.228Z");
+        assert_eq!(at(4_102_444_800, 40), "2100-01-01T00:00:00.040Z");
     }
 
     #[test]
