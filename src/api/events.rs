@@ -39,12 +39,8 @@ const RESERVED_PROPERTIES: &[&str] = &[
 
 /// Parses the body; `now` (Unix seconds) is the `sent_at` of events that give none.
 pub fn parse_events(body: &[u8], now: f64) -> Result<Vec<Event>, InvalidParameter> {
-    let value: Value = serde_json::from_slice(body).map_err(|e| {
-        invalid(
-            "body",
-            format!("body must be a JSON event object or a list of them: {e}"),
-        )
-    })?;
+    let value = super::json::parse(body, "events")
+        .map_err(|e| e.invalid("a JSON event object or a list of them"))?;
     let events = match value {
         Value::Object(fields) => vec![event(fields, "", 0, now)?],
         Value::Array(list) if list.is_empty() || list.len() > MAX_EVENTS => {
@@ -442,6 +438,20 @@ mod tests {
             "{}",
             err.message
         );
+    }
+
+    /// A field twice in one event is refused, naming it, rather than the last one winning.
+    #[test]
+    fn a_field_twice_in_one_event_is_refused() {
+        let err = parse(r#"{"user_id":"a","event_type":"v","user_id":"b"}"#).unwrap_err();
+        assert_eq!(err.parameter, "user_id");
+        assert_eq!(err.message, "user_id is given more than once");
+        let err = parse(
+            r#"[{"user_id":"a","event_type":"v"},
+                {"user_id":"a","event_type":"v","properties":{"c":1,"c":2}}]"#,
+        )
+        .unwrap_err();
+        assert_eq!(err.parameter, "events[1].properties.c");
     }
 
     #[test]

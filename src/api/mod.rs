@@ -2,6 +2,7 @@
 
 pub mod error;
 pub mod events;
+pub mod json;
 pub mod query;
 
 use std::sync::Arc;

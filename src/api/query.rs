@@ -2,8 +2,9 @@
 //! `/related-items` and `/rankings`.
 //!
 //! Rules: an empty value counts as not given, so a blank Liquid variable falls back to the
-//! default; a parameter that may appear once and appears twice is an error; unknown parameters
-//! are ignored (Braze and proxies add their own).
+//! default (a `filter_` list with nothing in it too); a parameter that may appear once and appears
+//! twice is an error; a value that is not percent-encoded UTF-8 is an error, never replaced;
+//! unknown parameters are ignored (Braze and proxies add their own).
 
 use std::borrow::Cow;
 
@@ -64,7 +65,24 @@ impl Params {
     /// `user_id=…&count=…`; `item_ids` is a comma-separated list and may repeat.
     pub fn from_query(query: Option<&str>) -> Result<Params, InvalidParameter> {
         let mut params = Params::default();
-        for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        for pair in query.unwrap_or_default().split('&') {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            // A name that does not decode is no name of ours: ignored like any unknown one.
+            let Some(name) = percent_decode(name) else {
+                continue;
+            };
+            if !is_parameter(&name) {
+                continue;
+            }
+            let value = percent_decode(value).ok_or_else(|| {
+                invalid(
+                    name.as_ref(),
+                    format!(
+                        "{name} is not valid percent-encoded UTF-8: encode each byte as %XX \
+                         (Liquid's url_param_escape does)"
+                    ),
+                )
+            })?;
             if name == "item_ids" {
                 let ids = comma_list(&value).map(str::to_owned);
                 params.item_ids.get_or_insert_default().extend(ids);
@@ -80,8 +98,11 @@ impl Params {
     /// whose entries are taken whole (commas included). As in a query string, names this
     /// service does not know are ignored, whatever their value.
     pub fn from_json(body: &[u8]) -> Result<Params, InvalidParameter> {
-        let fields: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)
-            .map_err(|e| invalid("body", format!("body must be a JSON object: {e}")))?;
+        let fields = match super::json::parse(body, "body") {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            Ok(_) => return Err(invalid("body", "body must be a JSON object")),
+            Err(e) => return Err(e.invalid("a JSON object")),
+        };
         let mut params = Params::default();
         for (name, value) in fields {
             use serde_json::Value::{Array, Null, Number, String as Text};
@@ -286,6 +307,31 @@ fn is_parameter(name: &str) -> bool {
         || name.starts_with("context_")
 }
 
+/// One part of a query string decoded as HTML forms encode it (`+` is a space, `%XX` a byte);
+/// `None` for a `%` without two hex digits after it, or bytes that are not UTF-8.
+fn percent_decode(part: &str) -> Option<Cow<'_, str>> {
+    if !part.bytes().any(|b| b == b'%' || b == b'+') {
+        return Some(Cow::Borrowed(part));
+    }
+    let bytes = part.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => decoded.push(b' '),
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let digit = |b: u8| (b as char).to_digit(16);
+                decoded.push((digit(hex[0])? * 16 + digit(hex[1])?) as u8);
+                i += 2;
+            }
+            b => decoded.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(decoded).ok().map(Cow::Owned)
+}
+
 /// `a, b,,c` → `a`, `b`, `c`: comma-separated values, trimmed, empty ones skipped.
 pub fn comma_list(text: &str) -> impl Iterator<Item = &str> {
     text.split(',').map(str::trim).filter(|v| !v.is_empty())
@@ -349,8 +395,11 @@ fn add_filter_values<'v>(
             ),
         ));
     }
+    let mut values = values.peekable();
     let index = match all.iter().position(|(p, _)| p == param) {
         Some(i) => i,
+        // `filter_CATEGORY=,` or `[""]`: nothing in it, so not given.
+        None if values.peek().is_none() => return Ok(()),
         None if all.len() == MAX_FILTER_PARAMS => {
             return Err(invalid(
                 parameter,
@@ -445,6 +494,79 @@ mod tests {
 
     fn error(query: &str) -> InvalidParameter {
         parse(query).expect_err(query)
+    }
+
+    /// Bytes that are not percent-encoded UTF-8 are refused, naming the parameter; before, they
+    /// became U+FFFD and reached Personalize as another user.
+    #[test]
+    fn values_that_are_not_percent_encoded_utf8_are_refused() {
+        for query in [
+            "user_id=%FF",
+            "user_id=caf%E9",
+            "user_id=%ZZ",
+            "user_id=ab%F",
+        ] {
+            let e = error(query);
+            assert_eq!(e.parameter, "user_id", "{query}");
+            assert!(
+                e.message.contains("percent-encoded UTF-8"),
+                "{query}: {e:?}"
+            );
+        }
+        let e = error("user_id=u&filter=cat&filter_CATEGORY=%C3");
+        assert_eq!(e.parameter, "filter_CATEGORY");
+        // Names and values that are not ours are ignored, however they are encoded.
+        let (q, _) = parse("user_id=caf%C3%A9+au+lait&cb=%FF&%FF=1&utm=%ZZ").unwrap();
+        assert_eq!(q.subject, Subject::User("café au lait".into()));
+    }
+
+    /// `filter_CATEGORY=,` holds no value: it counts as not given, as `filter_CATEGORY=` does,
+    /// in a query string and in a JSON body alike.
+    #[test]
+    fn a_filter_list_with_nothing_in_it_counts_as_not_given() {
+        for query in [
+            "user_id=u&filter=cat&filter_CATEGORY=,",
+            "user_id=u&filter=cat&filter_CATEGORY=%20,%20",
+        ] {
+            let (q, _) = parse(query).unwrap();
+            assert_eq!(q.refinement.filter_values, vec![], "{query}");
+        }
+        let (q, _) = parse("user_id=u&filter=cat&filter_CATEGORY=,&filter_CATEGORY=hats").unwrap();
+        assert_eq!(
+            q.refinement.filter_values,
+            vec![("CATEGORY".to_owned(), vec!["hats".to_owned()])]
+        );
+        for body in [
+            r#"{"user_id":"u","item_ids":["a"],"filter":"cat","filter_CATEGORY":[]}"#,
+            r#"{"user_id":"u","item_ids":["a"],"filter":"cat","filter_CATEGORY":[""," "]}"#,
+        ] {
+            let params = Params::from_json(body.as_bytes()).unwrap();
+            let (q, _, _) = parse_rankings(params, &limits(), |n| n == "cat").unwrap();
+            assert_eq!(q.refinement.filter_values, vec![], "{body}");
+        }
+        // Without a filter, an empty list is not a value that needs one.
+        assert!(parse("user_id=u&filter_CATEGORY=,").is_ok());
+    }
+
+    #[test]
+    fn a_name_twice_in_a_json_body_is_refused_like_a_repeated_parameter() {
+        for body in [
+            r#"{"user_id":"a","item_ids":["x"],"user_id":"b"}"#,
+            r#"{"user_id":"a","item_ids":["x"],"count":2,"count":"3"}"#,
+        ] {
+            let e = Params::from_json(body.as_bytes()).unwrap_err();
+            assert!(
+                e.message.ends_with("is given more than once"),
+                "{body}: {e:?}"
+            );
+            assert!(
+                ["user_id", "count"].contains(&e.parameter.as_str()),
+                "{e:?}"
+            );
+        }
+        // Unknown names are ignored, but not twice either: the caller's body is ambiguous.
+        let e = Params::from_json(br#"{"user_id":"a","x":1,"x":2}"#).unwrap_err();
+        assert_eq!(e.parameter, "x");
     }
 
     #[test]
