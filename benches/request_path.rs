@@ -107,6 +107,7 @@ async fn request(router: &Router, uri: &str) -> usize {
 
 async fn post(router: &Router, uri: &str, body: &str, status: StatusCode) -> usize {
     let request = Request::post(uri)
+        .header("content-type", "application/json")
         .body(Body::from(body.to_owned()))
         .unwrap();
     send(router, request, status).await

@@ -31,6 +31,9 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     #[error("body larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// A POST body not declared as `Content-Type: application/json`.
+    #[error("body is not declared as JSON")]
+    NotJson,
     #[error(transparent)]
     Service(#[from] ServiceError),
     /// `POST /events` where some events were recorded and others not: the answer says how many
@@ -100,6 +103,15 @@ impl ApiError {
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
                     Cow::Owned(format!("The body must be at most {limit} bytes.")),
+                );
+            }
+            ApiError::NotJson => {
+                return (
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "unsupported_media_type",
+                    Cow::Borrowed(
+                        "Send the body as JSON, with the header Content-Type: application/json.",
+                    ),
                 );
             }
             ApiError::Service(e) => e.upstream(),

@@ -12,7 +12,7 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequestParts, MatchedPath, RawQuery, Request as HttpRequest, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower::ServiceExt;
@@ -203,12 +203,16 @@ async fn rankings_get<R: Recommender, C: Catalog>(
 async fn rankings_post<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
     correlation: Correlation,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
     let mut request = Request::begin("/rankings", correlation);
-    let params = read_body(body)
-        .await
-        .and_then(|bytes| Ok(Params::from_json(&bytes)?));
+    let params = match declared_json(&headers) {
+        Ok(()) => read_body(body)
+            .await
+            .and_then(|bytes| Ok(Params::from_json(&bytes)?)),
+        Err(e) => Err(e),
+    };
     let result = rankings(&app, params, Method::POST, &mut request.observed).await;
     request.end(&app.log, result)
 }
@@ -240,19 +244,22 @@ async fn rankings<R: Recommender, C: Catalog>(
 async fn events<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
     correlation: Correlation,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
     let mut request = Request::begin("/events", correlation);
-    let result = record(&app, body, &mut request.observed).await;
+    let result = record(&app, &headers, body, &mut request.observed).await;
     request.end(&app.log, result)
 }
 
 async fn record<R: Recommender, C: Catalog>(
     app: &App<R, C>,
+    headers: &HeaderMap,
     body: Body,
     observed: &mut Observed,
 ) -> Result<Answer, ApiError> {
     app.enabled("/events", Operation::Events)?;
+    declared_json(headers)?;
     let body = read_body(body).await?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -261,6 +268,22 @@ async fn record<R: Recommender, C: Catalog>(
     Ok(Answer::Accepted(
         app.service.record(&events, observed).await?,
     ))
+}
+
+/// POST bodies must say they are JSON (`application/json`, any parameters): anything else is a
+/// 415. This also keeps a web page from posting into a local server cross-site, as a form or a
+/// `text/plain` body could without the browser asking first.
+fn declared_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let declared = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"));
+    if declared {
+        Ok(())
+    } else {
+        Err(ApiError::NotJson)
+    }
 }
 
 /// The body, up to `MAX_BODY_BYTES`.

@@ -348,6 +348,57 @@ async fn bad_events_are_400s_naming_the_field_and_nothing_is_sent() {
     assert_eq!(put_events.num_calls(), 0);
 }
 
+/// POST bodies must be declared JSON: a form or `text/plain` body (what a web page can post
+/// cross-site without asking) is a 415 in the usual error shape, and nothing is sent.
+#[tokio::test]
+async fn post_bodies_not_declared_json_are_415s() {
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let put_events = put_events_accepts(&log);
+    let ranking_log = Arc::new(Mutex::new(Vec::new()));
+    let ranking = ranking_reverses(&ranking_log);
+    let app = app_with_events(everything(), &[&ranking], &[], &[&put_events]);
+    let event = r#"{"user_id":"u","event_type":"click","item_id":"a"}"#;
+    let ranking_body = r#"{"user_id":"u","item_ids":["a","b"]}"#;
+
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("application/jsonp"),
+    ] {
+        for (uri, body) in [("/events", event), ("/rankings", ranking_body)] {
+            let mut request = Request::post(uri);
+            if let Some(content_type) = content_type {
+                request = request.header("content-type", content_type);
+            }
+            let answer = send(&app, request.body(Body::from(body)).unwrap()).await;
+            assert_eq!(
+                answer.status,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "{uri} {content_type:?}"
+            );
+            let json = answer.json();
+            assert_eq!(json["error"]["code"], "unsupported_media_type");
+            assert!(
+                json["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("Content-Type: application/json"),
+                "{json}"
+            );
+        }
+    }
+    assert_eq!(put_events.num_calls(), 0);
+    assert_eq!(ranking.num_calls(), 0);
+
+    // Parameters and case do not matter.
+    let request = Request::post("/events")
+        .header("content-type", "Application/JSON; charset=utf-8")
+        .body(Body::from(event))
+        .unwrap();
+    assert_eq!(send(&app, request).await.status, StatusCode::ACCEPTED);
+}
+
 #[tokio::test]
 async fn put_events_failures_map_like_every_upstream_failure() {
     for (status, error_type, expected) in [
