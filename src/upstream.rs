@@ -31,6 +31,10 @@ pub enum UpstreamError {
     /// The deployment is wrong: resource not found, access denied, bad credentials.
     #[error("misconfigured: {0}")]
     Misconfigured(String),
+    /// The recommender holds all it may (local mode bounds what `/events` adds). The text is
+    /// the service's own, so the caller may see it.
+    #[error("full: {0}")]
+    Full(String),
 }
 
 impl UpstreamError {

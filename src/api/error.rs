@@ -118,6 +118,13 @@ impl ApiError {
             ApiError::PartlyRecorded(e) => e.error.upstream(),
         };
         let (status, code, message) = match upstream {
+            UpstreamError::Full(message) => {
+                return (
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "recommender_full",
+                    Cow::Owned(format!("{message}.")),
+                );
+            }
             UpstreamError::Throttled(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "upstream_throttled",
@@ -170,6 +177,7 @@ impl ApiError {
             UpstreamError::Rejected(_) => {
                 tracing::info!(error = %self, "upstream rejected the request")
             }
+            UpstreamError::Full(_) => tracing::warn!(error = %self, "recommender full"),
             _ => tracing::error!(error = %self, "deployment misconfigured"),
         }
         self.into_response()

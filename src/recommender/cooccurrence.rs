@@ -24,6 +24,25 @@ const TRAINING_HISTORY: usize = 200;
 const RECENT_HISTORY: usize = 20;
 
 pub type ItemIndex = u32;
+/// Index into the model's event types: as wide as an item index, so no number of types aliases.
+type EventIndex = u32;
+
+/// What `/events` may add to a model, beyond what it was trained on: memory stays bounded.
+pub const MAX_LIVE_USERS: usize = 100_000;
+pub const MAX_LIVE_EVENT_TYPES: usize = 10_000;
+
+/// An event `record` did not take, because the model holds all it may.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Full {
+    #[error(
+        "local mode keeps at most {MAX_LIVE_USERS} users beyond those it was trained on; restart it to forget them"
+    )]
+    Users,
+    #[error(
+        "local mode keeps at most {MAX_LIVE_EVENT_TYPES} event types beyond those it was trained on; restart it to forget them"
+    )]
+    EventTypes,
+}
 
 /// Hashes an item index with one multiplication (Fibonacci hashing): scoring is a hash-map
 /// accumulation over up to 2,000 candidates per request, where SipHash dominated the time.
@@ -59,6 +78,14 @@ pub struct Model {
     neighbours: Vec<Box<[(ItemIndex, f32)]>>,
     users: HashMap<String, User>,
     event_types: Vec<String>,
+    /// How many users and event types training saw; `record` may add a bounded number more.
+    trained: Trained,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Trained {
+    users: usize,
+    event_types: usize,
 }
 
 struct User {
@@ -67,7 +94,7 @@ struct User {
     /// The same items, sorted, for "already seen" checks.
     seen: Vec<ItemIndex>,
     /// Every (item, event type) pair, for filters on `Interactions.EVENT_TYPE`.
-    events: Vec<(ItemIndex, u16)>,
+    events: Vec<(ItemIndex, EventIndex)>,
 }
 
 /// What training saw, for the start-up line.
@@ -84,7 +111,7 @@ impl Model {
         let mut item_ids = Vec::new();
         let mut item_index = HashMap::new();
         let mut event_types: Vec<String> = Vec::new();
-        let mut per_user: HashMap<&str, Vec<(ItemIndex, i64, f32, u16)>> = HashMap::new();
+        let mut per_user: HashMap<&str, Vec<(ItemIndex, i64, f32, EventIndex)>> = HashMap::new();
 
         for interaction in interactions {
             let item = *item_index
@@ -97,10 +124,10 @@ impl Model {
                 .iter()
                 .position(|e| *e == interaction.event_type)
             {
-                Some(e) => e as u16,
+                Some(e) => e as EventIndex,
                 None => {
                     event_types.push(interaction.event_type.clone());
-                    (event_types.len() - 1) as u16
+                    (event_types.len() - 1) as EventIndex
                 }
             };
             let age = (newest - interaction.timestamp).max(0) as f64;
@@ -131,7 +158,8 @@ impl Model {
             let history: Vec<(ItemIndex, f32)> = order.iter().map(|i| (*i, weight_of[i])).collect();
             let mut seen = order;
             seen.sort_unstable();
-            let mut pairs: Vec<(ItemIndex, u16)> = events.iter().map(|e| (e.0, e.3)).collect();
+            let mut pairs: Vec<(ItemIndex, EventIndex)> =
+                events.iter().map(|e| (e.0, e.3)).collect();
             pairs.sort_unstable();
             pairs.dedup();
 
@@ -165,6 +193,10 @@ impl Model {
         let mut popular: Vec<ItemIndex> = (0..item_ids.len() as ItemIndex).collect();
         popular.sort_by(|&a, &b| rank_order(&popularity, &item_ids, a, b, 0.0, 0.0));
 
+        let trained = Trained {
+            users: users.len(),
+            event_types: event_types.len(),
+        };
         Model {
             item_ids,
             item_index,
@@ -173,6 +205,7 @@ impl Model {
             neighbours,
             users,
             event_types,
+            trained,
         }
     }
 
@@ -203,12 +236,12 @@ impl Model {
 
     /// Items the user had any of these event types with.
     pub fn items_with_events(&self, user_id: &str, event_types: &[&str]) -> Vec<ItemIndex> {
-        let wanted: Vec<u16> = self
+        let wanted: Vec<EventIndex> = self
             .event_types
             .iter()
             .enumerate()
             .filter(|(_, e)| event_types.contains(&e.as_str()))
-            .map(|(i, _)| i as u16)
+            .map(|(i, _)| i as EventIndex)
             .collect();
         let mut items: Vec<ItemIndex> = self
             .users
@@ -343,16 +376,28 @@ impl Model {
 
     /// Adds a live interaction to the user's history as their newest, at full weight, so their
     /// next recommendations score from it and leave the item out. Similarities and popularity
-    /// stay as trained. Returns false for an item the model does not know (nothing to score).
-    pub fn record(&mut self, user_id: &str, item_id: &str, event_type: &str) -> bool {
+    /// stay as trained. `Ok(false)` for an item the model does not know (nothing to score);
+    /// `Err` when the event would need a new user or event type past the live limits.
+    pub fn record(&mut self, user_id: &str, item_id: &str, event_type: &str) -> Result<bool, Full> {
         let Some(item) = self.index_of(item_id) else {
-            return false;
+            return Ok(false);
         };
-        let event = match self.event_types.iter().position(|e| e == event_type) {
-            Some(e) => e as u16,
+        let known_type = self.event_types.iter().position(|e| e == event_type);
+        if known_type.is_none()
+            && self.event_types.len() >= self.trained.event_types + MAX_LIVE_EVENT_TYPES
+        {
+            return Err(Full::EventTypes);
+        }
+        if !self.users.contains_key(user_id)
+            && self.users.len() >= self.trained.users + MAX_LIVE_USERS
+        {
+            return Err(Full::Users);
+        }
+        let event = match known_type {
+            Some(e) => e as EventIndex,
             None => {
                 self.event_types.push(event_type.to_owned());
-                (self.event_types.len() - 1) as u16
+                (self.event_types.len() - 1) as EventIndex
             }
         };
         let user = self
@@ -371,7 +416,7 @@ impl Model {
         if let Err(at) = user.events.binary_search(&(item, event)) {
             user.events.insert(at, (item, event));
         }
-        true
+        Ok(true)
     }
 }
 
@@ -617,7 +662,7 @@ mod tests {
         let mut model = tiny();
         // u4 saw C and D: A scores 1/3 from C, B 2/3.
         assert_eq!(ids(&model, model.recommend("u4", 1, |_| true)), ["B"]);
-        assert!(model.record("u4", "B", "purchase"));
+        assert_eq!(model.record("u4", "B", "purchase"), Ok(true));
         // B is seen now; A gains 2/3 from B.
         assert_eq!(ids(&model, model.recommend("u4", 5, |_| true)), ["A"]);
         assert_eq!(
@@ -625,9 +670,43 @@ mod tests {
             ["B"]
         );
         // A new user starts a history; an unknown item is not recorded.
-        assert!(model.record("newcomer", "D", "click"));
+        assert_eq!(model.record("newcomer", "D", "click"), Ok(true));
         assert_eq!(ids(&model, model.recommend("newcomer", 1, |_| true)), ["C"]);
-        assert!(!model.record("newcomer", "unknown", "click"));
+        assert_eq!(model.record("newcomer", "unknown", "click"), Ok(false));
+    }
+
+    /// Live events may add a bounded number of users and event types, and past the bound are
+    /// refused: event types never alias (with 16-bit indices, the 65,536th new type became
+    /// `purchase` again and `not-purchased` hid what was only viewed).
+    #[test]
+    fn live_users_and_event_types_are_bounded_and_never_alias() {
+        let mut model = tiny();
+        for k in 0..MAX_LIVE_EVENT_TYPES {
+            assert_eq!(model.record("u1", "C", &format!("type-{k}")), Ok(true));
+        }
+        assert_eq!(
+            model.record("u1", "D", "one-too-many"),
+            Err(Full::EventTypes)
+        );
+        // Known types still go in, and mean what they meant.
+        assert_eq!(model.record("u1", "D", "view"), Ok(true));
+        assert_eq!(
+            ids(&model, model.items_with_events("u1", &["purchase"])),
+            Vec::<&str>::new()
+        );
+        assert_eq!(model.record("u1", "D", "purchase"), Ok(true));
+        assert_eq!(
+            ids(&model, model.items_with_events("u1", &["purchase"])),
+            ["D"]
+        );
+
+        for k in 0..MAX_LIVE_USERS {
+            assert_eq!(model.record(&format!("new-{k}"), "A", "view"), Ok(true));
+        }
+        assert_eq!(model.record("one-more", "A", "view"), Err(Full::Users));
+        // Users the model knows keep recording.
+        assert_eq!(model.record("new-7", "B", "view"), Ok(true));
+        assert_eq!(model.record("u2", "C", "view"), Ok(true));
     }
 
     #[test]

@@ -145,11 +145,17 @@ impl Recommender for LocalRecommender {
 
     /// Events with a user and an item join that user's history; the rest change nothing here.
     /// Recording an interaction twice changes nothing, so a replayed body is harmless here too.
+    /// Past the model's live limits (new users, new event types) the rest of the body is refused.
     async fn record(&self, events: &[Event], _deadline: Instant) -> Recorded {
         let mut model = self.model.write().unwrap_or_else(PoisonError::into_inner);
-        for event in events {
-            if let (Some(user_id), Some(item_id)) = (&event.user_id, &event.item_id) {
-                model.record(user_id, item_id, &event.event_type);
+        for (taken, event) in events.iter().enumerate() {
+            if let (Some(user_id), Some(item_id)) = (&event.user_id, &event.item_id)
+                && let Err(full) = model.record(user_id, item_id, &event.event_type)
+            {
+                return Recorded {
+                    accepted: taken,
+                    error: Some(UpstreamError::Full(full.to_string())),
+                };
             }
         }
         Recorded::all(events)
@@ -267,6 +273,45 @@ mod tests {
         assert!(
             matches!(err, UpstreamError::Rejected(ref m) if m.contains("filter_CATEGORY")),
             "{err:?}"
+        );
+    }
+
+    /// Past the live limits, a body is recorded up to the event that needs room, and the answer
+    /// says why the rest was not (a 507 naming the limit).
+    #[tokio::test]
+    async fn events_past_the_live_limits_are_refused_after_those_that_fit() {
+        use super::super::cooccurrence::MAX_LIVE_EVENT_TYPES;
+        let r = recommender();
+        let event = |event_type: String| Event {
+            event_id: format!("id-{event_type}"),
+            user_id: Some("u1".into()),
+            session_id: "u1".into(),
+            event_type,
+            item_id: Some("C".into()),
+            event_value: None,
+            sent_at: 1.0,
+            properties: None,
+            recommendation_id: None,
+            impression: Vec::new(),
+        };
+        let deadline = Instant::now() + std::time::Duration::from_secs(1);
+        let fill: Vec<Event> = (0..MAX_LIVE_EVENT_TYPES - 1)
+            .map(|k| event(format!("type-{k}")))
+            .collect();
+        assert_eq!(r.record(&fill, deadline).await.accepted, fill.len());
+
+        let body = [
+            event("last".into()),
+            event("view".into()),
+            event("new".into()),
+            event("view".into()),
+        ];
+        let recorded = r.record(&body, deadline).await;
+        assert_eq!(recorded.accepted, 2, "the last new type and a known one");
+        assert!(
+            matches!(&recorded.error, Some(UpstreamError::Full(m)) if m.contains("event types")),
+            "{:?}",
+            recorded.error
         );
     }
 
