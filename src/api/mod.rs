@@ -348,7 +348,7 @@ enum Answer {
 
 /// The routes as request lines name them, with the methods each takes. The route is a metric
 /// dimension, so it is always one of these (or `other`), never a path a caller made up.
-const ROUTES: [(&str, &str); 5] = [
+pub const ROUTES: [(&str, &str); 5] = [
     ("/recommendations", "GET"),
     ("/related-items", "GET"),
     ("/rankings", "GET, POST"),

@@ -115,7 +115,12 @@ impl Params {
                     params.item_ids = Some(comma_list(&text).map(str::to_owned).collect());
                 }
                 Text(text) => params.add(&name, Cow::Owned(text))?,
-                Number(n) if name == "count" => params.add(&name, Cow::Owned(n.to_string()))?,
+                // `35.0` is the integer 35, as JSON Schema has it.
+                Number(n) if name == "count" => {
+                    let whole = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 1e15);
+                    let text = whole.map_or_else(|| n.to_string(), |f| format!("{f:.0}"));
+                    params.add(&name, Cow::Owned(text))?
+                }
                 Array(values) if name == "item_ids" || name.starts_with("filter_") => {
                     let strings = values
                         .into_iter()
@@ -758,6 +763,17 @@ mod tests {
         let (q, _, _) =
             rankings(Params::from_json(br#"{"user_id":"u","item_ids":"a, b"}"#)).unwrap();
         assert_eq!(q.item_ids, ["a", "b"]);
+        // 2.0 is the integer 2 (JSON Schema agrees); 2.5 is not a count.
+        let (_, count, _) = rankings(Params::from_json(
+            br#"{"user_id":"u","item_ids":"a","count":2.0}"#,
+        ))
+        .unwrap();
+        assert_eq!(count, Some(2));
+        let e = rankings(Params::from_json(
+            br#"{"user_id":"u","item_ids":"a","count":2.5}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.parameter, "count");
     }
 
     #[test]

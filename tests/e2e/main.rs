@@ -15,6 +15,7 @@ mod http;
 mod loader;
 mod local_mode;
 mod metrics;
+mod openapi;
 mod processes;
 mod template;
 mod template_operations;
