@@ -6,5 +6,6 @@
 mod endpoints;
 mod events;
 mod handler;
+mod properties;
 mod readme_liquid;
 mod support;
