@@ -3,6 +3,12 @@
 //! `POST /personalize-ranking` and `POST /events` (PutEvents), errors as `x-amzn-ErrorType` with
 //! the real status codes. It records what it received and can be switched, per test, into
 //! misbehaving. One server plays both services: point both endpoint variables at it.
+//!
+//! It refuses, with `InvalidInputException`, what the real service refuses: `filterValues`
+//! without a filter, or not in the quoted form (`"\"a\",\"b\""`), or over the limits; a filter
+//! ARN ending in `/by-category` is `INCLUDE … WHERE Items.CATEGORY IN ($CATEGORY)` and needs its
+//! value; over 150 `context` entries or values over 1000 characters; event `properties` that are
+//! not a JSON object of at most 1024 characters, and over 25 `impression` ids.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -228,6 +234,110 @@ fn receive(
     (body, shared.mode.clone(), shared.ids.clone())
 }
 
+fn invalid_input(message: &str) -> Response {
+    error(StatusCode::BAD_REQUEST, "InvalidInputException", message)
+}
+
+/// What GetRecommendations and GetPersonalizedRanking refuse in `filterArn`, `filterValues`
+/// and `context`, as the real service does.
+fn refinement_problem(body: &Value) -> Option<String> {
+    let filter = body["filterArn"].as_str();
+    if let Some(values) = body.get("filterValues") {
+        let Some(values) = values.as_object() else {
+            return Some("filterValues must be a map.".into());
+        };
+        if filter.is_none() {
+            return Some("filterValues need a filterArn.".into());
+        }
+        if values.len() > 25 {
+            return Some("filterValues takes at most 25 entries.".into());
+        }
+        for (key, value) in values {
+            let valid_key = (1..=50).contains(&key.len())
+                && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            let Some(value) = value.as_str().filter(|_| valid_key) else {
+                return Some(format!("filterValues entry {key} is invalid."));
+            };
+            if value.chars().count() > 1000 || !is_quoted_list(value) {
+                return Some(format!(
+                    "filterValues {key} must be quoted values, comma-separated, at most 1000 characters."
+                ));
+            }
+        }
+    }
+    let category = body["filterValues"].get("CATEGORY");
+    if filter.is_some_and(|arn| arn.ends_with("/by-category")) && category.is_none() {
+        return Some("The filter expression needs a value for $CATEGORY.".into());
+    }
+    if let Some(context) = body.get("context") {
+        let Some(context) = context.as_object() else {
+            return Some("context must be a map.".into());
+        };
+        if context.len() > 150 {
+            return Some("context takes at most 150 entries.".into());
+        }
+        let too_long = |v: &Value| v.as_str().is_none_or(|v| v.chars().count() > 1000);
+        if context
+            .iter()
+            .any(|(key, value)| key.len() > 150 || too_long(value))
+        {
+            return Some("context keys are at most 150 and values 1000 characters.".into());
+        }
+    }
+    None
+}
+
+/// `"a","b\"c"`: double-quoted values, escapes inside, separated by commas.
+fn is_quoted_list(text: &str) -> bool {
+    let mut chars = text.chars().peekable();
+    loop {
+        if chars.next() != Some('"') {
+            return false;
+        }
+        loop {
+            match chars.next() {
+                Some('\\') => {
+                    if chars.next().is_none() {
+                        return false;
+                    }
+                }
+                Some('"') => break,
+                Some(_) => {}
+                None => return false,
+            }
+        }
+        match chars.next() {
+            None => return true,
+            Some(',') => {}
+            Some(_) => return false,
+        }
+    }
+}
+
+/// What PutEvents refuses in one event.
+fn event_problem(event: &Value) -> Option<String> {
+    if !event["eventType"].is_string() || !event["sentAt"].is_number() {
+        return Some("Each event needs eventType and sentAt.".into());
+    }
+    if let Some(properties) = event.get("properties") {
+        let object = properties
+            .as_str()
+            .filter(|text| text.chars().count() <= 1024)
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+            .filter(Value::is_object);
+        if object.is_none() {
+            return Some("properties must be a JSON object of at most 1024 characters.".into());
+        }
+    }
+    let impressions = event.get("impression").map(|i| i.as_array().map(Vec::len));
+    if let Some(count) = impressions
+        && count.is_none_or(|n| n > 25)
+    {
+        return Some("impression takes at most 25 item ids.".into());
+    }
+    None
+}
+
 fn not_json() -> Response {
     error(
         StatusCode::BAD_REQUEST,
@@ -306,6 +416,9 @@ async fn recommendations(
             );
         }
     };
+    if let Some(problem) = refinement_problem(&body) {
+        return invalid_input(&problem);
+    }
     if let Some(response) = apply_mode(&mode, &arn).await {
         return response;
     }
@@ -405,6 +518,9 @@ async fn ranking(
             &format!("inputList must hold 1..{max_input} ids."),
         );
     }
+    if let Some(problem) = refinement_problem(&body) {
+        return invalid_input(&problem);
+    }
     if let Some(response) = apply_mode(&mode, arn).await {
         return response;
     }
@@ -445,11 +561,8 @@ async fn put_events(
     if events.is_empty() || events.len() > 10 {
         return invalid("eventList must hold 1..10 events.");
     }
-    if events
-        .iter()
-        .any(|e| !e["eventType"].is_string() || !e["sentAt"].is_number())
-    {
-        return invalid("Each event needs eventType and sentAt.");
+    if let Some(problem) = events.iter().find_map(event_problem) {
+        return invalid(&problem);
     }
     if let Some(response) = apply_mode(&mode, tracking_id).await {
         return response;

@@ -204,6 +204,56 @@ async fn filters_and_context_reach_personalize_quoted_and_escaped() {
     );
 }
 
+/// An INCLUDE filter without its value is refused by Personalize (`InvalidInputException`),
+/// which reaches Braze as a 400 `rejected_by_recommender`, never a 500. An empty list of values
+/// (`filter_CATEGORY=,`) is no value, in AWS mode as in local mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_include_filter_without_its_value_is_rejected_the_same_in_both_modes() {
+    let stack = Stack::start(&[]).await;
+    let local = ServiceProcess::launch(&[(
+        "DATA_DIR",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/examples/data"),
+    )])
+    .await;
+    let http = HttpClient::new();
+    for query in [
+        "filter=by-category",
+        "filter=by-category&filter_CATEGORY=",
+        "filter=by-category&filter_CATEGORY=,",
+        "filter=by-category&filter_CATEGORY=%20,%20",
+    ] {
+        let aws = stack
+            .get(&format!("/recommendations?user_id=ivy&{query}"))
+            .await;
+        assert_eq!(aws.status, 400, "{query}: {}", aws.body);
+        assert_eq!(
+            aws.json()["error"]["code"],
+            "rejected_by_recommender",
+            "{query}"
+        );
+        let url = format!(
+            "{}/recommendations?user_id=user-00001&{query}",
+            local.base_url
+        );
+        let answer = http.get(&url).await;
+        assert_eq!(answer.status, 400, "local mode, {query}: {}", answer.body);
+        assert_eq!(answer.json()["error"]["code"], "rejected_by_recommender");
+    }
+    // No request ever carried an empty value; with one, the filter is satisfied.
+    assert!(
+        stack
+            .fake
+            .received()
+            .iter()
+            .all(|r| r.body.get("filterValues").is_none()),
+        "an empty list counts as not given"
+    );
+    let answer = stack
+        .get("/recommendations?user_id=ivy&filter=by-category&filter_CATEGORY=shoes")
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_recommendations_is_an_empty_list() {
     let stack = Stack::start(&[]).await;
