@@ -524,3 +524,96 @@ async fn metadata_from_personalize_skips_dynamodb_and_keeps_the_shape() {
     assert_eq!(answer.json()["error"]["parameter"], "item_ids");
     assert!(answer.body.contains("at most 50"), "{}", answer.body);
 }
+
+/// The limits the README states, each at its edge: the last value taken and the first refused.
+#[tokio::test]
+async fn the_readme_limits_hold_at_their_edges() {
+    let recorded = Recorded::default();
+    let personalize = personalize_returns(&["a", "b"], &recorded);
+    let dynamodb = dynamodb_serves(catalog(), &[], &recorded);
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let put_events = put_events_accepts(&log);
+    let setup = Setup {
+        extra: vec![("CACHE_MAX_AGE", "900")],
+        ..everything()
+    };
+    let app = app_with_events(setup, &[&personalize], &[&dynamodb], &[&put_events]);
+    let status = |answer: &Answer| (answer.status, answer.json()["error"]["parameter"].clone());
+
+    // 150 context keys, then 151.
+    let context = |n: usize| {
+        (0..n)
+            .map(|i| format!("&context_K{i}=v"))
+            .collect::<String>()
+    };
+    let answer = get(&app, &format!("/recommendations?user_id=u{}", context(150))).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    // A non-default CACHE_MAX_AGE reaches the header.
+    assert_eq!(answer.header("cache-control"), Some("private, max-age=900"));
+    let answer = get(&app, &format!("/recommendations?user_id=u{}", context(151))).await;
+    assert_eq!(
+        status(&answer),
+        (StatusCode::BAD_REQUEST, "context_K150".into())
+    );
+
+    // 25 filter_ parameters, then 26.
+    let filters = |n: usize| {
+        (0..n)
+            .map(|i| format!("&filter_P{i}=v"))
+            .collect::<String>()
+    };
+    let query = |n| {
+        format!(
+            "/recommendations?user_id=u&filter=not-purchased{}",
+            filters(n)
+        )
+    };
+    assert_eq!(get(&app, &query(25)).await.status, StatusCode::OK);
+    assert_eq!(
+        status(&get(&app, &query(26)).await),
+        (StatusCode::BAD_REQUEST, "filter_P25".into())
+    );
+
+    // 25 impressions, then 26.
+    let impressions = |n: usize| {
+        (0..n)
+            .map(|i| format!("i{i}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let event = |n| {
+        format!(
+            r#"{{"user_id":"u","event_type":"view","impression":"{}"}}"#,
+            impressions(n)
+        )
+    };
+    assert_eq!(
+        post(&app, "/events", event(25)).await.status,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        status(&post(&app, "/events", event(26)).await),
+        (StatusCode::BAD_REQUEST, "impression".into())
+    );
+
+    // A body over 256 KiB on /events, as on /rankings.
+    let big = format!(
+        r#"{{"user_id":"u","event_type":"{}"}}"#,
+        "v".repeat(256 * 1024)
+    );
+    let answer = post(&app, "/events", big).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(answer.json()["error"]["code"], "body_too_large");
+    assert_eq!(
+        put_events.num_calls(),
+        1,
+        "only the 25-impression event was sent"
+    );
+
+    // GET-only routes say so in Allow.
+    for path in ["/recommendations", "/related-items", "/health"] {
+        let answer = post(&app, path, "{}").await;
+        assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+        assert_eq!(answer.header("allow"), Some("GET"), "{path}");
+    }
+}

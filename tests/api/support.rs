@@ -183,6 +183,8 @@ pub struct Setup {
     pub default_filter: Option<&'static str>,
     pub budget: Duration,
     pub templates: UrlTemplates,
+    /// Any other variables, as `NAME=value` would set them.
+    pub extra: Vec<(&'static str, &'static str)>,
 }
 
 impl Default for Setup {
@@ -197,6 +199,7 @@ impl Default for Setup {
             default_filter: None,
             budget: Duration::from_millis(1500),
             templates: UrlTemplates::default(),
+            extra: Vec::new(),
         }
     }
 }
@@ -288,6 +291,9 @@ impl Setup {
                 .map(|(name, arn)| format!("{name}={arn}"))
                 .collect();
             vars.push(("FILTERS", filters.join(",")));
+        }
+        for (name, value) in &self.extra {
+            vars.push((name, value.to_string()));
         }
         for (name, template) in [
             ("ITEM_URL_TEMPLATE", &self.templates.url),
