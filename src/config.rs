@@ -185,7 +185,8 @@ impl Config {
         let item_cache_ttl = number(&var, "ITEM_CACHE_TTL", 300, 0, 86_400)?;
         let item_cache_size = number(&var, "ITEM_CACHE_SIZE", 10_000, 1, 1_000_000)?;
         let item_cache_mb = number(&var, "ITEM_CACHE_MB", 32, 1, 8_192)?;
-        let port = number(&var, "PORT", 9000, 1, u16::MAX as u32)? as u16;
+        // 0: any free port; the start line on stderr names it.
+        let port = number(&var, "PORT", 9000, 0, u16::MAX as u32)? as u16;
 
         let url_templates = UrlTemplates {
             url: template(&var, "ITEM_URL_TEMPLATE")?,

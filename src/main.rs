@@ -63,10 +63,12 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(
-        "{summary}; listening on http://127.0.0.1:{port}, try curl 'http://127.0.0.1:{port}{try_path}'",
-        port = config.port
-    );
+    // With PORT=0 the system picked the port; whatever the log level, say which.
+    let port = listener
+        .local_addr()
+        .map_or(config.port, |address| address.port());
+    eprintln!("personalize-braze: listening on http://127.0.0.1:{port}");
+    tracing::info!("{summary}; try curl 'http://127.0.0.1:{port}{try_path}'");
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

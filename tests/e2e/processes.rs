@@ -60,6 +60,31 @@ fn wait_for_port(child: &mut Child, port: u16, what: &str, log: &Path, limit: Du
     );
 }
 
+/// The port the service names in its start line (`listening on http://127.0.0.1:PORT`).
+fn reported_port(child: &mut Child, log: &Path, limit: Duration) -> u16 {
+    const MARK: &str = "listening on http://127.0.0.1:";
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let port = text.lines().find_map(|line| {
+            let digits = line.split(MARK).nth(1)?;
+            digits.trim().parse::<u16>().ok()
+        });
+        if let Some(port) = port {
+            return port;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "the service exited with {status} before listening:\n{}",
+                tail(log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    panic!("the service named no port within {limit:?}:\n{}", tail(log));
+}
+
 /// The DynamoDB Local jar: `DYNAMODB_LOCAL_JAR`, or where `tests/run` installs it with npm.
 fn dynamodb_local_jar() -> PathBuf {
     if let Some(jar) = std::env::var_os("DYNAMODB_LOCAL_JAR") {
@@ -165,8 +190,9 @@ pub struct ServiceProcess {
 }
 
 impl ServiceProcess {
+    /// Starts the binary with `PORT=0`: it binds a free port itself and names it on stderr, so
+    /// no other process can take the port between choosing and binding it.
     pub fn start(vars: &[(&str, &str)]) -> ServiceProcess {
-        let port = free_port();
         let (log, file) = log_file("service");
         let mut command = Command::new(env!("CARGO_BIN_EXE_personalize-braze"));
         command
@@ -176,7 +202,7 @@ impl ServiceProcess {
             .env("AWS_SECRET_ACCESS_KEY", "test-secret")
             .env("AWS_REGION", "us-east-1")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("PORT", port.to_string())
+            .env("PORT", "0")
             .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
@@ -184,13 +210,7 @@ impl ServiceProcess {
         let mut child = die_with_parent(&mut command)
             .spawn()
             .expect("start the service binary");
-        wait_for_port(
-            &mut child,
-            port,
-            "the service",
-            &log,
-            Duration::from_secs(10),
-        );
+        let port = reported_port(&mut child, &log, Duration::from_secs(10));
         ServiceProcess {
             base_url: format!("http://127.0.0.1:{port}"),
             child,
