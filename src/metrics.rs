@@ -21,6 +21,8 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::upstream::UpstreamError;
+
 /// Where the metrics go unless `METRICS_NAMESPACE` says otherwise.
 pub const DEFAULT_NAMESPACE: &str = "PersonalizeBraze";
 
@@ -111,6 +113,26 @@ impl Metric {
         match self {
             Metric::Latency | Metric::RecommenderLatency | Metric::CatalogLatency => "Milliseconds",
             _ => "Count",
+        }
+    }
+
+    /// The flags every route that calls an upstream writes, one of them 1 when it failed.
+    pub const UPSTREAM: [Metric; 4] = [
+        Metric::UpstreamThrottled,
+        Metric::UpstreamUnavailable,
+        Metric::UpstreamTimeout,
+        Metric::Misconfigured,
+    ];
+
+    /// The flag an upstream failure sets; none for a refused request or a full local model,
+    /// which are the caller's or local mode's, not the upstream's health.
+    pub fn for_upstream(error: &UpstreamError) -> Option<Metric> {
+        match error {
+            UpstreamError::Throttled(_) => Some(Metric::UpstreamThrottled),
+            UpstreamError::Unavailable(_) => Some(Metric::UpstreamUnavailable),
+            UpstreamError::TimedOut => Some(Metric::UpstreamTimeout),
+            UpstreamError::Misconfigured(_) => Some(Metric::Misconfigured),
+            UpstreamError::Rejected(_) | UpstreamError::Full(_) => None,
         }
     }
 

@@ -23,7 +23,6 @@ use crate::limits::MAX_ANSWER_ITEM_BYTES;
 use crate::metrics::{Metric, RequestLine, RequestLog};
 use crate::recommender::{Operation, Recommender};
 use crate::service::{Observed, Recommended, Service};
-use crate::upstream::UpstreamError;
 pub use error::ApiError;
 use query::{Format, Limits, Params};
 
@@ -385,6 +384,7 @@ impl Request {
         let (route, observed) = (self.route, &self.observed);
         // The metrics that depend on how the flow ended, set as the response is made.
         let mut line = RequestLine::new(route, 0);
+        let mut failed_upstream = None;
         let response = match result {
             Ok(Answer::Items {
                 mut found,
@@ -425,37 +425,13 @@ impl Request {
                     line.count(Metric::EventsAccepted, e.accepted)
                         .count(Metric::EventsRejected, observed.events_rejected);
                 }
-                if calls_upstream(route) {
-                    let upstream = error.upstream();
-                    let failed = |kind: fn(&UpstreamError) -> bool| upstream.is_some_and(kind);
-                    line.flag(
-                        Metric::UpstreamThrottled,
-                        failed(|e| matches!(e, UpstreamError::Throttled(_))),
-                    )
-                    .flag(
-                        Metric::UpstreamUnavailable,
-                        failed(|e| matches!(e, UpstreamError::Unavailable(_))),
-                    )
-                    .flag(
-                        Metric::UpstreamTimeout,
-                        failed(|e| matches!(e, UpstreamError::TimedOut)),
-                    )
-                    .flag(
-                        Metric::Misconfigured,
-                        failed(|e| matches!(e, UpstreamError::Misconfigured(_))),
-                    );
-                }
+                failed_upstream = error.upstream().and_then(Metric::for_upstream);
                 error.into_response_logged()
             }
         };
-        if calls_upstream(route) && line.get(Metric::UpstreamThrottled).is_none() {
-            for metric in [
-                Metric::UpstreamThrottled,
-                Metric::UpstreamUnavailable,
-                Metric::UpstreamTimeout,
-                Metric::Misconfigured,
-            ] {
-                line.count(metric, 0);
+        if calls_upstream(route) {
+            for metric in Metric::UPSTREAM {
+                line.flag(metric, failed_upstream == Some(metric));
             }
         }
 
