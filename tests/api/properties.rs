@@ -7,27 +7,16 @@ use std::sync::OnceLock;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use personalize_braze::api::query::{Limits, parse_recommendations};
-use personalize_braze::config::{Backend, Config};
 use personalize_braze::recommender::Subject;
-use personalize_braze::startup;
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::support::{Answer, send};
+use crate::support::{Answer, local_app, send};
 
 /// The local-mode router over the sample data, built once for every case.
 fn router() -> &'static axum::Router {
     static ROUTER: OnceLock<axum::Router> = OnceLock::new();
-    ROUTER.get_or_init(|| {
-        let config = Config::from_lookup(|_| None).unwrap();
-        let Backend::Local { data_dir, filters } = &config.backend else {
-            unreachable!("no AWS setting is local mode")
-        };
-        let data_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(data_dir);
-        startup::local_app(&config, &data_dir, filters.clone())
-            .unwrap()
-            .0
-    })
+    ROUTER.get_or_init(local_app)
 }
 
 fn answer(request: Request<Body>) -> Answer {

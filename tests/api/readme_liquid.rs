@@ -6,10 +6,10 @@
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
-use personalize_braze::config::{Backend, Config};
-use personalize_braze::startup;
 use serde_json::Value;
 use tower::ServiceExt;
+
+use crate::support::local_app;
 
 /// The user the snippets are rendered for. Braze external ids can hold anything: this one breaks
 /// a URL (`+`, `&`, `#`, a space) and a JSON string (`"`) unless the snippet escapes it.
@@ -34,18 +34,6 @@ fn snippets() -> Vec<String> {
         .skip(1)
         .map(|rest| rest.split("```").next().unwrap().to_owned())
         .collect()
-}
-
-/// Local mode over the sample data, as `cargo run` serves it.
-fn local_app() -> axum::Router {
-    let config = Config::from_lookup(|_| None).unwrap();
-    let Backend::Local { data_dir, filters } = &config.backend else {
-        panic!("local mode")
-    };
-    let data_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(data_dir);
-    startup::local_app(&config, &data_dir, filters.clone())
-        .unwrap()
-        .0
 }
 
 /// The `{% connected_content URL … :save NAME … %}` tag: (the whole tag, URL, NAME).

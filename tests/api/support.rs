@@ -356,3 +356,15 @@ pub async fn get(app: &axum::Router, uri: &str) -> Answer {
 pub async fn send(app: &axum::Router, request: Request<Body>) -> Answer {
     read(app.clone().oneshot(request).await.unwrap()).await
 }
+
+/// Local mode over the sample data, as `cargo run` serves it.
+pub fn local_app() -> axum::Router {
+    let config = Config::from_lookup(|_| None).unwrap();
+    let Backend::Local { data_dir, filters } = &config.backend else {
+        panic!("no AWS setting is local mode: {:?}", config.backend)
+    };
+    let data_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(data_dir);
+    startup::local_app(&config, &data_dir, filters.clone())
+        .unwrap()
+        .0
+}
