@@ -217,7 +217,7 @@ async fn unprocessed_keys_are_retried_until_they_arrive() {
     );
 }
 
-/// On a paused clock: the budget is exact and the backoff's jitter cannot make it flaky.
+/// On a paused clock: no wall-clock bound for a loaded machine to break.
 #[tokio::test(start_paused = true)]
 async fn unprocessed_keys_that_never_drain_give_503_within_the_budget() {
     let recorded = Recorded::default();
@@ -238,10 +238,12 @@ async fn unprocessed_keys_that_never_drain_give_503_within_the_budget() {
     let started = tokio::time::Instant::now();
     let answer = get(&app, "/recommendations?user_id=u").await;
 
-    assert_eq!(
-        started.elapsed(),
-        Duration::from_millis(300),
-        "the budget, exactly"
+    // The catalog stops retrying when the next wait would not fit: within the budget, however the
+    // jitter falls.
+    assert!(
+        started.elapsed() <= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
     );
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(answer.json()["error"]["code"], "upstream_throttled");
