@@ -24,6 +24,9 @@ pub const MAX_CONTEXT_ENTRIES: usize = 150;
 pub const MAX_CONTEXT_KEY_CHARS: usize = 150;
 pub const MAX_CONTEXT_VALUE_CHARS: usize = 1000;
 
+/// Seed items one `/related-items` request takes (`item_ids`): one call each, in parallel.
+pub const MAX_SEEDS: usize = 10;
+
 // Personalize: PutEvents.
 
 /// `eventList` entries per call.

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use crate::catalog::{CacheCounts, Catalog};
@@ -93,19 +94,62 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         observed: &mut Observed,
     ) -> Result<Recommended, ServiceError> {
         let count = query.count as usize;
-        let source = match &query.subject {
-            Subject::User(_) => None,
-            Subject::RelatedTo { item_id, .. } => Some(item_id.clone()),
+        let source: Vec<String> = match &query.subject {
+            Subject::User(_) => Vec::new(),
+            Subject::RelatedTo { item_id, .. } => vec![item_id.clone()],
         };
         let ask = RecommendationQuery {
             count: over_fetch(query.count),
             ..query
         };
         let deadline = Instant::now() + self.budget;
-        let work = self.join(
+        let work = self.ask_then_join(
             self.recommender.recommend(&ask),
             count,
-            source.as_deref(),
+            &source,
+            deadline,
+            observed,
+        );
+        settle(tokio::time::timeout_at(deadline, work).await, observed)
+    }
+
+    /// Items related to several seeds ("more like this" for a cart): each seed's related items
+    /// are asked for at once, within the one budget, and merged round-robin (every seed's best,
+    /// then every seed's second, …) without the seeds and repeats. A seed whose call failed, or
+    /// had not answered at three quarters of the budget, is left out; only when all failed does
+    /// the request fail.
+    pub async fn related_to_seeds(
+        &self,
+        query: RecommendationQuery,
+        seeds: &[String],
+        observed: &mut Observed,
+    ) -> Result<Recommended, ServiceError> {
+        let count = query.count as usize;
+        let user_id = query.subject.user_id().map(str::to_owned);
+        let started = Instant::now();
+        let deadline = started + self.budget;
+        // A seed still unanswered at three quarters of the budget is given up, so the others'
+        // items can still be joined with the catalog in time.
+        let seeds_deadline = started + self.budget.mul_f64(0.75);
+        let asks = seeds.iter().map(|seed| {
+            let ask = RecommendationQuery {
+                subject: Subject::RelatedTo {
+                    item_id: seed.clone(),
+                    user_id: user_id.clone(),
+                },
+                count: over_fetch(query.count),
+                refinement: query.refinement.clone(),
+            };
+            async move {
+                let answer =
+                    tokio::time::timeout_at(seeds_deadline, self.recommender.recommend(&ask));
+                answer.await.unwrap_or(Err(UpstreamError::TimedOut))
+            }
+        });
+        let work = self.ask_then_join(
+            futures_util::future::join_all(asks).map(merge_round_robin),
+            count,
+            seeds,
             deadline,
             observed,
         );
@@ -122,10 +166,10 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
     ) -> Result<Recommended, ServiceError> {
         let count = count.map_or(usize::MAX, |c| c as usize);
         let deadline = Instant::now() + self.budget;
-        let work = self.join(
+        let work = self.ask_then_join(
             self.recommender.rank(&query),
             count,
-            None,
+            &[],
             deadline,
             observed,
         );
@@ -151,13 +195,12 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         }
     }
 
-    /// Awaits the ranked ids, joins them with the catalog (unless the recommender brought the
-    /// items), keeps the recommender's order, drops unknown, repeated and `source` ids, trims.
-    async fn join(
+    /// Awaits the ranked ids (timing the recommender), then joins them with the catalog.
+    async fn ask_then_join(
         &self,
         ranked: impl Future<Output = Result<Recommendations, UpstreamError>>,
         count: usize,
-        source: Option<&str>,
+        exclude: &[String],
         deadline: Instant,
         observed: &mut Observed,
     ) -> Result<Recommended, ServiceError> {
@@ -165,7 +208,19 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         let ranked = ranked.await;
         observed.recommender = Some(started.elapsed());
         let ranked = ranked.map_err(ServiceError::Recommender)?;
+        self.join(ranked, count, exclude, deadline, observed).await
+    }
 
+    /// Joins ranked ids with the catalog (unless the recommender brought the items), keeps the
+    /// recommender's order, drops unknown, repeated and `exclude`d ids, trims to `count`.
+    async fn join(
+        &self,
+        ranked: Recommendations,
+        count: usize,
+        exclude: &[String],
+        deadline: Instant,
+        observed: &mut Observed,
+    ) -> Result<Recommended, ServiceError> {
         let mut found = match ranked.items {
             Some(items) => items,
             None if ranked.item_ids.is_empty() => HashMap::new(),
@@ -179,13 +234,13 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
                 found.map_err(ServiceError::Catalog)?
             }
         };
-        if let Some(source) = source {
-            found.remove(source);
+        for id in exclude {
+            found.remove(id);
         }
         observed.catalog_misses = ranked
             .item_ids
             .iter()
-            .filter(|id| Some(id.as_str()) != source && !found.contains_key(id.as_str()))
+            .filter(|id| !exclude.contains(id) && !found.contains_key(id.as_str()))
             .collect::<HashSet<_>>()
             .len();
         // `remove` also drops a repeated id's second appearance.
@@ -200,6 +255,53 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
             recommendation_id: ranked.recommendation_id,
         })
     }
+}
+
+/// Several seeds' answers as one: round-robin by rank, each id once. Failed seeds are logged and
+/// left out; all failed is the first failure. The recommendation id is the first answer's.
+fn merge_round_robin(
+    answers: Vec<Result<Recommendations, UpstreamError>>,
+) -> Result<Recommendations, UpstreamError> {
+    let mut lists = Vec::with_capacity(answers.len());
+    let mut failure = None;
+    for answer in answers {
+        match answer {
+            Ok(list) => lists.push(list),
+            Err(e) => {
+                tracing::warn!(error = %e, "one seed's related items failed; answering with the others");
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    if lists.is_empty() {
+        return Err(failure.unwrap_or(UpstreamError::TimedOut));
+    }
+    let longest = lists.iter().map(|l| l.item_ids.len()).max().unwrap_or(0);
+    let mut seen = HashSet::new();
+    let mut item_ids = Vec::new();
+    for rank in 0..longest {
+        for list in &lists {
+            if let Some(id) = list.item_ids.get(rank)
+                && seen.insert(id.as_str())
+            {
+                item_ids.push(id.clone());
+            }
+        }
+    }
+    // Items brought with the answers (metadata from Personalize) are kept only if every answer
+    // brought them, as then the recommender is the catalog.
+    let items = lists.iter().all(|l| l.items.is_some()).then(|| {
+        lists
+            .iter()
+            .flat_map(|l| l.items.iter().flatten())
+            .map(|(id, item)| (id.clone(), item.clone()))
+            .collect()
+    });
+    Ok(Recommendations {
+        item_ids,
+        recommendation_id: lists[0].recommendation_id.clone(),
+        items,
+    })
 }
 
 /// A timed-out request blames whichever call was still running.
@@ -435,6 +537,118 @@ mod tests {
         );
         assert_eq!(err.accepted, 0);
         assert_eq!(started.elapsed(), Duration::from_millis(1500));
+    }
+
+    /// Answers each seed's related items from a fixed list; a seed marked `Err` fails, the
+    /// `slow` seed answers after a minute.
+    struct Seeded {
+        lists: HashMap<&'static str, Result<Vec<&'static str>, ()>>,
+        slow: Option<&'static str>,
+    }
+
+    impl Recommender for Seeded {
+        async fn recommend(
+            &self,
+            query: &RecommendationQuery,
+        ) -> Result<Recommendations, UpstreamError> {
+            let Subject::RelatedTo { item_id, .. } = &query.subject else {
+                panic!("only related items: {query:?}")
+            };
+            if self.slow == Some(item_id.as_str()) {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+            }
+            match &self.lists[item_id.as_str()] {
+                Ok(ids) => Ok(Recommendations {
+                    item_ids: ids.iter().map(|id| id.to_string()).collect(),
+                    recommendation_id: Some(format!("rid-{item_id}")),
+                    items: None,
+                }),
+                Err(()) => Err(UpstreamError::Unavailable("down".into())),
+            }
+        }
+    }
+
+    fn seeded(
+        lists: &[(&'static str, Result<Vec<&'static str>, ()>)],
+        slow: Option<&'static str>,
+    ) -> Service<Seeded, SlowCatalog> {
+        Service::new(
+            Seeded {
+                lists: lists.iter().cloned().collect(),
+                slow,
+            },
+            SlowCatalog {
+                delay: Duration::ZERO,
+            },
+            Duration::from_millis(1500),
+        )
+    }
+
+    async fn related(
+        service: &Service<Seeded, SlowCatalog>,
+        seeds: &[&str],
+        count: u32,
+    ) -> Result<Vec<String>, ServiceError> {
+        let seeds: Vec<String> = seeds.iter().map(|s| s.to_string()).collect();
+        let query = RecommendationQuery {
+            subject: Subject::RelatedTo {
+                item_id: seeds[0].clone(),
+                user_id: None,
+            },
+            count,
+            ..RecommendationQuery::default()
+        };
+        let found = service
+            .related_to_seeds(query, &seeds, &mut Observed::default())
+            .await?;
+        Ok(found.items.iter().map(|i| i.id().to_owned()).collect())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn several_seeds_merge_round_robin_without_seeds_repeats_or_unknown_ids() {
+        let service = seeded(
+            &[
+                ("s1", Ok(vec!["a", "s2", "b", "c"])),
+                ("s2", Ok(vec!["d", "a", "x1", "e"])),
+                ("s3", Ok(vec!["f"])),
+            ],
+            None,
+        );
+        // By rank: a d f | s2 a | b x1 | c e → without the seeds, repeats and x1 (unknown).
+        assert_eq!(
+            related(&service, &["s1", "s2", "s3"], 10).await.unwrap(),
+            ["a", "d", "f", "b", "c", "e"]
+        );
+        assert_eq!(
+            related(&service, &["s1", "s2", "s3"], 4).await.unwrap(),
+            ["a", "d", "f", "b"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_or_slow_seed_is_left_out_unless_every_seed_failed() {
+        let lists = [
+            ("s1", Ok(vec!["a", "b"])),
+            ("down", Err(())),
+            ("slow", Ok(vec!["z"])),
+        ];
+        let service = seeded(&lists, Some("slow"));
+        let started = Instant::now();
+        assert_eq!(
+            related(&service, &["down", "s1", "slow"], 5).await.unwrap(),
+            ["a", "b"]
+        );
+        // The slow seed is given up at three quarters of the budget, leaving time for the join.
+        assert_eq!(started.elapsed(), Duration::from_millis(1125));
+
+        let err = related(&service, &["down", "slow"], 5).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ServiceError::Recommender(UpstreamError::Unavailable(_))
+            ),
+            "{err:?}"
+        );
     }
 
     #[test]

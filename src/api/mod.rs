@@ -174,12 +174,22 @@ async fn recommend<R: Recommender, C: Catalog>(
     app.enabled(route, operation)?;
     let (query, limits) = (query.as_deref(), &app.limits);
     let has_filter = |name: &str| app.has_filter(name);
-    let (query, format) = match operation {
+    let (query, seeds, format) = match operation {
         Operation::RelatedItems => query::parse_related_items(query, limits, has_filter)?,
-        _ => query::parse_recommendations(query, limits, has_filter)?,
+        _ => {
+            let (query, format) = query::parse_recommendations(query, limits, has_filter)?;
+            (query, Vec::new(), format)
+        }
     };
     let cache_control = app.cache.for_user(query.subject.user_id()).clone();
-    let found = app.service.recommend(query, observed).await?;
+    let found = match seeds.len() {
+        0 | 1 => app.service.recommend(query, observed).await?,
+        _ => {
+            app.service
+                .related_to_seeds(query, &seeds, observed)
+                .await?
+        }
+    };
     Ok(Answer::Items {
         found,
         format,

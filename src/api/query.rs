@@ -10,7 +10,7 @@ use std::borrow::Cow;
 
 use crate::limits::{
     MAX_CONTEXT_ENTRIES, MAX_CONTEXT_KEY_CHARS, MAX_CONTEXT_VALUE_CHARS, MAX_FILTER_NAME_CHARS,
-    MAX_FILTER_PARAMS, MAX_FILTER_VALUES_CHARS, MAX_ID_CHARS,
+    MAX_FILTER_PARAMS, MAX_FILTER_VALUES_CHARS, MAX_ID_CHARS, MAX_SEEDS,
 };
 use crate::recommender::{RankingQuery, RecommendationQuery, Refinement, Subject};
 
@@ -240,15 +240,40 @@ pub fn parse_recommendations(
     Ok((query, format))
 }
 
-/// `GET /related-items?item_id=…[&user_id=…]`. `DEFAULT_FILTER` is for `/recommendations`
-/// only: a filter on a user's interactions means little without a user.
+/// `GET /related-items?item_id=…[&user_id=…]`, or `item_ids=a,b,c` for items related to several
+/// (up to `MAX_SEEDS`). The answer's subject is the first seed; the seeds are all of them.
+/// `DEFAULT_FILTER` is for `/recommendations` only: a filter on a user's interactions means little
+/// without a user.
 pub fn parse_related_items(
     query: Option<&str>,
     limits: &Limits,
     has_filter: impl Fn(&str) -> bool,
-) -> Result<(RecommendationQuery, Format), InvalidParameter> {
+) -> Result<(RecommendationQuery, Vec<String>, Format), InvalidParameter> {
     let mut params = Params::from_query(query)?;
-    let item_id = required_id(params.item_id.take(), "item_id")?;
+    let seeds = match (params.item_id.take(), params.item_ids.take()) {
+        (Some(_), Some(_)) => {
+            return Err(invalid(
+                "item_ids",
+                "give item_id (one item) or item_ids (several), not both",
+            ));
+        }
+        (Some(item_id), None) => vec![required_id(Some(item_id), "item_id")?],
+        (None, Some(mut ids)) => {
+            let mut seen = std::collections::HashSet::with_capacity(ids.len());
+            ids.retain(|id| seen.insert(id.clone()));
+            if ids.is_empty() || ids.len() > MAX_SEEDS {
+                return Err(invalid(
+                    "item_ids",
+                    format!("item_ids must hold 1 to {MAX_SEEDS} distinct item ids"),
+                ));
+            }
+            for id in &ids {
+                check_id(id, "item_ids")?;
+            }
+            ids
+        }
+        (None, None) => return Err(invalid("item_id", "item_id (or item_ids) is required")),
+    };
     let user_id = params.user_id.take();
     if let Some(user_id) = &user_id {
         check_id(user_id, "user_id")?;
@@ -257,11 +282,14 @@ pub fn parse_related_items(
     let format = params.format()?;
     let refinement = params.refinement(None, has_filter)?;
     let query = RecommendationQuery {
-        subject: Subject::RelatedTo { item_id, user_id },
+        subject: Subject::RelatedTo {
+            item_id: seeds[0].clone(),
+            user_id,
+        },
         count: count.unwrap_or(limits.default_count),
         refinement,
     };
-    Ok((query, format))
+    Ok((query, seeds, format))
 }
 
 /// `GET /rankings?user_id=…&item_ids=a,b,c` or the same as a JSON body. `count`, when given,
@@ -694,7 +722,8 @@ mod tests {
             ..limits()
         };
         let related = |query: &str| parse_related_items(Some(query), &limits, |name| name == "cat");
-        let (q, format) = related("item_id=sku%201&count=4&format=object").unwrap();
+        let (q, seeds, format) = related("item_id=sku%201&count=4&format=object").unwrap();
+        assert_eq!(seeds, ["sku 1"]);
         assert_eq!(
             q.subject,
             Subject::RelatedTo {
@@ -707,7 +736,7 @@ mod tests {
             q.refinement.filter, None,
             "DEFAULT_FILTER is for /recommendations"
         );
-        let (q, _) = related("item_id=a&user_id=u&filter=cat&filter_C=x&context_D=m").unwrap();
+        let (q, _, _) = related("item_id=a&user_id=u&filter=cat&filter_C=x&context_D=m").unwrap();
         assert_eq!(q.subject.user_id(), Some("u"));
         assert_eq!(q.refinement.filter.as_deref(), Some("cat"));
         for (query, parameter) in [
@@ -717,9 +746,24 @@ mod tests {
             ("item_id=a&item_id=b", "item_id"),
             ("item_id=a&count=101", "count"),
             ("item_id=a&filter=nope", "filter"),
+            ("item_id=a&item_ids=b,c", "item_ids"),
+            ("item_ids=,", "item_ids"),
+            ("item_ids=a,b,c,d,e,f,g,h,i,j,k", "item_ids"),
+            ("item_ids=a,b%07c", "item_ids"),
         ] {
             assert_eq!(related(query).unwrap_err().parameter, parameter, "{query}");
         }
+        // Several seeds, repeats dropped, the first the subject; ten is the most.
+        let (q, seeds, _) = related("item_ids=a,%20b,a,c&user_id=u").unwrap();
+        assert_eq!(seeds, ["a", "b", "c"]);
+        assert_eq!(
+            q.subject,
+            Subject::RelatedTo {
+                item_id: "a".into(),
+                user_id: Some("u".into())
+            }
+        );
+        assert!(related("item_ids=a,b,c,d,e,f,g,h,i,j,a").is_ok());
     }
 
     fn rankings(

@@ -57,6 +57,8 @@ fn connected_content(snippet: &str) -> (String, String, String) {
 
 /// An item of the sample data, standing in for the item id a triggering event carries.
 const ITEM: &str = "sku-10001";
+/// Items of the sample data, standing in for a cart held in a custom attribute.
+const CART: &str = "sku-10001,sku-10002,sku-10003";
 
 /// Fills each `{{…}}` in the text with what Braze would put there for the test user and `item`.
 fn fill(text: &str, item: &str) -> String {
@@ -74,6 +76,9 @@ fn fill(text: &str, item: &str) -> String {
             USER
         } else if expression.contains("${item_id}") {
             item
+        } else if expression.contains("${cart_item_ids}") {
+            // A custom attribute array, after Liquid's `join: ','`.
+            CART
         } else if expression.contains("${recommendation_id}") {
             ""
         } else if expression.contains("${dispatch_id}") {

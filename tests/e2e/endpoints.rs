@@ -29,6 +29,47 @@ fn strings(ids: &[&str]) -> Vec<String> {
     ids.iter().map(|s| s.to_string()).collect()
 }
 
+/// "More like this" for a cart: one GetRecommendations per seed, the lists merged round-robin
+/// without the seeds or repeats, `count` applying to the merged list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn related_items_for_several_seeds_merge_their_lists_round_robin() {
+    let stack = full_stack(&[]).await;
+    let seeds = ["item-00042", "item-00007", "item-00100"];
+
+    let answer = stack
+        .get(&format!(
+            "/related-items?item_ids={}&count=7",
+            seeds.join(",")
+        ))
+        .await;
+
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let received = stack.fake.received();
+    let mut asked: Vec<&str> = received
+        .iter()
+        .map(|r| r.body["itemId"].as_str().unwrap())
+        .collect();
+    asked.sort();
+    assert_eq!(asked, ["item-00007", "item-00042", "item-00100"]);
+    assert!(
+        received.iter().all(|r| r.body["numResults"] == 12),
+        "7 plus the margin each"
+    );
+    // Expected by hand from the fake's lists: rank by rank across the seeds, in the seeds' order.
+    let lists: Vec<Vec<String>> = seeds.iter().map(|s| stack.fake.related(s, 12)).collect();
+    let mut expected: Vec<String> = Vec::new();
+    for rank in 0..12 {
+        for list in &lists {
+            let id = &list[rank];
+            if !seeds.contains(&id.as_str()) && !expected.contains(id) {
+                expected.push(id.clone());
+            }
+        }
+    }
+    expected.truncate(7);
+    assert_eq!(answer.body, expected_list(&expected));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn related_items_come_from_the_related_campaign_and_never_include_the_item() {
     let stack = full_stack(&[]).await;
