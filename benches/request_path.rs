@@ -44,7 +44,7 @@ impl Recommender for Ranked {
                 .cloned()
                 .collect(),
             recommendation_id: Some("RID-b3a7c1f0-2d4e-4c59-9f1a-0e6d8c2b5a41".into()),
-            items: None,
+            ..Recommendations::default()
         })
     }
 

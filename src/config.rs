@@ -15,6 +15,9 @@ pub use crate::recommender::personalize::arn::{PersonalizeArn, TargetKind};
 pub struct Config {
     pub backend: Backend,
     pub default_filter: Option<String>,
+    /// The recommender `/recommendations` asks when a request names none: `DEFAULT_RECOMMENDER`,
+    /// else the first of `RECOMMENDERS` (AWS mode) or `embedded` (local mode).
+    pub default_recommender: Option<String>,
     pub default_count: u32,
     pub max_count: u32,
     /// Ids one ranking takes (Personalize's `inputList` limit).
@@ -49,14 +52,30 @@ pub enum Backend {
         data_dir: PathBuf,
         /// Filter name → expression, from `LOCAL_FILTERS`.
         filters: BTreeMap<String, LocalFilter>,
+        /// Promotion name → expression and share, from `LOCAL_PROMOTIONS`.
+        promotions: BTreeMap<String, Promotion<LocalFilter>>,
     },
 }
+
+/// A promotion (`promotion=NAME`): a share of the list taken by items its filter lets through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion<F> {
+    /// A filter ARN (AWS mode) or a filter expression (local mode).
+    pub filter: F,
+    /// Personalize's `percentPromotedItems`: 1 to 100.
+    pub percent: u8,
+}
+
+/// The names local mode's `recommender=` takes: the model trained at start, and plain popularity
+/// (the same list for everyone, without what each user has seen) as the baseline to test it against.
+pub const LOCAL_RECOMMENDERS: [&str; 2] = ["embedded", "popularity"];
 
 /// AWS mode's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Aws {
-    /// `PERSONALIZE_ARN`: `GET /recommendations`.
-    pub personalize: Option<PersonalizeArn>,
+    /// `RECOMMENDERS` (or `PERSONALIZE_ARN`, the one-recommender case): the campaigns and
+    /// recommenders `GET /recommendations?recommender=NAME` chooses from, by name, in order.
+    pub recommenders: Vec<(String, PersonalizeArn)>,
     /// `RELATED_ITEMS_ARN`: `GET /related-items`.
     pub related_items: Option<PersonalizeArn>,
     /// `RANKING_ARN` (a campaign): `GET|POST /rankings`.
@@ -66,6 +85,9 @@ pub struct Aws {
     pub items: ItemSource,
     /// Filter name (what a caller sends as `filter=`) → filter ARN, from `FILTERS`.
     pub filters: BTreeMap<String, String>,
+    /// Promotion name (what a caller sends as `promotion=`) → filter ARN and share, from
+    /// `PROMOTIONS`.
+    pub promotions: BTreeMap<String, Promotion<String>>,
 }
 
 /// Where item metadata comes from in AWS mode (`ITEM_METADATA_SOURCE`).
@@ -80,8 +102,9 @@ pub enum ItemSource {
 }
 
 /// The AWS-mode settings; any one of them set means AWS mode.
-const AWS_SETTINGS: [&str; 4] = [
+const AWS_SETTINGS: [&str; 5] = [
     "PERSONALIZE_ARN",
+    "RECOMMENDERS",
     "RELATED_ITEMS_ARN",
     "RANKING_ARN",
     "EVENT_TRACKER_ID",
@@ -98,6 +121,11 @@ impl Backend {
 
 /// Local mode's filters when `LOCAL_FILTERS` is not set; they suit the sample data.
 pub const DEFAULT_LOCAL_FILTERS: &str = r#"not-purchased=EXCLUDE ItemID WHERE Interactions.EVENT_TYPE IN ("purchase");by-category=INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORY)"#;
+
+/// Local mode's promotions when `LOCAL_PROMOTIONS` is not set: a fifth of the list from one
+/// category (`promotion=category&promotion_CATEGORY=bags`), as a seasonal campaign would.
+pub const DEFAULT_LOCAL_PROMOTIONS: &str =
+    r#"category=INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORY)@20"#;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
@@ -146,13 +174,66 @@ impl Config {
                     "needs a Personalize ARN; local mode reads items from DATA_DIR",
                 ));
             }
+            if let Some(value) = var("PROMOTIONS") {
+                return Err(invalid(
+                    "PROMOTIONS",
+                    &value,
+                    "promotion filter ARNs need PERSONALIZE_ARN; in local mode use LOCAL_PROMOTIONS",
+                ));
+            }
             let filters = var("LOCAL_FILTERS").unwrap_or_else(|| DEFAULT_LOCAL_FILTERS.to_owned());
+            let promotions =
+                var("LOCAL_PROMOTIONS").unwrap_or_else(|| DEFAULT_LOCAL_PROMOTIONS.to_owned());
+            let default_percent = promotion_percent(&var)?;
             Backend::Local {
                 data_dir: PathBuf::from(
                     var("DATA_DIR").unwrap_or_else(|| "examples/data".to_owned()),
                 ),
-                filters: parse_local_filters(&filters)?,
+                filters: parse_local_filters("LOCAL_FILTERS", &filters)?
+                    .into_iter()
+                    .map(|(name, filter, _)| (name, filter))
+                    .collect(),
+                promotions: parse_local_filters("LOCAL_PROMOTIONS", &promotions)?
+                    .into_iter()
+                    .map(|(name, filter, percent)| {
+                        let percent = check_percent(
+                            "LOCAL_PROMOTIONS",
+                            &promotions,
+                            percent.as_deref(),
+                            default_percent,
+                        )?;
+                        Ok((name, Promotion { filter, percent }))
+                    })
+                    .collect::<Result<_, ConfigError>>()?,
             }
+        };
+
+        let default_recommender = match &backend {
+            Backend::Aws(aws) => {
+                let first = aws.recommenders.first().map(|(name, _)| name.clone());
+                match var("DEFAULT_RECOMMENDER") {
+                    Some(name) if aws.recommenders.iter().any(|(n, _)| *n == name) => Some(name),
+                    Some(name) => {
+                        return Err(invalid(
+                            "DEFAULT_RECOMMENDER",
+                            &name,
+                            "not a recommender name in RECOMMENDERS (or PERSONALIZE_ARN)",
+                        ));
+                    }
+                    None => first,
+                }
+            }
+            Backend::Local { .. } => match var("DEFAULT_RECOMMENDER") {
+                Some(name) if LOCAL_RECOMMENDERS.contains(&name.as_str()) => Some(name),
+                Some(name) => {
+                    return Err(invalid(
+                        "DEFAULT_RECOMMENDER",
+                        &name,
+                        "local mode's recommenders are embedded and popularity",
+                    ));
+                }
+                None => Some(LOCAL_RECOMMENDERS[0].to_owned()),
+            },
         };
 
         let default_filter = var("DEFAULT_FILTER");
@@ -210,6 +291,7 @@ impl Config {
         Ok(Config {
             backend,
             default_filter,
+            default_recommender,
             default_count,
             max_count,
             max_ranking_items: count_cap as usize,
@@ -237,7 +319,7 @@ fn aws_backend(var: &impl Fn(&str) -> Option<String>) -> Result<Backend, ConfigE
             })
             .transpose()
     };
-    let personalize = arn("PERSONALIZE_ARN")?;
+    let recommenders = recommenders(var)?;
     let related_items = arn("RELATED_ITEMS_ARN")?;
     let ranking = arn("RANKING_ARN")?;
     if let Some(ranking) = &ranking
@@ -259,7 +341,7 @@ fn aws_backend(var: &impl Fn(&str) -> Option<String>) -> Result<Backend, ConfigE
         }
         id => id,
     };
-    let serves_items = personalize.is_some() || related_items.is_some() || ranking.is_some();
+    let serves_items = !recommenders.is_empty() || related_items.is_some() || ranking.is_some();
     let items = match var("ITEM_METADATA_SOURCE").as_deref() {
         None | Some("dynamodb") if !serves_items => match var("ITEMS_TABLE") {
             Some(table) => ItemSource::DynamoDb { table },
@@ -284,17 +366,144 @@ fn aws_backend(var: &impl Fn(&str) -> Option<String>) -> Result<Backend, ConfigE
         }
     };
     let filters = match var("FILTERS") {
-        Some(value) => parse_filters(&value)?,
+        Some(value) => named_arns("FILTERS", &value, "filter")?
+            .into_iter()
+            .map(|(name, arn)| Ok((name, filter_arn("FILTERS", arn)?)))
+            .collect::<Result<_, ConfigError>>()?,
+        None => BTreeMap::new(),
+    };
+    let default_percent = promotion_percent(var)?;
+    let promotions = match var("PROMOTIONS") {
+        Some(value) => named_arns("PROMOTIONS", &value, "promotion")?
+            .into_iter()
+            .map(|(name, entry)| {
+                let (arn, percent) = with_percent(&entry);
+                let filter = filter_arn("PROMOTIONS", arn.to_owned())?;
+                let percent = check_percent("PROMOTIONS", &value, percent, default_percent)?;
+                Ok((name, Promotion { filter, percent }))
+            })
+            .collect::<Result<_, ConfigError>>()?,
         None => BTreeMap::new(),
     };
     Ok(Backend::Aws(Aws {
-        personalize,
+        recommenders,
         related_items,
         ranking,
         event_tracker_id,
         items,
         filters,
+        promotions,
     }))
+}
+
+/// `RECOMMENDERS=name=arn,…` (or bare ARNs named by their resource name), after
+/// `PERSONALIZE_ARN` when that is set too; the first is the default unless `DEFAULT_RECOMMENDER`
+/// says otherwise. Campaigns and recommenders may be mixed.
+fn recommenders(
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<Vec<(String, PersonalizeArn)>, ConfigError> {
+    let mut all: Vec<(String, PersonalizeArn)> = Vec::new();
+    if let Some(value) = var("PERSONALIZE_ARN") {
+        let value = value.trim();
+        let arn = PersonalizeArn::parse(value)
+            .map_err(|reason| invalid("PERSONALIZE_ARN", value, reason))?;
+        all.push((resource_name(value).to_owned(), arn));
+    }
+    if let Some(value) = var("RECOMMENDERS") {
+        for (name, arn) in named_arns("RECOMMENDERS", &value, "recommender")? {
+            let parsed = PersonalizeArn::parse(&arn)
+                .map_err(|reason| invalid("RECOMMENDERS", &value, format!("{arn}: {reason}")))?;
+            if all.iter().any(|(n, _)| *n == name) {
+                return Err(invalid(
+                    "RECOMMENDERS",
+                    &value,
+                    format!("recommender {name} is named twice (PERSONALIZE_ARN counts too)"),
+                ));
+            }
+            all.push((name, parsed));
+        }
+    }
+    Ok(all)
+}
+
+/// `…:filter/not-purchased` → `not-purchased`.
+fn resource_name(arn: &str) -> &str {
+    arn.rsplit_once('/')
+        .map(|(_, name)| name)
+        .unwrap_or_default()
+}
+
+/// `name=value,…` or bare values named by their resource name (the part after the last `/`), in
+/// the order given; names are letters, digits, `-` and `_`, each once. ARNs contain neither `,`
+/// nor `=`, so the split is unambiguous.
+fn named_arns(
+    var: &'static str,
+    value: &str,
+    what: &str,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut all: Vec<(String, String)> = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, arn) = match entry.split_once('=') {
+            Some((name, arn)) => (name.trim(), arn.trim()),
+            None => (
+                resource_name(entry.split('@').next().unwrap_or(entry)),
+                entry,
+            ),
+        };
+        check_name(var, value, what, name)?;
+        if all.iter().any(|(n, _)| n == name) {
+            return Err(invalid(var, value, format!("{what} {name} is named twice")));
+        }
+        all.push((name.to_owned(), arn.to_owned()));
+    }
+    Ok(all)
+}
+
+/// A filter ARN (of `FILTERS` or `PROMOTIONS`), or why not.
+fn filter_arn(var: &'static str, arn: String) -> Result<String, ConfigError> {
+    match parse_arn(&arn) {
+        Ok((ArnKind::Filter, _)) => Ok(arn),
+        Ok(_) => Err(invalid(var, &arn, "not a filter ARN")),
+        Err(reason) => Err(invalid(var, &arn, reason)),
+    }
+}
+
+/// `PROMOTION_PERCENT`: the share of the list a promotion takes when its entry gives none.
+fn promotion_percent(var: &impl Fn(&str) -> Option<String>) -> Result<u8, ConfigError> {
+    Ok(number(var, "PROMOTION_PERCENT", 20, 1, 100)? as u8)
+}
+
+/// `FILTER@25` → (`FILTER`, `Some("25")`); without `@DIGITS` at the end, no share is given.
+fn with_percent(entry: &str) -> (&str, Option<&str>) {
+    match entry.rsplit_once('@') {
+        Some((filter, percent))
+            if !percent.trim().is_empty() && percent.trim().bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            (filter.trim(), Some(percent.trim()))
+        }
+        _ => (entry.trim(), None),
+    }
+}
+
+/// A promotion's share: the one given (1 to 100), else `default`.
+fn check_percent(
+    var: &'static str,
+    value: &str,
+    percent: Option<&str>,
+    default: u8,
+) -> Result<u8, ConfigError> {
+    match percent.map(str::parse::<u8>) {
+        None => Ok(default),
+        Some(Ok(p)) if (1..=100).contains(&p) => Ok(p),
+        Some(_) => Err(invalid(
+            var,
+            value,
+            format!(
+                "{}%: a promotion takes 1 to 100 percent of the list",
+                percent.unwrap_or_default()
+            ),
+        )),
+    }
 }
 
 /// Lambda's log levels (as `LoggingConfig` sets them) as a tracing filter; FATAL has no
@@ -346,34 +555,44 @@ fn metadata_columns(value: Option<String>) -> Result<Vec<String>, ConfigError> {
     Ok(columns)
 }
 
-/// `LOCAL_FILTERS=name=EXPRESSION;name=EXPRESSION`: `;` separates, since expressions hold commas.
-fn parse_local_filters(value: &str) -> Result<BTreeMap<String, LocalFilter>, ConfigError> {
-    let mut filters = BTreeMap::new();
+/// `LOCAL_FILTERS=name=EXPRESSION;name=EXPRESSION` (and `LOCAL_PROMOTIONS`, whose expressions
+/// may end in `@PERCENT`): `;` separates, since expressions hold commas. Each expression is parsed,
+/// without its share.
+fn parse_local_filters(
+    var: &'static str,
+    value: &str,
+) -> Result<Vec<(String, LocalFilter, Option<String>)>, ConfigError> {
+    let what = if var == "LOCAL_FILTERS" {
+        "filter"
+    } else {
+        "promotion"
+    };
+    let mut filters: Vec<(String, LocalFilter, Option<String>)> = Vec::new();
     for entry in value.split(';').map(str::trim).filter(|e| !e.is_empty()) {
         let Some((name, expression)) = entry.split_once('=') else {
             return Err(invalid(
-                "LOCAL_FILTERS",
+                var,
                 value,
                 format!("entry {entry:?} is not name=EXPRESSION"),
             ));
         };
         let name = name.trim();
-        check_filter_name("LOCAL_FILTERS", value, name)?;
-        let filter = LocalFilter::parse(expression.trim()).map_err(|reason| {
-            invalid("LOCAL_FILTERS", value, format!("filter {name}: {reason}"))
-        })?;
-        if filters.insert(name.to_owned(), filter).is_some() {
-            return Err(invalid(
-                "LOCAL_FILTERS",
-                value,
-                format!("filter {name} is named twice"),
-            ));
+        check_name(var, value, what, name)?;
+        let (expression, percent) = match what {
+            "promotion" => with_percent(expression),
+            _ => (expression.trim(), None),
+        };
+        let filter = LocalFilter::parse(expression)
+            .map_err(|reason| invalid(var, value, format!("{what} {name}: {reason}")))?;
+        if filters.iter().any(|(n, _, _)| n == name) {
+            return Err(invalid(var, value, format!("{what} {name} is named twice")));
         }
+        filters.push((name.to_owned(), filter, percent.map(str::to_owned)));
     }
     Ok(filters)
 }
 
-fn check_filter_name(var: &'static str, value: &str, name: &str) -> Result<(), ConfigError> {
+fn check_name(var: &'static str, value: &str, what: &str, name: &str) -> Result<(), ConfigError> {
     if name.is_empty()
         || !name
             .bytes()
@@ -382,7 +601,7 @@ fn check_filter_name(var: &'static str, value: &str, name: &str) -> Result<(), C
         return Err(invalid(
             var,
             value,
-            format!("filter name {name:?} must be letters, digits, - or _"),
+            format!("{what} name {name:?} must be letters, digits, - or _"),
         ));
     }
     Ok(())
@@ -424,42 +643,6 @@ fn template(
         Some(t) if !t.contains("{id}") => Err(invalid(name, &t, "must contain {id}")),
         other => Ok(other),
     }
-}
-
-/// `FILTERS=arn,arn` (each named by its resource name: `…:filter/not-purchased` is
-/// `not-purchased`) or `FILTERS=name=arn,…` to choose the names. ARNs contain neither `,` nor `=`,
-/// so the split is unambiguous.
-fn parse_filters(value: &str) -> Result<BTreeMap<String, String>, ConfigError> {
-    let mut filters = BTreeMap::new();
-    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-        let (name, arn) = match entry.split_once('=') {
-            Some((name, arn)) => (name.trim(), arn.trim()),
-            None => (
-                entry
-                    .rsplit_once('/')
-                    .map(|(_, name)| name)
-                    .unwrap_or_default(),
-                entry,
-            ),
-        };
-        let (kind, _) = parse_arn(arn).map_err(|reason| invalid("FILTERS", arn, reason))?;
-        if kind != ArnKind::Filter {
-            return Err(invalid(
-                "FILTERS",
-                value,
-                format!("{arn}: not a filter ARN"),
-            ));
-        }
-        check_filter_name("FILTERS", value, name)?;
-        if filters.insert(name.to_owned(), arn.to_owned()).is_some() {
-            return Err(invalid(
-                "FILTERS",
-                value,
-                format!("filter {name} is named twice"),
-            ));
-        }
-    }
-    Ok(filters)
 }
 
 #[cfg(test)]
@@ -515,17 +698,23 @@ mod tests {
         assert_eq!(c.item_cache_bytes, 32 * 1024 * 1024);
         assert_eq!(c.log_filter, "info");
         let Backend::Aws(Aws {
-            personalize: Some(personalize),
+            recommenders,
             related_items: None,
             ranking: None,
             event_tracker_id: None,
             items,
             filters,
+            promotions,
         }) = c.backend
         else {
             panic!("AWS mode with recommendations only: {:?}", c.backend)
         };
-        assert!(filters.is_empty());
+        assert!(filters.is_empty() && promotions.is_empty());
+        let [(name, personalize)] = &recommenders[..] else {
+            panic!("one recommender: {recommenders:?}")
+        };
+        assert_eq!(name, "shop", "named by its resource name");
+        assert_eq!(c.default_recommender.as_deref(), Some("shop"));
         assert_eq!(personalize.kind, TargetKind::Campaign);
         assert_eq!(personalize.region, "eu-west-1");
         assert_eq!(
@@ -540,14 +729,10 @@ mod tests {
     fn the_arn_decides_campaign_or_recommender() {
         let arn = "arn:aws:personalize:us-east-1:123456789012:recommender/top-picks";
         let c = config(&[("PERSONALIZE_ARN", arn), ("ITEMS_TABLE", "t")]).unwrap();
-        let Backend::Aws(Aws {
-            personalize: Some(personalize),
-            ..
-        }) = c.backend
-        else {
+        let Backend::Aws(Aws { recommenders, .. }) = c.backend else {
             panic!("AWS mode")
         };
-        assert_eq!(personalize.kind, TargetKind::Recommender);
+        assert_eq!(recommenders[0].1.kind, TargetKind::Recommender);
     }
 
     #[test]
@@ -666,7 +851,7 @@ mod tests {
         ])
         .unwrap();
         let Backend::Aws(Aws {
-            personalize,
+            recommenders,
             related_items,
             ranking,
             event_tracker_id,
@@ -675,7 +860,8 @@ mod tests {
         else {
             panic!("AWS mode")
         };
-        assert_eq!(personalize, None);
+        assert_eq!(recommenders, []);
+        assert_eq!(c.default_recommender, None);
         assert_eq!(related_items.unwrap().arn, RELATED);
         assert_eq!(ranking.unwrap().arn, RANKING);
         assert_eq!(
@@ -749,9 +935,17 @@ mod tests {
     #[test]
     fn no_personalize_arn_means_local_mode_with_the_sample_data() {
         let c = config(&[]).unwrap();
-        let Backend::Local { data_dir, filters } = c.backend else {
+        assert_eq!(c.default_recommender.as_deref(), Some("embedded"));
+        let Backend::Local {
+            data_dir,
+            filters,
+            promotions,
+        } = c.backend
+        else {
             panic!("local mode")
         };
+        assert_eq!(promotions.keys().collect::<Vec<_>>(), ["category"]);
+        assert_eq!(promotions["category"].percent, 20);
         assert_eq!(data_dir, PathBuf::from("examples/data"));
         assert_eq!(
             filters.keys().collect::<Vec<_>>(),
@@ -767,7 +961,10 @@ mod tests {
             ("DEFAULT_FILTER", "no-bags"),
         ])
         .unwrap();
-        let Backend::Local { data_dir, filters } = c.backend else {
+        let Backend::Local {
+            data_dir, filters, ..
+        } = c.backend
+        else {
             panic!("local mode")
         };
         assert_eq!(data_dir, PathBuf::from("/data"));

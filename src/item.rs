@@ -1,6 +1,7 @@
 //! The item model: what one catalog item is, and how it renders for Braze. Every catalog
 //! adapter builds `Item`s; the API joins their pre-rendered JSON into answers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
@@ -270,14 +271,30 @@ fn render(id: &str, attributes: &[(String, Value)]) -> Box<RawValue> {
     })
 }
 
-/// Writes `items` as a JSON array of their pre-rendered objects.
-pub fn write_json_array(items: &[Arc<Item>], out: &mut Vec<u8>) {
+/// Writes `items` as a JSON array of their pre-rendered objects; an item in `promoted` (id →
+/// promotion name) also gets `"promotion": NAME`, after its own attributes.
+pub fn write_json_array(
+    items: &[Arc<Item>],
+    promoted: &HashMap<String, String>,
+    out: &mut Vec<u8>,
+) {
     out.push(b'[');
     for (i, item) in items.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        out.extend_from_slice(item.json().as_bytes());
+        let json = item.json().as_bytes();
+        match promoted.get(item.id()) {
+            // Every item renders as an object, so its JSON ends in `}`.
+            Some(name) if json.last() == Some(&b'}') => {
+                out.extend_from_slice(&json[..json.len() - 1]);
+                out.extend_from_slice(br#","promotion":"#);
+                // A `str` always serializes; writing into a `Vec` cannot fail.
+                serde_json::to_writer(&mut *out, name).unwrap_or_default();
+                out.push(b'}');
+            }
+            _ => out.extend_from_slice(json),
+        }
     }
     out.push(b']');
 }

@@ -43,3 +43,6 @@ pub const MAX_IMPRESSION_IDS: usize = 25;
 /// its response envelope). Lambda refuses responses over 6 MB, and API Gateway turns that into a
 /// bare 502; this leaves room for the envelope, the headers and `format=object`.
 pub const MAX_ANSWER_ITEM_BYTES: usize = 5_000_000;
+
+/// PutEvents' `metricAttribution.eventAttributionSource`: at most this many characters.
+pub const MAX_ATTRIBUTION_SOURCE_CHARS: usize = 1024;

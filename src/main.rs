@@ -24,12 +24,9 @@ async fn main() -> ExitCode {
             let (app, summary) = startup::aws_app(&config, aws, &clients);
             (app, summary, "/recommendations?user_id=USER_ID".to_owned())
         }
-        Backend::Local { data_dir, filters } => {
-            let (config, data_dir, filters) = (config.clone(), data_dir.clone(), filters.clone());
-            match tokio::task::spawn_blocking(move || {
-                startup::local_app(&config, &data_dir, filters)
-            })
-            .await
+        Backend::Local { data_dir, .. } => {
+            let (config, data_dir) = (config.clone(), data_dir.clone());
+            match tokio::task::spawn_blocking(move || startup::local_app(&config, &data_dir)).await
             {
                 Ok(Ok(built)) => built,
                 Ok(Err(e)) => {

@@ -11,7 +11,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use crate::catalog::{CacheCounts, Catalog};
-use crate::item::Item;
+use crate::item::{Item, Value};
 use crate::limits::MAX_RESULTS;
 use crate::recommender::{
     Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Subject,
@@ -28,6 +28,54 @@ pub struct Service<R, C> {
 pub struct Recommended {
     pub items: Vec<Arc<Item>>,
     pub recommendation_id: Option<String>,
+    /// The named recommender that answered, when recommenders have names.
+    pub recommender: Option<String>,
+    /// Ids a promotion placed in the list → the promotion's name.
+    pub promoted: HashMap<String, String>,
+}
+
+/// `diversify=FIELD:N`: at most `per_value` items for each value of the item attribute `field`,
+/// taken in rank order. Items without the attribute (or with `null`) count as one group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diversify {
+    pub field: String,
+    pub per_value: usize,
+}
+
+/// How many items each value of a `Diversify` field has had so far.
+struct Groups<'d> {
+    rule: &'d Diversify,
+    /// The value as JSON text (`None`: no value) → items taken.
+    taken: Vec<(Option<String>, usize)>,
+}
+
+impl<'d> Groups<'d> {
+    fn new(rule: &'d Diversify) -> Self {
+        Groups {
+            rule,
+            taken: Vec::new(),
+        }
+    }
+
+    /// Whether `item` still fits its group, counting it if so.
+    fn admit(&mut self, item: &Item) -> bool {
+        let key = match item.get(&self.rule.field) {
+            None | Some(Value::Null) => None,
+            // Values serialize into a `String` without fail.
+            Some(value) => Some(serde_json::to_string(value).unwrap_or_default()),
+        };
+        match self.taken.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) if *n >= self.rule.per_value => false,
+            Some((_, n)) => {
+                *n += 1;
+                true
+            }
+            None => {
+                self.taken.push((key, 1));
+                true
+            }
+        }
+    }
 }
 
 /// What the service saw while answering, for the request's line and metrics: how long each
@@ -74,6 +122,16 @@ pub fn over_fetch(count: u32) -> u32 {
     (count + (count / 5).max(5)).min(MAX_RESULTS)
 }
 
+/// How many ids to ask for: the margin, and with `diversify` as many as the recommender gives
+/// (Personalize's 500), so the list still fills when the best items crowd into a few groups; the
+/// catalog is then read only as far down as the list needs.
+pub fn ask_count(count: u32, diversify: Option<&Diversify>) -> u32 {
+    match diversify {
+        None => over_fetch(count),
+        Some(_) => MAX_RESULTS,
+    }
+}
+
 impl<R: Recommender, C: Catalog> Service<R, C> {
     pub fn new(recommender: R, catalog: C, budget: Duration) -> Self {
         Service {
@@ -91,6 +149,7 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
     pub async fn recommend(
         &self,
         query: RecommendationQuery,
+        diversify: Option<&Diversify>,
         observed: &mut Observed,
     ) -> Result<Recommended, ServiceError> {
         let count = query.count as usize;
@@ -99,14 +158,17 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
             Subject::RelatedTo { item_id, .. } => vec![item_id.clone()],
         };
         let ask = RecommendationQuery {
-            count: over_fetch(query.count),
+            count: ask_count(query.count, diversify),
             ..query
         };
         let deadline = Instant::now() + self.budget;
         let work = self.ask_then_join(
             self.recommender.recommend(&ask),
-            count,
-            &source,
+            Trim {
+                count,
+                exclude: &source,
+                diversify,
+            },
             deadline,
             observed,
         );
@@ -122,6 +184,7 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         &self,
         query: RecommendationQuery,
         seeds: &[String],
+        diversify: Option<&Diversify>,
         observed: &mut Observed,
     ) -> Result<Recommended, ServiceError> {
         let count = query.count as usize;
@@ -137,8 +200,9 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
                     item_id: seed.clone(),
                     user_id: user_id.clone(),
                 },
-                count: over_fetch(query.count),
+                count: ask_count(query.count, diversify),
                 refinement: query.refinement.clone(),
+                ..RecommendationQuery::default()
             };
             async move {
                 let answer =
@@ -148,8 +212,11 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         });
         let work = self.ask_then_join(
             futures_util::future::join_all(asks).map(merge_round_robin),
-            count,
-            seeds,
+            Trim {
+                count,
+                exclude: seeds,
+                diversify,
+            },
             deadline,
             observed,
         );
@@ -162,14 +229,18 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         &self,
         query: RankingQuery,
         count: Option<u32>,
+        diversify: Option<&Diversify>,
         observed: &mut Observed,
     ) -> Result<Recommended, ServiceError> {
         let count = count.map_or(usize::MAX, |c| c as usize);
         let deadline = Instant::now() + self.budget;
         let work = self.ask_then_join(
             self.recommender.rank(&query),
-            count,
-            &[],
+            Trim {
+                count,
+                exclude: &[],
+                diversify,
+            },
             deadline,
             observed,
         );
@@ -199,8 +270,7 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
     async fn ask_then_join(
         &self,
         ranked: impl Future<Output = Result<Recommendations, UpstreamError>>,
-        count: usize,
-        exclude: &[String],
+        trim: Trim<'_>,
         deadline: Instant,
         observed: &mut Observed,
     ) -> Result<Recommended, ServiceError> {
@@ -208,53 +278,112 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         let ranked = ranked.await;
         observed.recommender = Some(started.elapsed());
         let ranked = ranked.map_err(ServiceError::Recommender)?;
-        self.join(ranked, count, exclude, deadline, observed).await
+        self.join(ranked, trim, deadline, observed).await
     }
 
     /// Joins ranked ids with the catalog (unless the recommender brought the items), keeps the
-    /// recommender's order, drops unknown, repeated and `exclude`d ids, trims to `count`.
+    /// recommender's order, drops unknown, repeated and `exclude`d ids, keeps to the diversity
+    /// rule, trims to `count`.
+    ///
+    /// Without `diversify` the catalog is asked once, for all the ids. With it, the ids are read
+    /// in rank order, `over_fetch(count)` and then `DIVERSIFY_BATCH` at a time, until the list is
+    /// full: the best items may crowd into a few groups, so the list can need ids far down the
+    /// ranking. A later batch that fails or would run past nine tenths of the budget ends the
+    /// list where it is rather than fail the request.
     async fn join(
         &self,
-        ranked: Recommendations,
-        count: usize,
-        exclude: &[String],
+        mut ranked: Recommendations,
+        Trim {
+            count,
+            exclude,
+            diversify,
+        }: Trim<'_>,
         deadline: Instant,
         observed: &mut Observed,
     ) -> Result<Recommended, ServiceError> {
-        let mut found = match ranked.items {
-            Some(items) => items,
-            None if ranked.item_ids.is_empty() => HashMap::new(),
-            None => {
-                let started = Instant::now();
-                let found = self
-                    .catalog
-                    .items_counted(&ranked.item_ids, deadline, &mut observed.cache)
-                    .await;
-                observed.catalog = Some(started.elapsed());
-                found.map_err(ServiceError::Catalog)?
-            }
+        let ids = std::mem::take(&mut ranked.item_ids);
+        let brought = ranked.items.take();
+        let mut groups = diversify.map(Groups::new);
+        let mut seen: HashSet<&str> = HashSet::with_capacity(ids.len());
+        let mut items = Vec::with_capacity(count.min(ids.len()));
+        let first_batch = match diversify {
+            None => ids.len(),
+            Some(_) => over_fetch(count.min(MAX_RESULTS as usize) as u32) as usize,
         };
-        for id in exclude {
-            found.remove(id);
+        let late = deadline - self.budget / 10;
+        let mut start = 0;
+        while start < ids.len() && items.len() < count {
+            let first = start == 0;
+            let batch_len = if first { first_batch } else { DIVERSIFY_BATCH };
+            let batch = &ids[start..ids.len().min(start + batch_len)];
+            start += batch.len();
+            let mut found = match &brought {
+                Some(items) => batch
+                    .iter()
+                    .filter_map(|id| Some((id.clone(), items.get(id)?.clone())))
+                    .collect(),
+                None if first => self.fetch(batch, deadline, observed).await?,
+                None => {
+                    match tokio::time::timeout_at(late, self.fetch(batch, late, observed)).await {
+                        Ok(Ok(found)) => found,
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, kept = items.len(), "a later batch of items for diversify failed; answering with fewer");
+                            break;
+                        }
+                        Err(_late) => break,
+                    }
+                }
+            };
+            for id in batch {
+                if exclude.contains(id) || !seen.insert(id) {
+                    continue;
+                }
+                match found.remove(id) {
+                    None => observed.catalog_misses += 1,
+                    Some(item) if items.len() < count => {
+                        if groups.as_mut().is_none_or(|groups| groups.admit(&item)) {
+                            items.push(item);
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
         }
-        observed.catalog_misses = ranked
-            .item_ids
-            .iter()
-            .filter(|id| !exclude.contains(id) && !found.contains_key(id.as_str()))
-            .collect::<HashSet<_>>()
-            .len();
-        // `remove` also drops a repeated id's second appearance.
-        let items = ranked
-            .item_ids
-            .iter()
-            .filter_map(|id| found.remove(id))
-            .take(count)
-            .collect();
         Ok(Recommended {
             items,
             recommendation_id: ranked.recommendation_id,
+            recommender: None,
+            promoted: ranked.promoted,
         })
     }
+
+    /// The catalog's items for `ids`, timed and counted.
+    async fn fetch(
+        &self,
+        ids: &[String],
+        deadline: Instant,
+        observed: &mut Observed,
+    ) -> Result<HashMap<String, Arc<Item>>, ServiceError> {
+        let started = Instant::now();
+        let found = self
+            .catalog
+            .items_counted(ids, deadline, &mut observed.cache)
+            .await;
+        *observed.catalog.get_or_insert_default() += started.elapsed();
+        found.map_err(ServiceError::Catalog)
+    }
+}
+
+/// With `diversify`, ids past the first batch are read from the catalog this many at a time
+/// (DynamoDB's BatchGetItem takes 100 keys).
+pub const DIVERSIFY_BATCH: usize = 100;
+
+/// What of the ranked list the answer keeps.
+struct Trim<'a> {
+    count: usize,
+    /// Never these ids (the seeds of related items).
+    exclude: &'a [String],
+    diversify: Option<&'a Diversify>,
 }
 
 /// Several seeds' answers as one: round-robin by rank, each id once. Failed seeds are logged and
@@ -301,6 +430,7 @@ fn merge_round_robin(
         item_ids,
         recommendation_id: lists[0].recommendation_id.clone(),
         items,
+        promoted: HashMap::new(),
     })
 }
 
@@ -348,6 +478,7 @@ mod tests {
                 item_ids: ids,
                 recommendation_id: Some("rid".into()),
                 items,
+                ..Recommendations::default()
             }
         }
     }
@@ -426,7 +557,7 @@ mod tests {
     async fn keeps_order_drops_unknown_and_repeated_ids_and_trims() {
         let mut observed = Observed::default();
         let found = service(100, 50)
-            .recommend(query(3), &mut observed)
+            .recommend(query(3), None, &mut observed)
             .await
             .unwrap();
         let ids: Vec<&str> = found.items.iter().map(|i| i.id()).collect();
@@ -442,7 +573,7 @@ mod tests {
     async fn a_slow_recommender_times_out_at_the_budget() {
         let started = Instant::now();
         let err = service(5_000, 0)
-            .recommend(query(3), &mut Observed::default())
+            .recommend(query(3), None, &mut Observed::default())
             .await
             .unwrap_err();
         assert!(
@@ -456,7 +587,7 @@ mod tests {
     async fn the_budget_covers_both_calls_together() {
         let started = Instant::now();
         let err = service(1_000, 1_000)
-            .recommend(query(3), &mut Observed::default())
+            .recommend(query(3), None, &mut Observed::default())
             .await
             .unwrap_err();
         assert!(
@@ -477,7 +608,7 @@ mod tests {
             ..RecommendationQuery::default()
         };
         let found = service(0, 0)
-            .recommend(query, &mut Observed::default())
+            .recommend(query, None, &mut Observed::default())
             .await
             .unwrap();
         let ids: Vec<&str> = found.items.iter().map(|i| i.id()).collect();
@@ -489,7 +620,10 @@ mod tests {
         let mut service = service(10, 60_000);
         service.recommender.metadata = true;
         let mut observed = Observed::default();
-        let found = service.recommend(query(2), &mut observed).await.unwrap();
+        let found = service
+            .recommend(query(2), None, &mut observed)
+            .await
+            .unwrap();
         let ids: Vec<&str> = found.items.iter().map(|i| i.id()).collect();
         // "x1" is an item too: the recommender vouched for it.
         assert_eq!(ids, ["a", "x1"]);
@@ -507,7 +641,7 @@ mod tests {
             let query = query.clone();
             async move {
                 let found = service(0, 0)
-                    .rank(query, count, &mut Observed::default())
+                    .rank(query, count, None, &mut Observed::default())
                     .await
                     .unwrap();
                 found
@@ -561,7 +695,7 @@ mod tests {
                 Ok(ids) => Ok(Recommendations {
                     item_ids: ids.iter().map(|id| id.to_string()).collect(),
                     recommendation_id: Some(format!("rid-{item_id}")),
-                    items: None,
+                    ..Recommendations::default()
                 }),
                 Err(()) => Err(UpstreamError::Unavailable("down".into())),
             }
@@ -599,7 +733,7 @@ mod tests {
             ..RecommendationQuery::default()
         };
         let found = service
-            .related_to_seeds(query, &seeds, &mut Observed::default())
+            .related_to_seeds(query, &seeds, None, &mut Observed::default())
             .await?;
         Ok(found.items.iter().map(|i| i.id().to_owned()).collect())
     }

@@ -18,12 +18,11 @@ use crate::catalog::cache::{CacheBudget, CachedCatalog};
 use crate::catalog::dynamodb::DynamoDbCatalog;
 use crate::catalog::file::FileCatalog;
 use crate::catalog::{Catalog, NoCatalog};
-use crate::config::{Aws, Config, ItemSource, LogFormat};
+use crate::config::{Aws, Backend, Config, ItemSource, LogFormat};
 use crate::dataset::{self, DataError};
 use crate::metrics::RequestLog;
 use crate::recommender::Recommender;
 use crate::recommender::cooccurrence::Model;
-use crate::recommender::filter::LocalFilter;
 use crate::recommender::local::LocalRecommender;
 use crate::recommender::personalize::{Personalize, PersonalizeArn, Target};
 use crate::service::Service;
@@ -102,12 +101,13 @@ impl Clients for SdkClients {
 /// summary says which endpoints are served from what.
 pub fn aws_app(config: &Config, aws: &Aws, clients: &impl Clients) -> (Router, String) {
     let Aws {
-        personalize,
+        recommenders,
         related_items,
         ranking,
         event_tracker_id,
         items,
         filters,
+        promotions,
     } = aws;
     // Each call goes to its ARN's region, which may differ from the function's.
     let target = |arn: &PersonalizeArn| Target {
@@ -115,10 +115,19 @@ pub fn aws_app(config: &Config, aws: &Aws, clients: &impl Clients) -> (Router, S
         arn: arn.clone(),
     };
     let mut served = Vec::new();
-    let mut recommender = Personalize::new(filters.clone());
-    if let Some(arn) = personalize {
-        recommender = recommender.with_recommendations(target(arn));
-        served.push(format!("/recommendations from {}", arn.arn));
+    let mut recommender = Personalize::new(filters.clone()).with_promotions(promotions.clone());
+    for (name, arn) in recommenders {
+        recommender = recommender.with_recommender(name, target(arn));
+    }
+    if let Some(name) = &config.default_recommender {
+        recommender = recommender.with_default_recommender(name);
+    }
+    if !recommenders.is_empty() {
+        let named: Vec<String> = recommenders
+            .iter()
+            .map(|(name, arn)| format!("{name} ({})", arn.arn))
+            .collect();
+        served.push(format!("/recommendations from {}", named.join(", ")));
     }
     if let Some(arn) = related_items {
         recommender = recommender.with_related_items(target(arn));
@@ -131,9 +140,10 @@ pub fn aws_app(config: &Config, aws: &Aws, clients: &impl Clients) -> (Router, S
     if let Some(tracking_id) = event_tracker_id {
         // An event tracker lives with its dataset group: in the campaigns' region when one is
         // configured, else in the function's own.
-        let region = [personalize, related_items, ranking]
-            .into_iter()
-            .flatten()
+        let region = recommenders
+            .iter()
+            .map(|(_, arn)| arn)
+            .chain([related_items, ranking].into_iter().flatten())
             .next()
             .map(|arn| arn.region.as_str());
         recommender = recommender.with_event_tracker(clients.events(region), tracking_id.clone());
@@ -172,12 +182,17 @@ pub fn aws_app(config: &Config, aws: &Aws, clients: &impl Clients) -> (Router, S
 }
 
 /// Local mode: reads `interactions.csv` and `items.csv` from the data directory and trains the
-/// model. Returns the router, a summary, and a request worth trying.
-pub fn local_app(
-    config: &Config,
-    data_dir: &Path,
-    filters: BTreeMap<String, LocalFilter>,
-) -> Result<(Router, String, String), DataError> {
+/// model; filters and promotions are the configuration's. Returns the router, a summary, and a
+/// request worth trying.
+pub fn local_app(config: &Config, data_dir: &Path) -> Result<(Router, String, String), DataError> {
+    let (filters, promotions) = match &config.backend {
+        Backend::Local {
+            filters,
+            promotions,
+            ..
+        } => (filters.clone(), promotions.clone()),
+        Backend::Aws(_) => (BTreeMap::new(), BTreeMap::new()),
+    };
     let started = Instant::now();
     let interactions = dataset::read_interactions(&data_dir.join("interactions.csv"))?;
     let items = dataset::read_items(&data_dir.join("items.csv"))?;
@@ -187,9 +202,12 @@ pub fn local_app(
     drop(interactions);
 
     let catalog = FileCatalog::new(&items, &config.url_templates);
-    let recommender = LocalRecommender::new(model, &items, filters);
+    let mut recommender = LocalRecommender::new(model, &items, filters).with_promotions(promotions);
+    if let Some(name) = &config.default_recommender {
+        recommender = recommender.with_default_recommender(name);
+    }
     let summary = format!(
-        "local mode: trained on {} interactions from {} users over {} items, catalog of {} items, from {} in {:.2} s; serving /recommendations, /related-items, /rankings and /events",
+        "local mode: trained on {} interactions from {} users over {} items, catalog of {} items, from {} in {:.2} s; serving /recommendations (embedded or popularity), /related-items, /rankings and /events",
         stats.interactions,
         stats.users,
         stats.items,

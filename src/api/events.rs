@@ -6,7 +6,10 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::query::{InvalidParameter, check_id, comma_list, invalid};
-use crate::limits::{MAX_EVENT_TYPE_CHARS, MAX_EVENTS, MAX_IMPRESSION_IDS, MAX_PROPERTIES_CHARS};
+use crate::limits::{
+    MAX_ATTRIBUTION_SOURCE_CHARS, MAX_EVENT_TYPE_CHARS, MAX_EVENTS, MAX_IMPRESSION_IDS,
+    MAX_PROPERTIES_CHARS,
+};
 use crate::recommender::Event;
 
 /// Marks (and versions) the ids derived for events sent without one.
@@ -25,6 +28,7 @@ const FIELDS: &[&str] = &[
     "properties",
     "recommendation_id",
     "impression",
+    "attribution_source",
 ];
 
 /// Keys PutEvents reserves for itself inside `properties` (compared without case).
@@ -140,6 +144,9 @@ fn event(
     let properties = take("properties").map(properties).transpose()?;
     let recommendation_id = take("recommendation_id").map(id).transpose()?;
     let impression = take("impression").map(impression).transpose()?;
+    let attribution_source = take("attribution_source")
+        .map(attribution_source)
+        .transpose()?;
 
     if user_id.is_none() && session_id.is_none() {
         return Err(invalid(
@@ -158,6 +165,7 @@ fn event(
         properties,
         recommendation_id,
         impression: impression.unwrap_or_default(),
+        attribution_source,
     };
     if event.event_id.is_empty() {
         event.event_id = derived_event_id(&event, index, given_sent_at);
@@ -196,6 +204,23 @@ fn derived_event_id(event: &Event, index: usize, given_sent_at: Option<f64>) -> 
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Personalize's `eventAttributionSource`: printable ASCII, not only spaces, 1024 at most. Not part
+/// of a derived event id: the same interaction is one event whatever variant reports it.
+fn attribution_source((name, value): (String, Value)) -> Result<String, InvalidParameter> {
+    let source = text(&name, value)?;
+    let printable = source.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    if !printable || source.trim().is_empty() || source.len() > MAX_ATTRIBUTION_SOURCE_CHARS {
+        return Err(invalid(
+            &name,
+            format!(
+                "{name} must be 1 to {MAX_ATTRIBUTION_SOURCE_CHARS} printable ASCII characters \
+                 (not only spaces)"
+            ),
+        ));
+    }
+    Ok(source)
+}
 
 fn text(name: &str, value: Value) -> Result<String, InvalidParameter> {
     match value {
@@ -339,6 +364,7 @@ mod tests {
                 properties: None,
                 recommendation_id: None,
                 impression: vec![],
+                attribution_source: None,
             }]
         );
     }

@@ -24,7 +24,7 @@ use crate::metrics::{Metric, RequestLine, RequestLog};
 use crate::recommender::{Operation, Recommender};
 use crate::service::{Observed, Recommended, Service};
 pub use error::ApiError;
-use query::{Format, Limits, Params};
+use query::{Format, Limits, Names, Params};
 
 /// The largest request body taken (`POST /rankings`, `POST /events`): 500 ids of 256
 /// characters fit, with room for filters and context.
@@ -85,8 +85,9 @@ impl<R: Recommender, C: Catalog> App<R, C> {
         }
     }
 
-    fn has_filter(&self, name: &str) -> bool {
-        self.service.recommender().has_filter(name)
+    /// What the names a request may use mean to this deployment's recommender.
+    fn names(&self) -> Known<'_, R> {
+        Known(self.service.recommender())
     }
 
     /// A 404 naming the setting, when this deployment does not serve `operation`.
@@ -95,12 +96,33 @@ impl<R: Recommender, C: Catalog> App<R, C> {
             return Ok(());
         }
         let setting = match operation {
-            Operation::Recommendations => "PERSONALIZE_ARN",
+            Operation::Recommendations => "PERSONALIZE_ARN (or RECOMMENDERS)",
             Operation::RelatedItems => "RELATED_ITEMS_ARN",
             Operation::Rankings => "RANKING_ARN",
             Operation::Events => "EVENT_TRACKER_ID",
         };
         Err(ApiError::NotEnabled { route, setting })
+    }
+}
+
+/// The recommender's names, as the query parser asks for them.
+struct Known<'a, R>(&'a R);
+
+impl<R: Recommender> Names for Known<'_, R> {
+    fn has_filter(&self, name: &str) -> bool {
+        self.0.has_filter(name)
+    }
+
+    fn has_recommender(&self, name: &str) -> bool {
+        self.0.has_recommender(name)
+    }
+
+    fn default_recommender(&self) -> Option<&str> {
+        self.0.default_recommender()
+    }
+
+    fn has_promotion(&self, name: &str) -> bool {
+        self.0.has_promotion(name)
     }
 }
 
@@ -173,26 +195,28 @@ async fn recommend<R: Recommender, C: Catalog>(
     };
     app.enabled(route, operation)?;
     let (query, limits) = (query.as_deref(), &app.limits);
-    let has_filter = |name: &str| app.has_filter(name);
-    let (query, seeds, format) = match operation {
-        Operation::RelatedItems => query::parse_related_items(query, limits, has_filter)?,
+    let (query, seeds, shape) = match operation {
+        Operation::RelatedItems => query::parse_related_items(query, limits, app.names())?,
         _ => {
-            let (query, format) = query::parse_recommendations(query, limits, has_filter)?;
-            (query, Vec::new(), format)
+            let (query, shape) = query::parse_recommendations(query, limits, app.names())?;
+            (query, Vec::new(), shape)
         }
     };
     let cache_control = app.cache.for_user(query.subject.user_id()).clone();
-    let found = match seeds.len() {
-        0 | 1 => app.service.recommend(query, observed).await?,
+    let recommender = query.recommender.clone();
+    let diversify = shape.diversify.as_ref();
+    let mut found = match seeds.len() {
+        0 | 1 => app.service.recommend(query, diversify, observed).await?,
         _ => {
             app.service
-                .related_to_seeds(query, &seeds, observed)
+                .related_to_seeds(query, &seeds, diversify, observed)
                 .await?
         }
     };
+    found.recommender = recommender;
     Ok(Answer::Items {
         found,
-        format,
+        format: shape.format,
         cache_control,
     })
 }
@@ -233,18 +257,20 @@ async fn rankings<R: Recommender, C: Catalog>(
     observed: &mut Observed,
 ) -> Result<Answer, ApiError> {
     app.enabled("/rankings", Operation::Rankings)?;
-    let (query, count, format) =
-        query::parse_rankings(params?, &app.limits, |n| app.has_filter(n))?;
+    let (query, count, shape) = query::parse_rankings(params?, &app.limits, app.names())?;
     // Braze does not cache POSTs, nor do we.
     let cache_control = if method == Method::GET {
         app.cache.for_user(Some(&query.user_id)).clone()
     } else {
         HeaderValue::from_static("no-store")
     };
-    let found = app.service.rank(query, count, observed).await?;
+    let found = app
+        .service
+        .rank(query, count, shape.diversify.as_ref(), observed)
+        .await?;
     Ok(Answer::Items {
         found,
-        format,
+        format: shape.format,
         cache_control,
     })
 }
@@ -484,30 +510,42 @@ fn fitting_items(items: &[Arc<Item>]) -> usize {
 }
 
 /// The body is the items' pre-rendered JSON joined: no per-request serialization of items.
+/// Promoted items get their promotion's name (`"promotion"`); an object answer names the
+/// recommender that answered, when it has a name.
 fn ok_response(found: &Recommended, format: Format, cache_control: HeaderValue) -> Response {
     let items_len = item::json_array_len(&found.items);
+    let promoted = &found.promoted;
     let json = match format {
         Format::List => {
             let mut json = Vec::with_capacity(items_len);
-            item::write_json_array(&found.items, &mut json);
+            item::write_json_array(&found.items, promoted, &mut json);
             json
         }
         Format::Object => {
             let id = found.recommendation_id.as_deref();
             let mut json = Vec::with_capacity(items_len + 64 + id.map_or(0, str::len));
             json.extend_from_slice(br#"{"items":"#);
-            item::write_json_array(&found.items, &mut json);
+            item::write_json_array(&found.items, promoted, &mut json);
             json.extend_from_slice(br#","recommendation_id":"#);
-            match id {
-                // A `String` always serializes; writing into a `Vec` cannot fail.
-                Some(id) => serde_json::to_writer(&mut json, id).unwrap_or_default(),
-                None => json.extend_from_slice(b"null"),
+            write_json_string(id, &mut json);
+            if let Some(name) = &found.recommender {
+                json.extend_from_slice(br#","recommender":"#);
+                write_json_string(Some(name), &mut json);
             }
             json.push(b'}');
             json
         }
     };
     json_response(StatusCode::OK, json, cache_control)
+}
+
+/// A JSON string, or `null`.
+fn write_json_string(text: Option<&str>, json: &mut Vec<u8>) {
+    match text {
+        // A `str` always serializes; writing into a `Vec` cannot fail.
+        Some(text) => serde_json::to_writer(json, text).unwrap_or_default(),
+        None => json.extend_from_slice(b"null"),
+    }
 }
 
 fn json_response(status: StatusCode, json: Vec<u8>, cache_control: HeaderValue) -> Response {
@@ -607,6 +645,7 @@ mod tests {
         let found = Recommended {
             items: (0..25).map(item).collect(),
             recommendation_id: None,
+            ..Recommended::default()
         };
         let answer = Answer::Items {
             found,
@@ -681,6 +720,7 @@ mod tests {
         let found = Recommended {
             items: vec![item("a"), item("b\"")],
             recommendation_id: Some("RID-\"1\"".into()),
+            ..Recommended::default()
         };
         let expected_items = serde_json::to_value(&found.items).unwrap();
         assert_eq!(body(&found, Format::List).await, expected_items);

@@ -12,7 +12,11 @@ use crate::limits::{
     MAX_CONTEXT_ENTRIES, MAX_CONTEXT_KEY_CHARS, MAX_CONTEXT_VALUE_CHARS, MAX_FILTER_NAME_CHARS,
     MAX_FILTER_PARAMS, MAX_FILTER_VALUES_CHARS, MAX_ID_CHARS, MAX_SEEDS,
 };
-use crate::recommender::{RankingQuery, RecommendationQuery, Refinement, Subject};
+
+/// `diversify=FIELD:N`: an attribute name takes at most this many characters (DynamoDB's limit).
+pub const MAX_DIVERSIFY_FIELD_CHARS: usize = 255;
+use crate::recommender::{PromotionQuery, RankingQuery, RecommendationQuery, Refinement, Subject};
+use crate::service::Diversify;
 
 /// Count limits and the default filter, from the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +35,39 @@ pub enum Format {
     List,
     /// `{"items":[…],"recommendation_id":…}`, so Braze adds `__http_status_code__`.
     Object,
+}
+
+/// How to answer: the response's shape, and which of the ranked items it keeps.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shape {
+    pub format: Format,
+    /// `diversify=FIELD:N`.
+    pub diversify: Option<Diversify>,
+}
+
+/// What the names a request may use (`filter=`, `recommender=`, `promotion=`) mean here. A
+/// closure is the filters alone, with no named recommenders or promotions.
+pub trait Names {
+    fn has_filter(&self, name: &str) -> bool;
+
+    fn has_recommender(&self, _name: &str) -> bool {
+        false
+    }
+
+    /// What `/recommendations` answers with when `recommender=` is not given.
+    fn default_recommender(&self) -> Option<&str> {
+        None
+    }
+
+    fn has_promotion(&self, _name: &str) -> bool {
+        false
+    }
+}
+
+impl<F: Fn(&str) -> bool> Names for F {
+    fn has_filter(&self, name: &str) -> bool {
+        self(name)
+    }
 }
 
 /// A parameter the caller got wrong; the message names it and says what is allowed.
@@ -56,8 +93,12 @@ pub struct Params {
     count: Option<String>,
     filter: Option<String>,
     format: Option<String>,
+    recommender: Option<String>,
+    promotion: Option<String>,
+    diversify: Option<String>,
     item_ids: Option<Vec<String>>,
     filter_values: Vec<(String, Vec<String>)>,
+    promotion_values: Vec<(String, Vec<String>)>,
     context: Vec<(String, String)>,
 }
 
@@ -121,7 +162,11 @@ impl Params {
                     let text = whole.map_or_else(|| n.to_string(), |f| format!("{f:.0}"));
                     params.add(&name, Cow::Owned(text))?
                 }
-                Array(values) if name == "item_ids" || name.starts_with("filter_") => {
+                Array(values)
+                    if name == "item_ids"
+                        || name.starts_with("filter_")
+                        || name.starts_with("promotion_") =>
+                {
                     let strings = values
                         .into_iter()
                         .map(|v| match v {
@@ -129,14 +174,13 @@ impl Params {
                             _ => Err(invalid(&name, format!("{name} must hold only strings"))),
                         })
                         .collect::<Result<Vec<String>, _>>()?;
-                    match name.strip_prefix("filter_") {
-                        Some(param) => add_filter_values(
-                            &mut params.filter_values,
-                            &name,
-                            param,
-                            strings.iter().map(|v| v.trim()).filter(|v| !v.is_empty()),
-                        )?,
-                        None => params.item_ids = Some(strings),
+                    let values = strings.iter().map(|v| v.trim()).filter(|v| !v.is_empty());
+                    if let Some(param) = name.strip_prefix("filter_") {
+                        add_filter_values(&mut params.filter_values, &name, param, values)?;
+                    } else if let Some(param) = name.strip_prefix("promotion_") {
+                        add_filter_values(&mut params.promotion_values, &name, param, values)?;
+                    } else {
+                        params.item_ids = Some(strings);
                     }
                 }
                 _ => return Err(invalid(&name, format!("{name} must be a string"))),
@@ -156,9 +200,15 @@ impl Params {
             "count" => once(&mut self.count, name, value),
             "filter" => once(&mut self.filter, name, value),
             "format" => once(&mut self.format, name, value),
+            "recommender" => once(&mut self.recommender, name, value),
+            "promotion" => once(&mut self.promotion, name, value),
+            "diversify" => once(&mut self.diversify, name, value),
             _ => {
                 if let Some(param) = name.strip_prefix("filter_") {
                     add_filter_values(&mut self.filter_values, name, param, comma_list(&value))
+                } else if let Some(param) = name.strip_prefix("promotion_") {
+                    let values = comma_list(&value);
+                    add_filter_values(&mut self.promotion_values, name, param, values)
                 } else if let Some(key) = name.strip_prefix("context_") {
                     add_context(&mut self.context, name, key, value.into_owned())
                 } else {
@@ -189,14 +239,116 @@ impl Params {
         }
     }
 
+    /// The format and `diversify=FIELD:N`, N from 1 to `count` (the items the answer may hold).
+    fn shape(&self, count: u32) -> Result<Shape, InvalidParameter> {
+        let diversify = match &self.diversify {
+            None => None,
+            Some(text) => {
+                let rule = text
+                    .rsplit_once(':')
+                    .filter(|(field, _)| {
+                        !field.is_empty()
+                            && field.chars().count() <= MAX_DIVERSIFY_FIELD_CHARS
+                            && !field.chars().any(char::is_control)
+                    })
+                    .map(|(field, n)| (field, n.parse::<u32>()));
+                match rule {
+                    Some((field, Ok(n))) if (1..=count).contains(&n) => Some(Diversify {
+                        field: field.to_owned(),
+                        per_value: n as usize,
+                    }),
+                    Some((_, Ok(_))) => {
+                        return Err(invalid(
+                            "diversify",
+                            format!("diversify: N must be from 1 to the count ({count})"),
+                        ));
+                    }
+                    _ => {
+                        return Err(invalid(
+                            "diversify",
+                            format!(
+                                "diversify must be FIELD:N (an item attribute of 1 to \
+                                 {MAX_DIVERSIFY_FIELD_CHARS} characters, at most N items for \
+                                 each of its values), e.g. category:2"
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(Shape {
+            format: self.format()?,
+            diversify,
+        })
+    }
+
+    /// `recommender=` and `promotion=` mean something on `/recommendations` only.
+    fn refuse_user_only(&self, route: &str) -> Result<(), InvalidParameter> {
+        let given = [
+            ("recommender", self.recommender.is_some()),
+            ("promotion", self.promotion.is_some()),
+        ];
+        let promotion_value = self.promotion_values.first().map(|(p, _)| p);
+        match (given.iter().find(|(_, given)| *given), promotion_value) {
+            (Some((name, _)), _) => Err(invalid(
+                *name,
+                format!("{name} applies to /recommendations, not {route}"),
+            )),
+            (None, Some(param)) => Err(invalid(
+                format!("promotion_{param}"),
+                format!("promotion_{param} applies to /recommendations, not {route}"),
+            )),
+            (None, None) => Ok(()),
+        }
+    }
+
+    /// `recommender=NAME` (or the default), and `promotion=NAME` with its `promotion_*` values.
+    fn recommender_and_promotion(
+        &mut self,
+        names: &impl Names,
+    ) -> Result<(Option<String>, Option<PromotionQuery>), InvalidParameter> {
+        let recommender = match self.recommender.take() {
+            Some(name) if !names.has_recommender(&name) => {
+                return Err(invalid(
+                    "recommender",
+                    format!("recommender {name:?} is not a configured recommender name"),
+                ));
+            }
+            Some(name) => Some(name),
+            None => names.default_recommender().map(str::to_owned),
+        };
+        let promotion = match self.promotion.take() {
+            Some(name) if !names.has_promotion(&name) => {
+                return Err(invalid(
+                    "promotion",
+                    format!("promotion {name:?} is not a configured promotion name"),
+                ));
+            }
+            Some(name) => Some(PromotionQuery {
+                name,
+                filter_values: std::mem::take(&mut self.promotion_values),
+            }),
+            None => match self.promotion_values.first() {
+                Some((param, _)) => {
+                    return Err(invalid(
+                        format!("promotion_{param}"),
+                        format!("promotion_{param} needs a promotion: add promotion=NAME"),
+                    ));
+                }
+                None => None,
+            },
+        };
+        Ok((recommender, promotion))
+    }
+
     /// The filter (or `default_filter`), its values and the context.
     fn refinement(
         &mut self,
         default_filter: Option<&String>,
-        has_filter: impl Fn(&str) -> bool,
+        names: &impl Names,
     ) -> Result<Refinement, InvalidParameter> {
         let filter = match self.filter.take() {
-            Some(name) if !has_filter(&name) => {
+            Some(name) if !names.has_filter(&name) => {
                 return Err(invalid(
                     "filter",
                     format!("filter {name:?} is not a configured filter name"),
@@ -225,19 +377,23 @@ impl Params {
 pub fn parse_recommendations(
     query: Option<&str>,
     limits: &Limits,
-    has_filter: impl Fn(&str) -> bool,
-) -> Result<(RecommendationQuery, Format), InvalidParameter> {
+    names: impl Names,
+) -> Result<(RecommendationQuery, Shape), InvalidParameter> {
     let mut params = Params::from_query(query)?;
     let user_id = required_id(params.user_id.take(), "user_id")?;
     let count = params.count(Some(limits.default_count), limits.max_count)?;
-    let format = params.format()?;
-    let refinement = params.refinement(limits.default_filter.as_ref(), has_filter)?;
+    let count = count.unwrap_or(limits.default_count);
+    let shape = params.shape(count)?;
+    let refinement = params.refinement(limits.default_filter.as_ref(), &names)?;
+    let (recommender, promotion) = params.recommender_and_promotion(&names)?;
     let query = RecommendationQuery {
         subject: Subject::User(user_id),
-        count: count.unwrap_or(limits.default_count),
+        count,
         refinement,
+        recommender,
+        promotion,
     };
-    Ok((query, format))
+    Ok((query, shape))
 }
 
 /// `GET /related-items?item_id=…[&user_id=…]`, or `item_ids=a,b,c` for items related to several
@@ -247,9 +403,10 @@ pub fn parse_recommendations(
 pub fn parse_related_items(
     query: Option<&str>,
     limits: &Limits,
-    has_filter: impl Fn(&str) -> bool,
-) -> Result<(RecommendationQuery, Vec<String>, Format), InvalidParameter> {
+    names: impl Names,
+) -> Result<(RecommendationQuery, Vec<String>, Shape), InvalidParameter> {
     let mut params = Params::from_query(query)?;
+    params.refuse_user_only("/related-items")?;
     let seeds = match (params.item_id.take(), params.item_ids.take()) {
         (Some(_), Some(_)) => {
             return Err(invalid(
@@ -279,17 +436,19 @@ pub fn parse_related_items(
         check_id(user_id, "user_id")?;
     }
     let count = params.count(Some(limits.default_count), limits.max_count)?;
-    let format = params.format()?;
-    let refinement = params.refinement(None, has_filter)?;
+    let count = count.unwrap_or(limits.default_count);
+    let shape = params.shape(count)?;
+    let refinement = params.refinement(None, &names)?;
     let query = RecommendationQuery {
         subject: Subject::RelatedTo {
             item_id: seeds[0].clone(),
             user_id,
         },
-        count: count.unwrap_or(limits.default_count),
+        count,
         refinement,
+        ..RecommendationQuery::default()
     };
-    Ok((query, seeds, format))
+    Ok((query, seeds, shape))
 }
 
 /// `GET /rankings?user_id=…&item_ids=a,b,c` or the same as a JSON body. `count`, when given,
@@ -297,8 +456,9 @@ pub fn parse_related_items(
 pub fn parse_rankings(
     mut params: Params,
     limits: &Limits,
-    has_filter: impl Fn(&str) -> bool,
-) -> Result<(RankingQuery, Option<u32>, Format), InvalidParameter> {
+    names: impl Names,
+) -> Result<(RankingQuery, Option<u32>, Shape), InvalidParameter> {
+    params.refuse_user_only("/rankings")?;
     let max_items = limits.max_ranking_items;
     let user_id = required_id(params.user_id.take(), "user_id")?;
     let mut item_ids = params
@@ -321,22 +481,31 @@ pub fn parse_rankings(
         check_id(id, "item_ids")?;
     }
     let count = params.count(None, max_items as u32)?;
-    let format = params.format()?;
-    let refinement = params.refinement(None, has_filter)?;
+    let shape = params.shape(count.unwrap_or(item_ids.len() as u32))?;
+    let refinement = params.refinement(None, &names)?;
     let query = RankingQuery {
         user_id,
         item_ids,
         refinement,
     };
-    Ok((query, count, format))
+    Ok((query, count, shape))
 }
 
 /// The names any endpoint takes; the rest are ignored (Braze and proxies add their own).
 fn is_parameter(name: &str) -> bool {
     matches!(
         name,
-        "user_id" | "item_id" | "item_ids" | "count" | "filter" | "format"
+        "user_id"
+            | "item_id"
+            | "item_ids"
+            | "count"
+            | "filter"
+            | "format"
+            | "recommender"
+            | "promotion"
+            | "diversify"
     ) || name.starts_with("filter_")
+        || name.starts_with("promotion_")
         || name.starts_with("context_")
 }
 
@@ -413,7 +582,8 @@ fn is_identifier(name: &str, max_chars: usize) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// `filter_CATEGORY=shoes,boots` (or repeated) → `CATEGORY: ["shoes", "boots"]`.
+/// `filter_CATEGORY=shoes,boots` (or repeated) → `CATEGORY: ["shoes", "boots"]`; the same for
+/// a promotion's `promotion_CATEGORY`.
 fn add_filter_values<'v>(
     all: &mut Vec<(String, Vec<String>)>,
     parameter: &str,
@@ -421,10 +591,11 @@ fn add_filter_values<'v>(
     values: impl Iterator<Item = &'v str>,
 ) -> Result<(), InvalidParameter> {
     if !is_identifier(param, MAX_FILTER_NAME_CHARS) {
+        let prefix = &parameter[..parameter.len() - param.len()];
         return Err(invalid(
             parameter,
             format!(
-                "{parameter}: the part after filter_ must be 1 to {MAX_FILTER_NAME_CHARS} letters, digits or _"
+                "{parameter}: the part after {prefix} must be 1 to {MAX_FILTER_NAME_CHARS} letters, digits or _"
             ),
         ));
     }
@@ -436,7 +607,10 @@ fn add_filter_values<'v>(
         None if all.len() == MAX_FILTER_PARAMS => {
             return Err(invalid(
                 parameter,
-                format!("{parameter}: at most {MAX_FILTER_PARAMS} filter_ parameters are allowed"),
+                format!(
+                    "{parameter}: at most {MAX_FILTER_PARAMS} {} parameters are allowed",
+                    &parameter[..parameter.len() - param.len()]
+                ),
             ));
         }
         None => {
@@ -519,8 +693,8 @@ mod tests {
         }
     }
 
-    fn parse(query: &str) -> Result<(RecommendationQuery, Format), InvalidParameter> {
-        parse_recommendations(Some(query), &limits(), |name| {
+    fn parse(query: &str) -> Result<(RecommendationQuery, Shape), InvalidParameter> {
+        parse_recommendations(Some(query), &limits(), |name: &str| {
             name == "no-purchased" || name == "cat"
         })
     }
@@ -574,7 +748,7 @@ mod tests {
             r#"{"user_id":"u","item_ids":["a"],"filter":"cat","filter_CATEGORY":[""," "]}"#,
         ] {
             let params = Params::from_json(body.as_bytes()).unwrap();
-            let (q, _, _) = parse_rankings(params, &limits(), |n| n == "cat").unwrap();
+            let (q, _, _) = parse_rankings(params, &limits(), |n: &str| n == "cat").unwrap();
             assert_eq!(q.refinement.filter_values, vec![], "{body}");
         }
         // Without a filter, an empty list is not a value that needs one.
@@ -608,7 +782,7 @@ mod tests {
         assert_eq!(q.subject, Subject::User("u1".into()));
         assert_eq!(q.count, 10);
         assert_eq!(q.refinement.filter, None);
-        assert_eq!(format, Format::List);
+        assert_eq!(format.format, Format::List);
     }
 
     #[test]
@@ -635,14 +809,14 @@ mod tests {
             q.refinement.context,
             vec![("DEVICE".to_owned(), "mobile".to_owned())]
         );
-        assert_eq!(format, Format::Object);
+        assert_eq!(format.format, Format::Object);
     }
 
     #[test]
     fn empty_values_count_as_not_given() {
         let (q, format) = parse("user_id=u&count=&filter=&format=&context_DEVICE=").unwrap();
         assert_eq!(
-            (q.count, q.refinement.filter, format),
+            (q.count, q.refinement.filter, format.format),
             (10, None, Format::List)
         );
         assert!(q.refinement.context.is_empty());
@@ -655,10 +829,10 @@ mod tests {
             default_filter: Some("no-purchased".into()),
             ..limits()
         };
-        let (q, _) = parse_recommendations(Some("user_id=u"), &limits, |_| true).unwrap();
+        let (q, _) = parse_recommendations(Some("user_id=u"), &limits, |_: &str| true).unwrap();
         assert_eq!(q.refinement.filter.as_deref(), Some("no-purchased"));
         let (q, _) =
-            parse_recommendations(Some("user_id=u&filter=cat"), &limits, |_| true).unwrap();
+            parse_recommendations(Some("user_id=u&filter=cat"), &limits, |_: &str| true).unwrap();
         assert_eq!(q.refinement.filter.as_deref(), Some("cat"));
     }
 
@@ -721,7 +895,8 @@ mod tests {
             default_filter: Some("no-purchased".into()),
             ..limits()
         };
-        let related = |query: &str| parse_related_items(Some(query), &limits, |name| name == "cat");
+        let related =
+            |query: &str| parse_related_items(Some(query), &limits, |name: &str| name == "cat");
         let (q, seeds, format) = related("item_id=sku%201&count=4&format=object").unwrap();
         assert_eq!(seeds, ["sku 1"]);
         assert_eq!(
@@ -731,7 +906,7 @@ mod tests {
                 user_id: None
             }
         );
-        assert_eq!((q.count, format), (4, Format::Object));
+        assert_eq!((q.count, format.format), (4, Format::Object));
         assert_eq!(
             q.refinement.filter, None,
             "DEFAULT_FILTER is for /recommendations"
@@ -768,8 +943,8 @@ mod tests {
 
     fn rankings(
         params: Result<Params, InvalidParameter>,
-    ) -> Result<(RankingQuery, Option<u32>, Format), InvalidParameter> {
-        parse_rankings(params?, &limits(), |name| name == "cat")
+    ) -> Result<(RankingQuery, Option<u32>, Shape), InvalidParameter> {
+        parse_rankings(params?, &limits(), |name: &str| name == "cat")
     }
 
     #[test]
@@ -784,14 +959,14 @@ mod tests {
             ["a", "b", "c", "d"],
             "split, trimmed, repeats dropped"
         );
-        assert_eq!((count, format), (None, Format::List));
+        assert_eq!((count, format.format), (None, Format::List));
 
         let body = br#"{"user_id":"u","item_ids":["a,1","b"],"count":1,"format":"object",
             "filter":"cat","filter_CATEGORY":["shoes","hats, caps"],"context_DEVICE":"mobile",
             "cb":null,"utm":{"source":"braze"},"n":7}"#;
         let (q, count, format) = rankings(Params::from_json(body)).unwrap();
         assert_eq!(q.item_ids, ["a,1", "b"], "array entries are whole ids");
-        assert_eq!((count, format), (Some(1), Format::Object));
+        assert_eq!((count, format.format), (Some(1), Format::Object));
         assert_eq!(
             q.refinement.filter_values,
             [(

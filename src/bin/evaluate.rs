@@ -226,7 +226,8 @@ async fn run(args: Args) -> Result<(), String> {
                 .region(aws_config::Region::new(target.region.clone()))
                 .build(),
         );
-        let personalize = Arc::new(Personalize::new(BTreeMap::new()).with_recommendations(
+        let personalize = Arc::new(Personalize::new(BTreeMap::new()).with_recommender(
+            "personalize",
             Target {
                 client,
                 arn: target.clone(),

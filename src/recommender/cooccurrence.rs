@@ -288,15 +288,40 @@ impl Model {
             picked.extend(scored.iter().take(count).map(|(item, _)| *item));
         }
 
+        self.fill_popular(&mut picked, count, |item| unseen(item) && allowed(item));
+        picked
+    }
+
+    /// Up to `count` of the most popular items (recent events weigh more) the user has not
+    /// seen, each passing `allowed`: the same list for everyone, less their own history.
+    pub fn popular_for(
+        &self,
+        user_id: &str,
+        count: usize,
+        allowed: impl Fn(ItemIndex) -> bool,
+    ) -> Vec<ItemIndex> {
+        let user = self.users.get(user_id);
+        let unseen = |item: ItemIndex| user.is_none_or(|u| u.seen.binary_search(&item).is_err());
+        let mut picked = Vec::with_capacity(count);
+        self.fill_popular(&mut picked, count, |item| unseen(item) && allowed(item));
+        picked
+    }
+
+    /// Adds popular items that `allowed` lets through to `picked`, until it holds `count`.
+    fn fill_popular(
+        &self,
+        picked: &mut Vec<ItemIndex>,
+        count: usize,
+        allowed: impl Fn(ItemIndex) -> bool,
+    ) {
         for &item in &self.popular {
             if picked.len() >= count {
                 break;
             }
-            if unseen(item) && allowed(item) && !picked.contains(&item) {
+            if allowed(item) && !picked.contains(&item) {
                 picked.push(item);
             }
         }
-        picked
     }
 }
 

@@ -1,6 +1,8 @@
-//! `Recommender` for local mode: the co-occurrence model trained at start, with local filters.
-//! Related items are an item's neighbours, rankings use the user's scores, and events join the
-//! user's history in memory (until the process ends).
+//! `Recommender` for local mode: the co-occurrence model trained at start, with local filters
+//! and promotions. `/recommendations` has two named recommenders, `embedded` (the model) and
+//! `popularity` (the baseline), so A/B tests work without AWS. Related items are an item's
+//! neighbours, rankings use the user's scores, and events join the user's history in memory
+//! (until the process ends).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard};
@@ -10,9 +12,10 @@ use super::filter::{Action, Dataset, LocalFilter};
 use tokio::time::Instant;
 
 use super::{
-    Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded, Refinement,
-    Subject,
+    Event, PromotionQuery, RankingQuery, RecommendationQuery, Recommendations, Recommender,
+    Recorded, Refinement, Subject,
 };
+use crate::config::{LOCAL_RECOMMENDERS, Promotion};
 use crate::dataset::ItemRecord;
 use crate::upstream::UpstreamError;
 
@@ -20,6 +23,9 @@ pub struct LocalRecommender {
     /// Written only by `record`, which is rare next to reads.
     model: RwLock<Model>,
     filters: BTreeMap<String, LocalFilter>,
+    promotions: BTreeMap<String, Promotion<LocalFilter>>,
+    /// `embedded` or `popularity`: what `/recommendations` answers with by default.
+    default_recommender: &'static str,
     /// Items-file fields for each model item (column names upper-cased), for `Items.FIELD` filters.
     item_fields: Vec<Vec<(String, String)>>,
 }
@@ -45,8 +51,23 @@ impl LocalRecommender {
         LocalRecommender {
             model: RwLock::new(model),
             filters,
+            promotions: BTreeMap::new(),
+            default_recommender: LOCAL_RECOMMENDERS[0],
             item_fields,
         }
+    }
+
+    pub fn with_promotions(mut self, promotions: BTreeMap<String, Promotion<LocalFilter>>) -> Self {
+        self.promotions = promotions;
+        self
+    }
+
+    /// Makes `name` (one of `LOCAL_RECOMMENDERS`) the default; another name changes nothing.
+    pub fn with_default_recommender(mut self, name: &str) -> Self {
+        if let Some(known) = LOCAL_RECOMMENDERS.iter().find(|n| **n == name) {
+            self.default_recommender = known;
+        }
+        self
     }
 
     /// The model as it is now. A panic while recording leaves it usable, so poisoning is ignored.
@@ -70,15 +91,27 @@ impl LocalRecommender {
         refinement: &Refinement,
         user_id: Option<&str>,
     ) -> Result<impl Fn(ItemIndex) -> bool + 'a, UpstreamError> {
-        let resolved = match &refinement.filter {
+        let filter = match &refinement.filter {
             None => None,
-            Some(name) => self
-                .filters
-                .get(name)
-                .ok_or_else(|| {
-                    UpstreamError::Misconfigured(format!("no local filter named {name}"))
-                })?
-                .resolve(&refinement.filter_values)
+            Some(name) => Some(self.filters.get(name).ok_or_else(|| {
+                UpstreamError::Misconfigured(format!("no local filter named {name}"))
+            })?),
+        };
+        self.passing(model, filter, &refinement.filter_values, user_id)
+    }
+
+    /// Which items a filter (with its placeholders' values) lets through, for this user.
+    fn passing<'a>(
+        &'a self,
+        model: &Model,
+        filter: Option<&'a LocalFilter>,
+        filter_values: &[(String, Vec<String>)],
+        user_id: Option<&str>,
+    ) -> Result<impl Fn(ItemIndex) -> bool + 'a, UpstreamError> {
+        let resolved = match filter {
+            None => None,
+            Some(filter) => filter
+                .resolve(filter_values)
                 .map_err(UpstreamError::Rejected)?,
         };
         let excluded: Vec<ItemIndex> = match (&resolved, user_id) {
@@ -106,24 +139,65 @@ impl Recommender for LocalRecommender {
         self.filters.contains_key(name)
     }
 
+    fn has_recommender(&self, name: &str) -> bool {
+        LOCAL_RECOMMENDERS.contains(&name)
+    }
+
+    fn default_recommender(&self) -> Option<&str> {
+        Some(self.default_recommender)
+    }
+
+    fn has_promotion(&self, name: &str) -> bool {
+        self.promotions.contains_key(name)
+    }
+
     async fn recommend(
         &self,
         query: &RecommendationQuery,
     ) -> Result<Recommendations, UpstreamError> {
         let model = self.model();
-        let allowed = self.allowed(&model, &query.refinement, query.subject.user_id())?;
+        let user_id = query.subject.user_id();
+        let allowed = self.allowed(&model, &query.refinement, user_id)?;
         let count = query.count as usize;
-        let items = match &query.subject {
-            Subject::User(user_id) => model.recommend(user_id, count, allowed),
-            Subject::RelatedTo { item_id, .. } => model.related(item_id, count, allowed),
+        let user_id = match &query.subject {
+            Subject::RelatedTo { item_id, .. } => {
+                let items = model.related(item_id, count, allowed);
+                return Ok(ids_of(&model, items, None));
+            }
+            Subject::User(user_id) => user_id,
         };
-        Ok(Recommendations {
-            item_ids: items
-                .into_iter()
-                .map(|i| model.item_id(i).to_owned())
-                .collect(),
-            ..Recommendations::default()
-        })
+        let popularity = match query
+            .recommender
+            .as_deref()
+            .unwrap_or(self.default_recommender)
+        {
+            "embedded" => false,
+            "popularity" => true,
+            other => {
+                return Err(UpstreamError::Misconfigured(format!(
+                    "no local recommender named {other}"
+                )));
+            }
+        };
+        let pick = |count: usize, allowed: &dyn Fn(ItemIndex) -> bool| match popularity {
+            false => model.recommend(user_id, count, allowed),
+            true => model.popular_for(user_id, count, allowed),
+        };
+        let Some(promotion) = &query.promotion else {
+            return Ok(ids_of(&model, pick(count, &allowed), None));
+        };
+        let (name, rule) = self.promotion(promotion)?;
+        let promotable = self.passing(
+            &model,
+            Some(&rule.filter),
+            &promotion.filter_values,
+            Some(user_id),
+        )?;
+        // Promoted items pass the request's filter too, and come in the recommender's order.
+        let promoted = pick(count, &|item| allowed(item) && promotable(item));
+        let others = pick(count, &allowed);
+        let items = interleave(promoted, others, rule.percent, count);
+        Ok(ids_of(&model, items.0, Some((name, &items.1))))
     }
 
     async fn rank(&self, query: &RankingQuery) -> Result<Recommendations, UpstreamError> {
@@ -160,6 +234,80 @@ impl Recommender for LocalRecommender {
         }
         Recorded::all(events)
     }
+}
+
+impl LocalRecommender {
+    fn promotion(
+        &self,
+        query: &PromotionQuery,
+    ) -> Result<(&str, &Promotion<LocalFilter>), UpstreamError> {
+        self.promotions
+            .get_key_value(&query.name)
+            .map(|(name, rule)| (name.as_str(), rule))
+            .ok_or_else(|| {
+                UpstreamError::Misconfigured(format!("no local promotion named {}", query.name))
+            })
+    }
+}
+
+/// The model's items as ids; with a promotion, the promoted ones marked with its name.
+fn ids_of(
+    model: &Model,
+    items: Vec<ItemIndex>,
+    promotion: Option<(&str, &[ItemIndex])>,
+) -> Recommendations {
+    let promoted = promotion
+        .map(|(name, promoted)| {
+            promoted
+                .iter()
+                .map(|&i| (model.item_id(i).to_owned(), name.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Recommendations {
+        item_ids: items
+            .into_iter()
+            .map(|i| model.item_id(i).to_owned())
+            .collect(),
+        promoted,
+        ..Recommendations::default()
+    }
+}
+
+/// `count` items with `percent` of every prefix promoted: promoted items (in the recommender's
+/// order) take evenly spaced slots from the first (at 20%: the 1st, 6th, 11th, …), the others fill
+/// the rest in their order, each item once. When too few items can be promoted, the others take
+/// their slots, and the other way round. Returns the list and the items placed as promoted.
+fn interleave(
+    promoted: Vec<ItemIndex>,
+    others: Vec<ItemIndex>,
+    percent: u8,
+    count: usize,
+) -> (Vec<ItemIndex>, Vec<ItemIndex>) {
+    let percent = usize::from(percent.clamp(1, 100));
+    // The slot (0-based) of the j-th (0-based) promoted item.
+    let slot = |j: usize| j * 100 / percent;
+    let (mut promoted, mut others) = (promoted.into_iter(), others.into_iter());
+    let (mut list, mut placed) = (Vec::with_capacity(count), Vec::new());
+    while list.len() < count {
+        let promoted_slot = list.len() == slot(placed.len());
+        let mut next_promoted = || {
+            let item = promoted.find(|item| !list.contains(item));
+            item.inspect(|&item| placed.push(item))
+        };
+        let item = if promoted_slot {
+            next_promoted().or_else(|| others.find(|item| !list.contains(item)))
+        } else {
+            others
+                .find(|item| !list.contains(item))
+                .or_else(next_promoted)
+        };
+        match item {
+            Some(item) => list.push(item),
+            None => break,
+        }
+    }
+    (list, placed)
 }
 
 #[cfg(test)]
@@ -231,6 +379,7 @@ mod tests {
                     .collect(),
                 context: Vec::new(),
             },
+            ..RecommendationQuery::default()
         };
         r.recommend(&query).await.map(|r| r.item_ids)
     }
@@ -293,6 +442,7 @@ mod tests {
             properties: None,
             recommendation_id: None,
             impression: Vec::new(),
+            attribution_source: None,
         };
         let deadline = Instant::now() + std::time::Duration::from_secs(1);
         let fill: Vec<Event> = (0..MAX_LIVE_EVENT_TYPES - 1)

@@ -61,6 +61,19 @@ pub struct RecommendationQuery {
     /// How many ids to return (the service adds its over-fetch margin before asking).
     pub count: u32,
     pub refinement: Refinement,
+    /// For a user: which named recommender answers (`recommender=`); `None` is the default.
+    pub recommender: Option<String>,
+    /// For a user: a promotion by name, and the values of its filter's placeholders.
+    pub promotion: Option<PromotionQuery>,
+}
+
+/// `promotion=NAME&promotion_CATEGORY=bags`: a share of the list (the promotion's) from the
+/// items its filter lets through.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PromotionQuery {
+    pub name: String,
+    /// Placeholder → its raw, unescaped values, as for a filter.
+    pub filter_values: Vec<(String, Vec<String>)>,
 }
 
 /// `GET|POST /rankings`: put these items in the user's order.
@@ -80,6 +93,8 @@ pub struct Recommendations {
     /// Item metadata, when the recommender returns it with the ids
     /// (`ITEM_METADATA_SOURCE=personalize`); the service then does not ask the catalog.
     pub items: Option<HashMap<String, Arc<Item>>>,
+    /// Ids a promotion placed in the list → the promotion's name.
+    pub promoted: HashMap<String, String>,
 }
 
 /// One interaction to feed back (`POST /events`). Already validated by the API layer.
@@ -100,6 +115,9 @@ pub struct Event {
     pub properties: Option<String>,
     pub recommendation_id: Option<String>,
     pub impression: Vec<String>,
+    /// Where the event came from, for Personalize's metric attribution (`eventAttributionSource`):
+    /// an A/B test's variant, say, so its reports compare them.
+    pub attribution_source: Option<String>,
 }
 
 /// The things a recommender can be asked; each endpoint needs one of them.
@@ -114,6 +132,22 @@ pub enum Operation {
 pub trait Recommender: Send + Sync + 'static {
     /// Whether `filter=name` means something to this recommender.
     fn has_filter(&self, _name: &str) -> bool {
+        false
+    }
+
+    /// Whether `recommender=name` means something on `/recommendations`.
+    fn has_recommender(&self, _name: &str) -> bool {
+        false
+    }
+
+    /// The name of the recommender `/recommendations` asks when a request names none, if its
+    /// recommenders have names.
+    fn default_recommender(&self) -> Option<&str> {
+        None
+    }
+
+    /// Whether `promotion=name` means something on `/recommendations`.
+    fn has_promotion(&self, _name: &str) -> bool {
         false
     }
 

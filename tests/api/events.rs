@@ -80,7 +80,7 @@ async fn http_api_event_answers_the_object_form() {
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
     assert_eq!(
         answer.body,
-        r#"{"items":[{"id":"c","name":"Gamma","price":1200},{"id":"a","name":"Alpha","price":10.00}],"recommendation_id":"RID-1"}"#
+        r#"{"items":[{"id":"c","name":"Gamma","price":1200},{"id":"a","name":"Alpha","price":10.00}],"recommendation_id":"RID-1","recommender":"shop"}"#
     );
     assert_eq!(answer.header("cache-control"), Some("private, max-age=300"));
 }

@@ -289,7 +289,7 @@ async fn format_object_wraps_items_with_the_recommendation_id() {
 
     assert_eq!(
         answer.body,
-        r#"{"items":[{"id":"b","name":"Zweites Stück","price":19.90,"category":"shoes"}],"recommendation_id":"RID-1"}"#
+        r#"{"items":[{"id":"b","name":"Zweites Stück","price":19.90,"category":"shoes"}],"recommendation_id":"RID-1","recommender":"shop"}"#
     );
 }
 

@@ -175,7 +175,7 @@ proptest! {
             max_ranking_items: 500,
             default_filter: None,
         };
-        let (parsed, _) = parse_recommendations(Some(&query), &limits, |name| name == "by-category")
+        let (parsed, _) = parse_recommendations(Some(&query), &limits, |name: &str| name == "by-category")
             .map_err(|e| TestCaseError::fail(format!("{query}: {e:?}")))?;
         prop_assert_eq!(parsed.subject, Subject::User(user_id));
         prop_assert_eq!(parsed.count, count);

@@ -360,11 +360,9 @@ pub async fn send(app: &axum::Router, request: Request<Body>) -> Answer {
 /// Local mode over the sample data, as `cargo run` serves it.
 pub fn local_app() -> axum::Router {
     let config = Config::from_lookup(|_| None).unwrap();
-    let Backend::Local { data_dir, filters } = &config.backend else {
+    let Backend::Local { data_dir, .. } = &config.backend else {
         panic!("no AWS setting is local mode: {:?}", config.backend)
     };
     let data_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(data_dir);
-    startup::local_app(&config, &data_dir, filters.clone())
-        .unwrap()
-        .0
+    startup::local_app(&config, &data_dir).unwrap().0
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_sdk_personalizeevents as events;
 use aws_sdk_personalizeruntime::Client;
-use aws_sdk_personalizeruntime::types::PredictedItem;
+use aws_sdk_personalizeruntime::types::{PredictedItem, Promotion};
 use futures_util::future::join_all;
 use tokio::time::Instant;
 
@@ -16,9 +16,10 @@ pub mod arn;
 pub use arn::{PersonalizeArn, TargetKind};
 
 use super::{
-    Event, Operation, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
-    Refinement, Subject,
+    Event, Operation, PromotionQuery, RankingQuery, RecommendationQuery, Recommendations,
+    Recommender, Recorded, Refinement, Subject,
 };
+use crate::config;
 use crate::item::{Item, UrlTemplates};
 use crate::limits::MAX_RESULTS_WITH_METADATA;
 use crate::upstream::UpstreamError;
@@ -32,8 +33,8 @@ pub struct Target {
 
 #[derive(Default)]
 pub struct Personalize {
-    /// `PERSONALIZE_ARN`: `GET /recommendations`.
-    recommendations: Option<Target>,
+    /// `RECOMMENDERS` (or `PERSONALIZE_ARN`): `GET /recommendations`, by name; the default first.
+    recommenders: Vec<(String, Target)>,
     /// `RELATED_ITEMS_ARN`: `GET /related-items`.
     related_items: Option<Target>,
     /// `RANKING_ARN`: `GET|POST /rankings`.
@@ -42,6 +43,8 @@ pub struct Personalize {
     events: Option<(events::Client, String)>,
     /// Filter name → filter ARN, from `FILTERS`.
     filters: BTreeMap<String, String>,
+    /// Promotion name → filter ARN and share, from `PROMOTIONS`.
+    promotions: BTreeMap<String, config::Promotion<String>>,
     /// `ITEM_METADATA_COLUMNS`, when Personalize is also the catalog.
     metadata: Option<(Vec<String>, UrlTemplates)>,
 }
@@ -54,8 +57,26 @@ impl Personalize {
         }
     }
 
-    pub fn with_recommendations(mut self, target: Target) -> Self {
-        self.recommendations = Some(target);
+    /// A recommender for `/recommendations`, by name; the first one added is the default.
+    pub fn with_recommender(mut self, name: impl Into<String>, target: Target) -> Self {
+        self.recommenders.push((name.into(), target));
+        self
+    }
+
+    /// Makes the recommender `name` the default (it must have been added).
+    pub fn with_default_recommender(mut self, name: &str) -> Self {
+        if let Some(i) = self.recommenders.iter().position(|(n, _)| n == name) {
+            let default = self.recommenders.remove(i);
+            self.recommenders.insert(0, default);
+        }
+        self
+    }
+
+    pub fn with_promotions(
+        mut self,
+        promotions: BTreeMap<String, config::Promotion<String>>,
+    ) -> Self {
+        self.promotions = promotions;
         self
     }
 
@@ -89,14 +110,8 @@ impl Personalize {
                     UpstreamError::Misconfigured(format!("no filter named {name}"))
                 })?),
             };
-        let filter_values =
-            (filter_arn.is_some() && !refinement.filter_values.is_empty()).then(|| {
-                refinement
-                    .filter_values
-                    .iter()
-                    .map(|(param, values)| (param.clone(), quote_filter_values(values)))
-                    .collect()
-            });
+        let filter_values = (filter_arn.is_some() && !refinement.filter_values.is_empty())
+            .then(|| quoted_filter_values(&refinement.filter_values));
         let context =
             (!refinement.context.is_empty()).then(|| refinement.context.iter().cloned().collect());
         Ok(Refined {
@@ -125,11 +140,32 @@ impl Personalize {
                 })
                 .collect::<HashMap<_, _>>()
         });
+        let promoted = predicted
+            .iter()
+            .filter_map(|p| Some((p.item_id.clone()?, p.promotion_name.clone()?)))
+            .collect();
         Recommendations {
             item_ids: predicted.into_iter().filter_map(|p| p.item_id).collect(),
             recommendation_id,
             items,
+            promoted,
         }
+    }
+
+    /// The request's `promotions`: the one named, with its filter's values.
+    fn promotion(&self, query: &PromotionQuery) -> Result<Promotion, UpstreamError> {
+        let promotion = self.promotions.get(&query.name).ok_or_else(|| {
+            UpstreamError::Misconfigured(format!("no promotion named {}", query.name))
+        })?;
+        Ok(Promotion::builder()
+            .name(&query.name)
+            .percent_promoted_items(promotion.percent.into())
+            .filter_arn(&promotion.filter)
+            .set_filter_values(
+                (!query.filter_values.is_empty())
+                    .then(|| quoted_filter_values(&query.filter_values)),
+            )
+            .build())
     }
 
     fn metadata_columns(&self) -> Option<HashMap<String, Vec<String>>> {
@@ -154,9 +190,21 @@ impl Recommender for Personalize {
         self.filters.contains_key(name)
     }
 
+    fn has_recommender(&self, name: &str) -> bool {
+        self.recommenders.iter().any(|(n, _)| n == name)
+    }
+
+    fn default_recommender(&self) -> Option<&str> {
+        self.recommenders.first().map(|(name, _)| name.as_str())
+    }
+
+    fn has_promotion(&self, name: &str) -> bool {
+        self.promotions.contains_key(name)
+    }
+
     fn supports(&self, operation: Operation) -> bool {
         match operation {
-            Operation::Recommendations => self.recommendations.is_some(),
+            Operation::Recommendations => !self.recommenders.is_empty(),
             Operation::RelatedItems => self.related_items.is_some(),
             Operation::Rankings => self.ranking.is_some(),
             Operation::Events => self.events.is_some(),
@@ -167,11 +215,25 @@ impl Recommender for Personalize {
         &self,
         query: &RecommendationQuery,
     ) -> Result<Recommendations, UpstreamError> {
-        let (target, setting) = match &query.subject {
-            Subject::User(_) => (&self.recommendations, "PERSONALIZE_ARN"),
-            Subject::RelatedTo { .. } => (&self.related_items, "RELATED_ITEMS_ARN"),
+        let target = match &query.subject {
+            Subject::User(_) => {
+                let chosen = match &query.recommender {
+                    Some(name) => self.recommenders.iter().find(|(n, _)| n == name),
+                    None => self.recommenders.first(),
+                };
+                let (_, target) = chosen.ok_or_else(|| match &query.recommender {
+                    Some(name) => {
+                        UpstreamError::Misconfigured(format!("no recommender named {name}"))
+                    }
+                    None => not_configured("PERSONALIZE_ARN (or RECOMMENDERS)"),
+                })?;
+                target
+            }
+            Subject::RelatedTo { .. } => self
+                .related_items
+                .as_ref()
+                .ok_or_else(|| not_configured("RELATED_ITEMS_ARN"))?,
         };
-        let target = target.as_ref().ok_or_else(|| not_configured(setting))?;
         let mut count = query.count;
         if self.metadata.is_some() {
             count = count.min(MAX_RESULTS_WITH_METADATA);
@@ -192,6 +254,9 @@ impl Recommender for Personalize {
             TargetKind::Recommender => request.recommender_arn(&target.arn.arn),
         };
         let refined = self.refine(&query.refinement)?;
+        if let Some(promotion) = &query.promotion {
+            request = request.promotions(self.promotion(promotion)?);
+        }
         let output = request
             .set_filter_arn(refined.filter_arn)
             .set_filter_values(refined.filter_values)
@@ -301,9 +366,29 @@ fn to_sdk_event(event: &Event) -> Result<events::types::Event, UpstreamError> {
         .set_properties(event.properties.clone())
         .set_recommendation_id(event.recommendation_id.clone())
         .set_impression((!event.impression.is_empty()).then(|| event.impression.clone()))
+        .set_metric_attribution(
+            event
+                .attribution_source
+                .as_ref()
+                .map(|source| {
+                    events::types::MetricAttribution::builder()
+                        .event_attribution_source(source)
+                        .build()
+                })
+                .transpose()
+                .map_err(|e| UpstreamError::Misconfigured(format!("building an event: {e}")))?,
+        )
         .build()
         // Only a missing required field fails, and both are always set.
         .map_err(|e| UpstreamError::Misconfigured(format!("building an event: {e}")))
+}
+
+/// A filter's (or promotion's) `filterValues`: each placeholder's values quoted.
+fn quoted_filter_values(values: &[(String, Vec<String>)]) -> HashMap<String, String> {
+    values
+        .iter()
+        .map(|(param, values)| (param.clone(), quote_filter_values(values)))
+        .collect()
 }
 
 /// Personalize wants each filter value in double quotes, several separated by commas:
