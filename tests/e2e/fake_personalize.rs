@@ -8,7 +8,12 @@
 //! without a filter, or not in the quoted form (`"\"a\",\"b\""`), or over the limits; a filter
 //! ARN ending in `/by-category` is `INCLUDE … WHERE Items.CATEGORY IN ($CATEGORY)` and needs its
 //! value; over 150 `context` entries or values over 1000 characters; event `properties` that are
-//! not a JSON object of at most 1024 characters, and over 25 `impression` ids.
+//! not a JSON object of at most 1024 characters, and over 25 `impression` ids; `promotions` of
+//! more than one, or with a bad name, share, filter or filter values; a `metricAttribution`
+//! without a printable `eventAttributionSource` of at most 1024 characters.
+//!
+//! A promotion marks every `100 / percentPromotedItems`-th item of the list (from the first)
+//! with its `promotionName`, as if those were the items its filter promotes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -287,6 +292,44 @@ fn refinement_problem(body: &Value) -> Option<String> {
     None
 }
 
+/// The request's promotion, as its name and how often an item is promoted (every n-th), or what
+/// the real service would refuse in it.
+fn promotion(body: &Value) -> Result<Option<(String, usize)>, String> {
+    let Some(promotions) = body.get("promotions") else {
+        return Ok(None);
+    };
+    let [promotion] = promotions.as_array().map(Vec::as_slice).unwrap_or_default() else {
+        return Err("promotions takes one promotion.".into());
+    };
+    let name = promotion["name"].as_str().unwrap_or_default();
+    let valid_name = (1..=63).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid_name {
+        return Err(format!("promotion name {name:?} is invalid."));
+    }
+    let percent = promotion["percentPromotedItems"].as_u64().unwrap_or(0);
+    if !(1..=100).contains(&percent) {
+        return Err("percentPromotedItems must be 1..100.".into());
+    }
+    let filter = promotion["filterArn"].as_str().unwrap_or_default();
+    if !filter.starts_with("arn:aws:personalize:") || !filter.contains(":filter/") {
+        return Err("A promotion needs a filterArn.".into());
+    }
+    // The filter rules of the request apply to the promotion's own filter and values.
+    let as_request = json!({ "filterArn": filter, "filterValues": promotion.get("filterValues") });
+    let as_request = match promotion.get("filterValues") {
+        Some(_) => as_request,
+        None => json!({ "filterArn": filter }),
+    };
+    if let Some(problem) = refinement_problem(&as_request) {
+        return Err(format!("promotion {name}: {problem}"));
+    }
+    Ok(Some((name.to_owned(), (100 / percent) as usize)))
+}
+
 /// `"a","b\"c"`: double-quoted values, escapes inside, separated by commas.
 fn is_quoted_list(text: &str) -> bool {
     let mut chars = text.chars().peekable();
@@ -327,6 +370,15 @@ fn event_problem(event: &Value) -> Option<String> {
             .filter(Value::is_object);
         if object.is_none() {
             return Some("properties must be a JSON object of at most 1024 characters.".into());
+        }
+    }
+    if let Some(attribution) = event.get("metricAttribution") {
+        let source = attribution["eventAttributionSource"]
+            .as_str()
+            .unwrap_or_default();
+        let printable = source.bytes().all(|b| (0x20..=0x7e).contains(&b));
+        if !printable || source.trim().is_empty() || source.len() > 1024 {
+            return Some("metricAttribution needs an eventAttributionSource.".into());
         }
     }
     let impressions = event.get("impression").map(|i| i.as_array().map(Vec::len));
@@ -419,6 +471,10 @@ async fn recommendations(
     if let Some(problem) = refinement_problem(&body) {
         return invalid_input(&problem);
     }
+    let promotion = match promotion(&body) {
+        Ok(promotion) => promotion,
+        Err(problem) => return invalid_input(&problem),
+    };
     if let Some(response) = apply_mode(&mode, &arn).await {
         return response;
     }
@@ -442,6 +498,11 @@ async fn recommendations(
             let mut item = json!({ "itemId": id, "score": (count - k as f64) / count });
             if !columns.is_empty() {
                 item["metadata"] = item_metadata(&metadata, id, &columns);
+            }
+            if let Some((name, every)) = &promotion
+                && k % every == 0
+            {
+                item["promotionName"] = json!(name);
             }
             item
         })

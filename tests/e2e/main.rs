@@ -7,6 +7,7 @@
 //! the `e2e` feature: plain `cargo test` runs everything else.
 
 mod catalog;
+mod choices;
 mod emf;
 mod endpoints;
 mod evaluate;
@@ -266,7 +267,7 @@ async fn no_recommendations_is_an_empty_list() {
     assert_eq!(answer.status, 200);
     assert_eq!(
         answer.body,
-        r#"{"items":[],"recommendation_id":"RID-frank"}"#
+        r#"{"items":[],"recommendation_id":"RID-frank","recommender":"shop"}"#
     );
 }
 
