@@ -604,6 +604,18 @@ fn check_name(var: &'static str, value: &str, what: &str, name: &str) -> Result<
             format!("{what} name {name:?} must be letters, digits, - or _"),
         ));
     }
+    // Personalize names a promotion in the request: 1 to 63 characters, from a letter or digit.
+    if what == "promotion"
+        && (name.len() > 63 || !name.starts_with(|c: char| c.is_ascii_alphanumeric()))
+    {
+        return Err(invalid(
+            var,
+            value,
+            format!(
+                "promotion name {name:?} must start with a letter or digit and be at most 63 characters"
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -984,6 +996,136 @@ mod tests {
         ] {
             let err = config(&vars).unwrap_err().to_string();
             assert!(err.starts_with(expected), "{err}");
+        }
+    }
+
+    const PICKS: &str = "arn:aws:personalize:us-east-1:123456789012:recommender/picks";
+
+    #[test]
+    fn recommenders_are_named_in_order_and_the_default_is_the_first_or_the_named_one() {
+        let list = format!("{CAMPAIGN}, top = {PICKS}");
+        let c = config(&[("RECOMMENDERS", &list), ("ITEMS_TABLE", "t")]).unwrap();
+        let Backend::Aws(Aws { recommenders, .. }) = &c.backend else {
+            panic!("RECOMMENDERS alone is AWS mode")
+        };
+        let names: Vec<&str> = recommenders.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["shop", "top"]);
+        assert_eq!(recommenders[1].1.kind, TargetKind::Recommender);
+        assert_eq!(c.default_recommender.as_deref(), Some("shop"));
+
+        // PERSONALIZE_ARN comes first; DEFAULT_RECOMMENDER may pick any.
+        let c = config(&[
+            ("PERSONALIZE_ARN", PICKS),
+            ("RECOMMENDERS", CAMPAIGN),
+            ("DEFAULT_RECOMMENDER", "shop"),
+            ("ITEMS_TABLE", "t"),
+        ])
+        .unwrap();
+        assert_eq!(c.default_recommender.as_deref(), Some("shop"));
+
+        for (vars, expected) in [
+            (vec![("RECOMMENDERS", FILTER)], "RECOMMENDERS="),
+            (vec![("RECOMMENDERS", "top=")], "RECOMMENDERS="),
+            (
+                vec![("RECOMMENDERS", &format!("{CAMPAIGN},{CAMPAIGN}") as &str)],
+                "RECOMMENDERS=",
+            ),
+            (
+                vec![("PERSONALIZE_ARN", CAMPAIGN), ("RECOMMENDERS", CAMPAIGN)],
+                "RECOMMENDERS=",
+            ),
+            (
+                vec![(
+                    "RECOMMENDERS",
+                    "a b=arn:aws:personalize:us-east-1:1:campaign/x",
+                )],
+                "RECOMMENDERS=",
+            ),
+            (
+                vec![("RECOMMENDERS", CAMPAIGN), ("DEFAULT_RECOMMENDER", "top")],
+                "DEFAULT_RECOMMENDER=",
+            ),
+        ] {
+            let mut vars = vars.clone();
+            vars.push(("ITEMS_TABLE", "t"));
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{vars:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn promotions_take_a_filter_and_a_share() {
+        let other = "arn:aws:personalize:eu-west-1:123456789012:filter/new-arrivals";
+        let list = format!("summer={FILTER}@35,{other}");
+        let c = config(&[
+            ("PERSONALIZE_ARN", CAMPAIGN),
+            ("ITEMS_TABLE", "t"),
+            ("PROMOTIONS", &list),
+        ])
+        .unwrap();
+        let Backend::Aws(Aws { promotions, .. }) = &c.backend else {
+            panic!("AWS mode")
+        };
+        assert_eq!(
+            promotions["summer"],
+            Promotion {
+                filter: FILTER.to_owned(),
+                percent: 35
+            }
+        );
+        assert_eq!(promotions["new-arrivals"].percent, 20, "the default share");
+
+        for (list, percent) in [
+            (format!("x={FILTER}@0"), None),
+            (format!("x={FILTER}@101"), None),
+            (format!("x={CAMPAIGN}@10"), None),
+            (format!("x={FILTER}"), Some("0")),
+            (format!("-x={FILTER}"), None),
+        ] {
+            let mut vars = vec![
+                ("PERSONALIZE_ARN", CAMPAIGN),
+                ("ITEMS_TABLE", "t"),
+                ("PROMOTIONS", list.as_str()),
+            ];
+            if let Some(percent) = percent {
+                vars.push(("PROMOTION_PERCENT", percent));
+            }
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.starts_with("PROMOTION"), "{list}: {err}");
+        }
+    }
+
+    #[test]
+    fn local_mode_has_two_recommenders_and_its_own_promotions() {
+        let c = config(&[
+            ("DEFAULT_RECOMMENDER", "popularity"),
+            (
+                "LOCAL_PROMOTIONS",
+                r#"sale=INCLUDE ItemID WHERE Items.CATEGORY IN ("a@b") @ 40;hats=INCLUDE ItemID WHERE Items.CATEGORY IN ("hats")"#,
+            ),
+        ])
+        .unwrap();
+        assert_eq!(c.default_recommender.as_deref(), Some("popularity"));
+        let Backend::Local { promotions, .. } = &c.backend else {
+            panic!("local mode")
+        };
+        assert_eq!(promotions["sale"].percent, 40);
+        assert_eq!(promotions["hats"].percent, 20);
+
+        for (vars, expected) in [
+            (
+                vec![("DEFAULT_RECOMMENDER", "personalize")],
+                "DEFAULT_RECOMMENDER=",
+            ),
+            (vec![("RECOMMENDERS", "x")], "RECOMMENDERS="),
+            (vec![("PROMOTIONS", FILTER)], "PROMOTIONS="),
+            (
+                vec![("LOCAL_PROMOTIONS", "x=INCLUDE nothing@10")],
+                "LOCAL_PROMOTIONS=",
+            ),
+        ] {
+            let err = config(&vars).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{vars:?}: {err}");
         }
     }
 }

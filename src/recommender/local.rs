@@ -478,4 +478,77 @@ mod tests {
         assert!(!ids.contains(&"B".to_owned()));
         assert_eq!(ids, ["D"]);
     }
+
+    #[test]
+    fn promoted_items_take_evenly_spaced_slots_from_the_first() {
+        let others: Vec<ItemIndex> = (10..30).collect();
+        // 20%: slots 0, 5, 10; the others in their order around them.
+        let (list, placed) = interleave(vec![1, 2, 3, 4], others.clone(), 20, 12);
+        assert_eq!(list, [1, 10, 11, 12, 13, 2, 14, 15, 16, 17, 3, 18]);
+        assert_eq!(placed, [1, 2, 3]);
+        // 30%: slots 0, 3, 6, 10 (j·100/30 rounded down).
+        let (list, _) = interleave(vec![1, 2, 3, 4], others.clone(), 30, 11);
+        assert_eq!(list, [1, 10, 11, 2, 12, 13, 3, 14, 15, 16, 4]);
+        // Too few promotable items: the others take their slots.
+        let (list, placed) = interleave(vec![1], others.clone(), 50, 4);
+        assert_eq!((list, placed), (vec![1, 10, 11, 12], vec![1]));
+        // An item in both lists appears once, where it comes first.
+        let (list, placed) = interleave(vec![10, 1], vec![10, 11, 12, 13], 50, 4);
+        assert_eq!((list, placed), (vec![10, 11, 1, 12], vec![10, 1]));
+        // Nothing else left: promoted items fill the list, still marked.
+        let (list, placed) = interleave(vec![1, 2, 3], vec![10], 25, 4);
+        assert_eq!((list, placed), (vec![1, 10, 2, 3], vec![1, 2, 3]));
+    }
+
+    #[tokio::test]
+    async fn popularity_and_promotions_answer_by_name() {
+        let promotions = BTreeMap::from([(
+            "hats".to_owned(),
+            Promotion {
+                filter: LocalFilter::parse("INCLUDE ItemID WHERE Items.CATEGORY IN ($CATEGORY)")
+                    .unwrap(),
+                percent: 50,
+            },
+        )]);
+        let r = recommender().with_promotions(promotions);
+        assert!(r.has_recommender("popularity") && r.has_recommender("embedded"));
+        assert_eq!(r.default_recommender(), Some("embedded"));
+        let ask = |recommender: Option<&str>, promotion: Option<&str>| {
+            let query = RecommendationQuery {
+                subject: Subject::User("u5".into()),
+                count: 3,
+                recommender: recommender.map(str::to_owned),
+                promotion: promotion.map(|category| PromotionQuery {
+                    name: "hats".into(),
+                    filter_values: vec![("CATEGORY".into(), vec![category.into()])],
+                }),
+                ..RecommendationQuery::default()
+            };
+            let r = &r;
+            async move { r.recommend(&query).await.unwrap() }
+        };
+        // u5 saw A. Popularity without A: B and C (three events each; ties by id), then D.
+        let popular = ask(Some("popularity"), None).await;
+        assert_eq!(popular.item_ids, ["B", "C", "D"]);
+        assert!(popular.promoted.is_empty());
+        // The model: B before C (co-occurrence with A), D from popularity.
+        assert_eq!(ask(None, None).await.item_ids, ["B", "C", "D"]);
+        // Half the list from "bags" (D), placed first and marked.
+        let promoted = ask(None, Some("bags")).await;
+        assert_eq!(promoted.item_ids, ["D", "B", "C"]);
+        assert_eq!(
+            promoted.promoted,
+            HashMap::from([("D".to_owned(), "hats".to_owned())])
+        );
+        let err = r
+            .recommend(&RecommendationQuery {
+                subject: Subject::User("u5".into()),
+                count: 3,
+                recommender: Some("personalize".into()),
+                ..RecommendationQuery::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, UpstreamError::Misconfigured(_)), "{err:?}");
+    }
 }
