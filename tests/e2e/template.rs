@@ -340,6 +340,54 @@ fn metadata_from_personalize_makes_no_table_and_caps_the_count() {
     assert!(deployed["Outputs"].get("ItemsTableName").is_none());
 }
 
+/// Several recommenders for an A/B test, and promotions: IAM names each ARN, no wildcard, and
+/// the function gets the list as the template was given it.
+#[test]
+fn each_recommender_and_promotion_is_granted_by_its_own_arn() {
+    const PICKS: &str = "arn:aws:personalize:eu-west-1:123456789012:recommender/picks";
+    const PROMOTION: &str = "arn:aws:personalize:us-east-1:123456789012:filter/new-arrivals";
+    let recommenders = format!("{CAMPAIGN},{PICKS}");
+    let deployed = deploy(
+        &template_path(),
+        &[
+            ("PersonalizeArn", &recommenders),
+            ("DefaultRecommender", "picks"),
+            ("Promotions", PROMOTION),
+            ("PromotionPercent", "30"),
+            ("RankingArn", RANKING),
+        ],
+    );
+    assert_sound(&deployed, &[]);
+    assert_eq!(
+        grants(&deployed),
+        pairs(&[
+            ("personalize:GetRecommendations", CAMPAIGN),
+            ("personalize:GetRecommendations", PICKS),
+            ("personalize:GetRecommendations", PROMOTION),
+            ("personalize:GetPersonalizedRanking", RANKING),
+            ("dynamodb:BatchGetItem", TABLE_ARN),
+        ])
+    );
+    assert_eq!(variable(&deployed, "RECOMMENDERS"), recommenders.as_str());
+    assert_eq!(variable(&deployed, "DEFAULT_RECOMMENDER"), "picks");
+    assert_eq!(variable(&deployed, "PROMOTIONS"), PROMOTION);
+    assert_eq!(variable(&deployed, "PROMOTION_PERCENT"), "30");
+
+    // Without /recommendations, promotions (which only it takes) grant nothing.
+    let deployed = deploy(
+        &template_path(),
+        &[("RelatedItemsArn", SIMS), ("Promotions", PROMOTION)],
+    );
+    assert_sound(&deployed, &[]);
+    assert_eq!(
+        grants(&deployed),
+        pairs(&[
+            ("personalize:GetRecommendations", SIMS),
+            ("dynamodb:BatchGetItem", TABLE_ARN),
+        ])
+    );
+}
+
 #[test]
 fn events_only_may_put_events_and_nothing_else() {
     let deployed = deploy(&template_path(), &[("EventTrackerId", "tracker-1")]);
