@@ -1,10 +1,11 @@
 """openapi.yaml as one running binary serves it, for Schemathesis.
 
-usage: served-doc.py OPENAPI_YAML FILTER_NAME... > served.json
+usage: served-doc.py OPENAPI_YAML FILTERS RECOMMENDERS PROMOTIONS > served.json
+(each a comma-separated list of the names the binary was started with)
 
 Two differences from the published document, both the deployment's and not the binary's: the API
 key belongs to API Gateway (the binary behind it never sees one), so the security requirement
-goes; and `filter` takes exactly the filter names this binary was started with.
+goes; and `filter`, `recommender` and `promotion` take exactly the names this binary knows.
 """
 
 import json
@@ -12,10 +13,16 @@ import sys
 
 import yaml
 
-path, filters = sys.argv[1], sys.argv[2:]
+path, filters, recommenders, promotions = sys.argv[1:5]
 with open(path, encoding="utf-8") as f:
     doc = yaml.safe_load(f)
 doc.pop("security", None)
 doc["components"].pop("securitySchemes", None)
-doc["components"]["parameters"]["Filter"]["schema"] = {"enum": [*filters, ""]}
+parameters = doc["components"]["parameters"]
+for parameter, names in [
+    ("Filter", filters),
+    ("Recommender", recommenders),
+    ("Promotion", promotions),
+]:
+    parameters[parameter]["schema"] = {"enum": [*names.split(","), ""]}
 json.dump(doc, sys.stdout, ensure_ascii=False)
