@@ -191,6 +191,24 @@ async fn every_readme_snippet_renders_against_real_answers() {
             );
         }
 
+        // The A/B variant shows which recommender answered; the promotion badges its items.
+        if snippet.contains("{{ result.recommender }}") {
+            let name = answer["recommender"].as_str().expect("a named recommender");
+            assert!(output.contains(&format!("variant: {name}")), "{output}");
+        }
+        if snippet.contains("{% if item.promotion %}") {
+            let promoted = items
+                .iter()
+                .filter(|i| i.get("promotion").is_some())
+                .count();
+            assert!(promoted > 0, "no promoted item in {answer}");
+            assert_eq!(
+                output.matches("<b>New in bags</b>").count(),
+                promoted,
+                "{output}"
+            );
+        }
+
         // The same snippet with no recommendations must abort rather than render a blank.
         if snippet.contains("abort_message('no recommendations')") {
             let empty = match answer {
@@ -269,4 +287,36 @@ async fn the_readme_webhook_body_is_accepted_and_changes_the_next_recommendation
         "an item the user clicked is seen now"
     );
     assert_ne!(before, after);
+}
+
+/// The A/B section's webhook body for a variant without a Personalize list is accepted, its
+/// `attribution_source` as Braze renders it.
+#[tokio::test]
+async fn the_readme_attribution_webhook_body_is_accepted() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let webhook = readme
+        .split("```json\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .find(|block| block.contains("\"attribution_source\""))
+        .expect("an attributed webhook body in the README");
+    let body = fill(webhook, ITEM);
+    let event: Value = serde_json::from_str(&body)
+        .unwrap_or_else(|e| panic!("not JSON once rendered ({e}):\n{body}"));
+    assert_eq!(event["attribution_source"], "braze-control");
+    assert!(
+        event.get("recommendation_id").is_none(),
+        "Personalize lets the source win: the README sends one or the other"
+    );
+    let response = local_app()
+        .oneshot(
+            Request::post("/events")
+                .header("content-type", "application/json")
+                .body(Body::from(body.clone()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 202, "{body}");
 }
