@@ -266,7 +266,7 @@ impl Model {
         allowed: impl Fn(ItemIndex) -> bool,
     ) -> Vec<ItemIndex> {
         let user = self.users.get(user_id);
-        let unseen = |item: ItemIndex| user.is_none_or(|u| u.seen.binary_search(&item).is_err());
+        let unseen = unseen_by(user);
         let mut picked: Vec<ItemIndex> = Vec::with_capacity(count);
 
         if let Some(user) = user {
@@ -300,8 +300,7 @@ impl Model {
         count: usize,
         allowed: impl Fn(ItemIndex) -> bool,
     ) -> Vec<ItemIndex> {
-        let user = self.users.get(user_id);
-        let unseen = |item: ItemIndex| user.is_none_or(|u| u.seen.binary_search(&item).is_err());
+        let unseen = unseen_by(self.users.get(user_id));
         let mut picked = Vec::with_capacity(count);
         self.fill_popular(&mut picked, count, |item| unseen(item) && allowed(item));
         picked
@@ -443,6 +442,11 @@ impl Model {
         }
         Ok(true)
     }
+}
+
+/// Whether an item is new to the user (any item, for a user the model does not know).
+fn unseen_by(user: Option<&User>) -> impl Fn(ItemIndex) -> bool + '_ {
+    move |item| user.is_none_or(|u| u.seen.binary_search(&item).is_err())
 }
 
 /// Higher score first, then more popular, then the smaller id: a total, stable order.

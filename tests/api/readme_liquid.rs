@@ -230,14 +230,7 @@ async fn every_readme_snippet_renders_against_real_answers() {
 /// mode the event changes what the user is recommended next.
 #[tokio::test]
 async fn the_readme_webhook_body_is_accepted_and_changes_the_next_recommendations() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let webhook = readme
-        .split("```json\n")
-        .skip(1)
-        .map(|rest| rest.split("```").next().unwrap())
-        .find(|block| block.contains("\"event_type\""))
-        .expect("a webhook body in the README");
+    let webhook = readme_json_block("\"event_type\"");
     let app = local_app();
     let recommended = |app: axum::Router| async move {
         let path = format!(
@@ -256,7 +249,7 @@ async fn the_readme_webhook_body_is_accepted_and_changes_the_next_recommendation
     // The user clicks their first recommendation.
     let before = recommended(app.clone()).await;
     let clicked = before[0].clone();
-    let body = fill(webhook, &clicked);
+    let body = fill(&webhook, &clicked);
     let event: Value = serde_json::from_str(&body)
         .unwrap_or_else(|e| panic!("the webhook body is not JSON once rendered ({e}):\n{body}"));
     assert_eq!(event["user_id"], USER, "the user id arrives whole");
@@ -267,19 +260,8 @@ async fn the_readme_webhook_body_is_accepted_and_changes_the_next_recommendation
         "the README shows how to give each event its id: {event}"
     );
 
-    let response = app
-        .clone()
-        .oneshot(
-            Request::post("/events")
-                .header("content-type", "application/json")
-                .body(Body::from(body.clone()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(status, 202, "{body}: {}", String::from_utf8_lossy(&bytes));
+    let (status, answer) = post_event(&app, &body).await;
+    assert_eq!(status, 202, "{body}: {answer}");
 
     let after = recommended(app).await;
     assert!(
@@ -293,15 +275,8 @@ async fn the_readme_webhook_body_is_accepted_and_changes_the_next_recommendation
 /// `attribution_source` as Braze renders it.
 #[tokio::test]
 async fn the_readme_attribution_webhook_body_is_accepted() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let webhook = readme
-        .split("```json\n")
-        .skip(1)
-        .map(|rest| rest.split("```").next().unwrap())
-        .find(|block| block.contains("\"attribution_source\""))
-        .expect("an attributed webhook body in the README");
-    let body = fill(webhook, ITEM);
+    let webhook = readme_json_block("\"attribution_source\"");
+    let body = fill(&webhook, ITEM);
     let event: Value = serde_json::from_str(&body)
         .unwrap_or_else(|e| panic!("not JSON once rendered ({e}):\n{body}"));
     assert_eq!(event["attribution_source"], "braze-control");
@@ -309,14 +284,31 @@ async fn the_readme_attribution_webhook_body_is_accepted() {
         event.get("recommendation_id").is_none(),
         "Personalize lets the source win: the README sends one or the other"
     );
-    let response = local_app()
-        .oneshot(
-            Request::post("/events")
-                .header("content-type", "application/json")
-                .body(Body::from(body.clone()))
-                .unwrap(),
-        )
-        .await
+    let (status, answer) = post_event(&local_app(), &body).await;
+    assert_eq!(status, 202, "{body}: {answer}");
+}
+
+/// The first ```json block of the README that holds `marker`.
+fn readme_json_block(marker: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    readme
+        .split("```json\n")
+        .skip(1)
+        .map(|rest| rest.split("```").next().unwrap())
+        .find(|block| block.contains(marker))
+        .unwrap_or_else(|| panic!("no JSON block with {marker} in the README"))
+        .to_owned()
+}
+
+/// `POST /events` with `body`: the status and the answer's text.
+async fn post_event(app: &axum::Router, body: &str) -> (u16, String) {
+    let request = Request::post("/events")
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_owned()))
         .unwrap();
-    assert_eq!(response.status().as_u16(), 202, "{body}");
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&bytes).into_owned())
 }
