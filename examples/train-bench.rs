@@ -35,6 +35,7 @@ fn main() {
         users: (interactions / 50).max(1),
         interactions,
         seed: 11,
+        ..sample_data::Spec::default()
     };
     let dir =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("target/bench-data/{interactions}"));

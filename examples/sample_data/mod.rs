@@ -1,6 +1,8 @@
 //! A deterministic generator of Personalize-format datasets with real structure: each user
 //! favours one or two categories, popularity within a category is Zipf-skewed, and interactions
-//! come in sessions (views, some add-to-carts, fewer purchases) spread over 90 days.
+//! come in sessions (views, some add-to-carts, fewer purchases) spread over 90 days. Other
+//! shapes for comparisons: a history spanning years, a stronger or weaker popularity skew, longer
+//! sessions, and sessions that walk from an item to related ones.
 //! Shared by `generate-data` and `train-bench` through `#[path]`.
 #![allow(dead_code)]
 
@@ -16,6 +18,32 @@ pub struct Spec {
     pub users: usize,
     pub interactions: usize,
     pub seed: u64,
+    /// Days of history, ending at `END`.
+    pub days: i64,
+    /// Zipf exponent of popularity within a category (1.1: a common skew; higher is steeper).
+    pub skew: f64,
+    /// Longest session, in views.
+    pub session: usize,
+    /// Percent chance that a view after the first in a session steps to one of the 3 items next to
+    /// the previous one (in its category's popularity order): sessions that walk between related
+    /// items. 0 keeps each view independent.
+    pub walk: u32,
+}
+
+impl Default for Spec {
+    /// The sample data's shape.
+    fn default() -> Self {
+        Spec {
+            items: 600,
+            users: 3000,
+            interactions: 40_000,
+            seed: 7,
+            days: 90,
+            skew: 1.1,
+            session: 6,
+            walk: 0,
+        }
+    }
 }
 
 struct Category {
@@ -179,10 +207,9 @@ fn write_items(spec: &Spec, rng: &mut fastrand::Rng, path: &Path) -> std::io::Re
     Ok(items)
 }
 
-/// Zipf-like rank: small ranks are much likelier (weight 1/(rank+1)^1.1).
-fn zipf(rng: &mut fastrand::Rng, n: usize) -> usize {
+/// Zipf-like rank: small ranks are much likelier (weight 1/(rank+1)^s).
+fn zipf(rng: &mut fastrand::Rng, n: usize, s: f64) -> usize {
     // Inverse-transform on the continuous approximation; good enough and O(1).
-    let s = 1.1f64;
     let max = (n as f64 + 1.0).powf(1.0 - s);
     let u = rng.f64();
     let x = (1.0 + u * (max - 1.0)).powf(1.0 / (1.0 - s)) - 1.0;
@@ -215,6 +242,13 @@ fn write_interactions(
     for list in &mut by_category {
         rng.shuffle(list);
     }
+    // Each item's place in its category's list, for walks to the items next to it.
+    let mut place = vec![0; items.len()];
+    for list in &by_category {
+        for (rank, &i) in list.iter().enumerate() {
+            place[i] = rank;
+        }
+    }
 
     let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
     writeln!(out, "USER_ID,ITEM_ID,EVENT_TYPE,TIMESTAMP")?;
@@ -231,20 +265,32 @@ fn write_interactions(
         let mut left = budget;
         let mut wrote_any = false;
         while left > 0 {
-            let day = rng.i64(0..90);
-            let mut time = END - (90 - day) * DAY + rng.i64(0..DAY);
-            let session_len = rng.usize(1..=6).min(left);
+            let day = rng.i64(0..spec.days);
+            let mut time = END - (spec.days - day) * DAY + rng.i64(0..DAY);
+            let session_len = rng.usize(1..=spec.session).min(left);
+            let mut previous: Option<usize> = None;
             for _ in 0..session_len {
-                let category = if rng.u32(..10) < 8 {
-                    favourites[if loyal { 0 } else { rng.usize(..2) }]
-                } else {
-                    rng.usize(..CATEGORIES.len())
+                let walked = match previous {
+                    Some(from) if spec.walk > 0 && rng.u32(..100) < spec.walk => {
+                        let list = &by_category[items[from].category];
+                        Some(list[(place[from] + rng.usize(1..=3)) % list.len()])
+                    }
+                    _ => None,
                 };
-                let list = &by_category[category];
-                if list.is_empty() {
+                let chosen = walked.or_else(|| {
+                    let category = if rng.u32(..10) < 8 {
+                        favourites[if loyal { 0 } else { rng.usize(..2) }]
+                    } else {
+                        rng.usize(..CATEGORIES.len())
+                    };
+                    let list = &by_category[category];
+                    (!list.is_empty()).then(|| list[zipf(rng, list.len(), spec.skew)])
+                });
+                let Some(chosen) = chosen else {
                     continue;
-                }
-                let item = &items[list[zipf(rng, list.len())]].id;
+                };
+                previous = Some(chosen);
+                let item = &items[chosen].id;
                 time = (time + rng.i64(20..600)).min(END);
                 writeln!(out, "{user},{item},view,{time}")?;
                 written += 1;
