@@ -14,7 +14,7 @@ and popularity's rows come from the release `evaluate` binary (--json), run on t
 
 Run it from a virtualenv outside the repository with the pinned tools:
 
-    venv=$(tests/python-tools benches/requirements.txt)
+    venv=$(tests/python-tools benches/requirements.txt)   # implicit, numpy, scipy: pinned
     cargo build --release --bin evaluate
     "$venv/bin/python" benches/peers.py examples/data/interactions.csv
 """
@@ -32,6 +32,8 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+import warnings  # noqa: E402
+
 import numpy as np  # noqa: E402
 import scipy.sparse as sparse  # noqa: E402
 from implicit.als import AlternatingLeastSquares  # noqa: E402
@@ -40,6 +42,9 @@ from implicit.nearest_neighbours import (  # noqa: E402
     CosineRecommender,
     TFIDFRecommender,
 )
+
+# implicit notes each sparse-format conversion it makes; they are not results.
+warnings.filterwarnings("ignore", module="implicit")
 
 
 def read_interactions(path):

@@ -43,7 +43,9 @@ fn main() -> ExitCode {
                 .ok()
                 .filter(|s| *s > 0.0 && *s != 1.0 && s.is_finite())
                 .map(|s| spec.skew = s)
-                .ok_or_else(|| format!("--skew needs a positive number other than 1, not {value:?}")),
+                .ok_or_else(|| {
+                    format!("--skew needs a positive number other than 1, not {value:?}")
+                }),
             "--out" => {
                 out = PathBuf::from(value);
                 Ok(())
