@@ -1,21 +1,27 @@
 //! The embedded recommender's model: item-to-item similarity from co-occurrence in user histories.
 //!
-//! - Each interaction weighs `0.5^(age / 30 days)`, age measured from the newest interaction in the
-//!   data, so recent behaviour counts more. A user's weight for an item is their heaviest event on it.
-//! - Similarity is the cosine of two items' weighted user vectors: co-occurrence divided by
-//!   `sqrt(norm_i · norm_j)`, so popular items do not swamp everything. Each item keeps its
-//!   `NEIGHBOURS` most similar items.
-//! - A user's score for an unseen item is `Σ weight(recent item) · similarity(recent item, item)`
-//!   over their `RECENT_HISTORY` most recent items. Ties go to the more popular item, then the
-//!   smaller id. Items the user already interacted with are never recommended. When the history
-//!   predicts fewer items than asked for, and for unknown users, the most popular items fill in.
+//! - Training sees all of history at once, old and new alike: a user's weight for an item is
+//!   `sqrt(their events on it) · ln(1 + items / their distinct items)`, TF-IDF style, so a user who
+//!   touched everything says less about any two items than one with a few.
+//! - Similarity is an asymmetric cosine of two items' weighted user vectors: co-occurrence divided
+//!   by `norm_i^(2α) · norm_j^(2(1-α))` with `α = ASYMMETRY`, so popular items do not swamp
+//!   everything yet are not pushed away either. Each item keeps its `NEIGHBOURS` most similar items.
+//! - A user's score for an unseen item is `Σ recency(recent item) · similarity(recent item, item)`
+//!   over their `RECENT_HISTORY` most recent items, recency being `0.5^(age / 120 days)` with the age
+//!   counted from *the user's own* latest event: a history of years keeps its weight, and what the
+//!   user did last counts most. Ties go to the more popular item, then the smaller id. Items the
+//!   user already interacted with are never recommended. When the history predicts fewer items than
+//!   asked for, and for unknown users, the most popular items fill in.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
 use crate::dataset::Interaction;
 
-const HALF_LIFE_SECONDS: f64 = 30.0 * 24.0 * 3600.0;
+/// How fast a user's older items count less when scoring, relative to their latest event.
+const HALF_LIFE_SECONDS: f64 = 120.0 * 24.0 * 3600.0;
+/// The similarity's asymmetry: above 0.5 the source item's norm weighs more than the candidate's.
+const ASYMMETRY: f32 = 0.6;
 /// Similar items kept per item.
 const NEIGHBOURS: usize = 100;
 /// The most recent distinct items of each user that training looks at (bounds the quadratic cost).
@@ -71,7 +77,7 @@ impl std::hash::Hasher for IndexHasher {
 pub struct Model {
     item_ids: Vec<String>,
     item_index: HashMap<String, ItemIndex>,
-    /// Σ of each item's user weights: its recency-weighted popularity.
+    /// Σ of each item's user weights (`sqrt(events) · idf` of each user): its popularity.
     popularity: Vec<f32>,
     /// Item indices, most popular first.
     popular: Vec<ItemIndex>,
@@ -89,7 +95,7 @@ struct Trained {
 }
 
 struct User {
-    /// Distinct items, most recently touched first, with the user's weight for each.
+    /// Distinct items, most recently touched first, with their recency (1 for the latest).
     history: Vec<(ItemIndex, f32)>,
     /// The same items, sorted, for "already seen" checks.
     seen: Vec<ItemIndex>,
@@ -107,11 +113,10 @@ pub struct Stats {
 
 impl Model {
     pub fn train(interactions: &[Interaction]) -> Model {
-        let newest = interactions.iter().map(|i| i.timestamp).max().unwrap_or(0);
         let mut item_ids = Vec::new();
         let mut item_index = HashMap::new();
         let mut event_types: Vec<String> = Vec::new();
-        let mut per_user: HashMap<&str, Vec<(ItemIndex, i64, f32, EventIndex)>> = HashMap::new();
+        let mut per_user: HashMap<&str, Vec<(ItemIndex, i64, EventIndex)>> = HashMap::new();
 
         for interaction in interactions {
             let item = *item_index
@@ -130,12 +135,9 @@ impl Model {
                     (event_types.len() - 1) as EventIndex
                 }
             };
-            let age = (newest - interaction.timestamp).max(0) as f64;
-            let weight = 0.5f64.powf(age / HALF_LIFE_SECONDS) as f32;
             per_user.entry(&interaction.user_id).or_default().push((
                 item,
                 interaction.timestamp,
-                weight,
                 event,
             ));
         }
@@ -143,29 +145,41 @@ impl Model {
         let mut users = HashMap::with_capacity(per_user.len());
         let mut item_users: Vec<Vec<(u32, f32)>> = vec![Vec::new(); item_ids.len()];
         let mut user_vectors: Vec<Vec<(ItemIndex, f32)>> = Vec::with_capacity(per_user.len());
+        let catalog = item_ids.len() as f64;
         for (user_id, mut events) in per_user {
-            // Newest first; a user's weight for an item is their heaviest event on it.
+            // Newest first: each item's first appearance is its latest event.
             events.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            let mut weight_of: HashMap<ItemIndex, f32> = HashMap::with_capacity(events.len());
+            let latest = events.first().map_or(0, |e| e.1);
+            // Item → (its latest event's time, how many events the user had on it).
+            let mut seen_at: HashMap<ItemIndex, (i64, u32)> = HashMap::with_capacity(events.len());
             let mut order = Vec::new();
-            for &(item, _, weight, _) in &events {
-                let w = weight_of.entry(item).or_insert_with(|| {
-                    order.push(item);
-                    0.0
-                });
-                *w = w.max(weight);
+            for &(item, time, _) in &events {
+                seen_at
+                    .entry(item)
+                    .or_insert_with(|| {
+                        order.push(item);
+                        (time, 0)
+                    })
+                    .1 += 1;
             }
-            let history: Vec<(ItemIndex, f32)> = order.iter().map(|i| (*i, weight_of[i])).collect();
+            let history: Vec<(ItemIndex, f32)> = order
+                .iter()
+                .map(|item| (*item, recency(latest - seen_at[item].0)))
+                .collect();
+            let idf = (1.0 + catalog / order.len() as f64).ln() as f32;
             let mut seen = order;
             seen.sort_unstable();
             let mut pairs: Vec<(ItemIndex, EventIndex)> =
-                events.iter().map(|e| (e.0, e.3)).collect();
+                events.iter().map(|e| (e.0, e.2)).collect();
             pairs.sort_unstable();
             pairs.dedup();
 
             let u = user_vectors.len() as u32;
-            let vector: Vec<(ItemIndex, f32)> =
-                history.iter().take(TRAINING_HISTORY).copied().collect();
+            let vector: Vec<(ItemIndex, f32)> = history
+                .iter()
+                .take(TRAINING_HISTORY)
+                .map(|(item, _)| (*item, (seen_at[item].1 as f32).sqrt() * idf))
+                .collect();
             for &(item, weight) in &vector {
                 item_users[item as usize].push((u, weight));
             }
@@ -444,6 +458,11 @@ impl Model {
     }
 }
 
+/// How much an item `age` seconds older than the user's latest event counts when scoring.
+fn recency(age: i64) -> f32 {
+    0.5f64.powf(age.max(0) as f64 / HALF_LIFE_SECONDS) as f32
+}
+
 /// Whether an item is new to the user (any item, for a user the model does not know).
 fn unseen_by(user: Option<&User>) -> impl Fn(ItemIndex) -> bool + '_ {
     move |item| user.is_none_or(|u| u.seen.binary_search(&item).is_err())
@@ -470,8 +489,8 @@ fn rank_order(
 }
 
 /// For each item, accumulate co-occurrence over the histories of its users into one dense
-/// scratch row, turn it into cosine similarity and keep the best `NEIGHBOURS`. Memory stays
-/// O(items × NEIGHBOURS) instead of O(item pairs).
+/// scratch row, turn it into (asymmetric) cosine similarity and keep the best `NEIGHBOURS`.
+/// Memory stays O(items × NEIGHBOURS) instead of O(item pairs).
 fn similar_items(
     item_users: &[Vec<(u32, f32)>],
     user_vectors: &[Vec<(ItemIndex, f32)>],
@@ -493,11 +512,14 @@ fn similar_items(
                 }
             }
         }
+        // `norm^(2α)` is `(norm²)^α`.
+        let source = norms[item].powf(2.0 * ASYMMETRY);
         let mut row: Vec<(ItemIndex, f32)> = touched
             .drain(..)
             .map(|other| {
                 let co = std::mem::take(&mut scratch[other as usize]);
-                (other, co / (norms[item] * norms[other as usize]))
+                let candidate = norms[other as usize].powf(2.0 * (1.0 - ASYMMETRY));
+                (other, co / (source * candidate))
             })
             .filter(|(_, similarity)| similarity.is_finite() && *similarity > 0.0)
             .collect();
@@ -533,10 +555,9 @@ mod tests {
         items.into_iter().map(|i| model.item_id(i)).collect()
     }
 
-    /// Users (all at one time, so every weight is 1):
+    /// Users (all at one time, each item once, so a user's weight for each of their items is
+    /// their idf, `ln(1 + 4 items / their distinct items)`):
     /// u1: A B · u2: A B C · u3: B C · u4: C D · u5: A
-    /// Users per item: A 3, B 3, C 3, D 1, so cosine = co-occurrence / sqrt(n_i · n_j):
-    /// sim(A,B) = 2/3, sim(A,C) = 1/3, sim(B,C) = 2/3, sim(C,D) = 1/√3 ≈ 0.577, sim(A,D) = sim(B,D) = 0.
     fn tiny() -> Model {
         Model::train(&interactions(&[
             ("u1", "A", "view", 100),
@@ -553,29 +574,45 @@ mod tests {
     }
 
     #[test]
-    fn scores_are_exactly_the_cosine_of_co_occurrence() {
+    fn scores_are_exactly_the_asymmetric_cosine_of_idf_weighted_co_occurrence() {
         let model = tiny();
         let a = model.index_of("A").unwrap();
         let neighbours: Vec<(&str, f32)> = model.neighbours[a as usize]
             .iter()
             .map(|(i, s)| (model.item_id(*i), *s))
             .collect();
+        // Squared weights of users with 1, 2 and 3 items.
+        let idf2 = |n: f32| (1.0 + 4.0 / n).ln().powi(2);
+        let (one, two, three) = (idf2(1.0), idf2(2.0), idf2(3.0));
+        // Squared norms: A's users are u1, u2, u5; B's (and C's) are two with 2 items and u2.
+        let (norm_a, norm_b) = (two + three + one, two + three + two);
+        let similarity = |co: f32| co / (norm_a.powf(0.6) * norm_b.powf(0.4));
         assert_eq!(neighbours.len(), 2, "A never co-occurs with D");
+        // A and B meet in u1 and u2; A and C in u2 only.
         assert_eq!(neighbours[0].0, "B");
-        assert!((neighbours[0].1 - 2.0 / 3.0).abs() < 1e-6);
+        assert!((neighbours[0].1 - similarity(two + three)).abs() < 1e-6);
         assert_eq!(neighbours[1].0, "C");
-        assert!((neighbours[1].1 - 1.0 / 3.0).abs() < 1e-6);
+        assert!((neighbours[1].1 - similarity(three)).abs() < 1e-6);
+        // The other way round, A is the candidate: its larger norm costs it less.
+        let b = model.index_of("B").unwrap();
+        let (_, a_from_b) = model.neighbours[b as usize]
+            .iter()
+            .find(|(i, _)| *i == a)
+            .unwrap();
+        let expected = (two + three) / (norm_b.powf(0.6) * norm_a.powf(0.4));
+        assert!((a_from_b - expected).abs() < 1e-6);
+        assert!(*a_from_b > neighbours[0].1);
     }
 
     #[test]
     fn a_user_gets_what_their_history_predicts_then_popular_items() {
         let model = tiny();
-        // u5 saw A: B (2/3) before C (1/3); D has no co-occurrence with A and comes from popularity.
+        // u5 saw A: B (two shared users) before C (one); D never met A and comes from popularity.
         assert_eq!(
             ids(&model, model.recommend("u5", 3, |_| true)),
             ["B", "C", "D"]
         );
-        // u3 saw B and C: A scores 2/3 + 1/3 = 1, D scores 1/√3 from C.
+        // u3 saw B and C: A is a neighbour of both, D of C only.
         assert_eq!(ids(&model, model.recommend("u3", 5, |_| true)), ["A", "D"]);
         // count is honoured.
         assert_eq!(ids(&model, model.recommend("u5", 1, |_| true)), ["B"]);
@@ -645,6 +682,29 @@ mod tests {
     }
 
     #[test]
+    fn years_old_history_still_shapes_similarity() {
+        let year = 365 * 24 * 3600;
+        // Five shoppers paired P with X three years ago; one paired P with Y today.
+        let mut rows: Vec<(String, &str, &str, i64)> = Vec::new();
+        for v in 1..=5 {
+            rows.push((format!("v{v}"), "P", "view", 0));
+            rows.push((format!("v{v}"), "X", "view", 0));
+        }
+        rows.push(("w".into(), "P", "view", 3 * year));
+        rows.push(("w".into(), "Y", "view", 3 * year));
+        rows.push(("me".into(), "P", "view", 3 * year));
+        let rows: Vec<(&str, &str, &str, i64)> = rows
+            .iter()
+            .map(|(u, i, e, t)| (u.as_str(), *i, *e, *t))
+            .collect();
+        let model = Model::train(&interactions(&rows));
+        // Counted from the newest event in the data, the five would weigh nothing and Y would win.
+        assert_eq!(ids(&model, model.recommend("me", 1, |_| true)), ["X"]);
+        // A shopper whose last visit was three years ago is scored from that visit: P leads to Y.
+        assert_eq!(ids(&model, model.recommend("v1", 1, |_| true)), ["Y"]);
+    }
+
+    #[test]
     fn related_items_are_the_neighbours_then_popular_items_never_the_item_itself() {
         let model = tiny();
         // A's neighbours: B (2/3), C (1/3); D fills in from popularity.
@@ -667,8 +727,8 @@ mod tests {
     fn ranking_orders_the_given_items_by_the_users_scores() {
         let model = tiny();
         let given = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        // u3 saw B and C: A scores 1, D 1/√3; B and C score 2/3 from each other (seen items
-        // are ranked too); "zz" is unknown and goes last.
+        // u3 saw B and C: A is a neighbour of both, B and C of each other (seen items are ranked
+        // too), D of C only; "zz" is unknown and goes last.
         let items = given(&["zz", "D", "B", "A", "C"]);
         let order: Vec<&str> = model
             .rank("u3", &items)
@@ -676,14 +736,15 @@ mod tests {
             .map(|p| items[p].as_str())
             .collect();
         assert_eq!(order, ["A", "B", "C", "D", "zz"]);
-        // A stranger has no scores: by popularity (A, B, C tie at 3 users, so as given), unknown last.
+        // A stranger has no scores: by popularity (Σ of the users' weights: A's u5 has one item and
+        // weighs most; B and C tie), unknown last.
         let items = given(&["zz", "D", "C", "A"]);
         let order: Vec<&str> = model
             .rank("stranger", &items)
             .into_iter()
             .map(|p| items[p].as_str())
             .collect();
-        assert_eq!(order, ["C", "A", "D", "zz"]);
+        assert_eq!(order, ["A", "C", "D", "zz"]);
     }
 
     #[test]
