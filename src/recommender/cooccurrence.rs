@@ -306,8 +306,8 @@ impl Model {
         picked
     }
 
-    /// Up to `count` of the most popular items (recent events weigh more) the user has not
-    /// seen, each passing `allowed`: the same list for everyone, less their own history.
+    /// Up to `count` of the most popular items the user has not seen, each passing `allowed`: the
+    /// same list for everyone, less their own history.
     pub fn popular_for(
         &self,
         user_id: &str,
