@@ -43,7 +43,7 @@ async fn main() -> ExitCode {
 
     if config.in_lambda {
         tracing::info!("{summary}; serving Lambda invocations");
-        if let Err(e) = lambda_http::run(app).await {
+        if let Err(e) = serve_lambda(app).await {
             tracing::error!(error = %e, "lambda runtime stopped");
             return ExitCode::FAILURE;
         }
@@ -77,6 +77,23 @@ async fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+/// Serves Lambda invocations. On Lambda Managed Instances (`AWS_LAMBDA_MAX_CONCURRENCY` > 1) one
+/// environment serves that many at once, sharing the item cache and the connections; otherwise
+/// one at a time, as on standard Lambda.
+async fn serve_lambda(app: axum::Router) -> Result<(), lambda_http::Error> {
+    use tower::ServiceExt;
+    // The concurrent runtime shares answers between threads, which axum's streaming body cannot
+    // be: each answer is turned into lambda_http's own, as the sequential runtime does anyway.
+    let handler = tower::service_fn(move |request: lambda_http::Request| {
+        let app = app.clone();
+        async move {
+            let response = app.oneshot(request).await?;
+            Ok::<_, lambda_http::Error>(lambda_http::IntoResponse::into_response(response).await)
+        }
+    });
+    lambda_http::run_concurrent(handler).await
 }
 
 /// JSON lines by default (what CloudWatch Logs Insights queries); `LOG_FORMAT=text` for people.

@@ -18,6 +18,7 @@ mod local_mode;
 mod metrics;
 mod openapi;
 mod processes;
+mod runtime_api;
 mod template;
 mod template_operations;
 

@@ -16,7 +16,7 @@ pub fn free_port() -> u16 {
 
 /// Kills the child when the thread that spawned it ends; see `shared_dynamodb` for why that
 /// thread lives as long as the process.
-fn die_with_parent(command: &mut Command) -> &mut Command {
+pub(super) fn die_with_parent(command: &mut Command) -> &mut Command {
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
         command.pre_exec(|| {
@@ -26,7 +26,7 @@ fn die_with_parent(command: &mut Command) -> &mut Command {
     }
 }
 
-fn log_file(name: &str) -> (PathBuf, std::fs::File) {
+pub(super) fn log_file(name: &str) -> (PathBuf, std::fs::File) {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.log", free_port()));
     let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (path, file)
