@@ -137,6 +137,11 @@ impl Item {
         &self.id
     }
 
+    /// The attributes in response order (`id` is not one of them).
+    pub fn attributes(&self) -> &[(String, Value)] {
+        &self.attributes
+    }
+
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.attributes
             .iter()

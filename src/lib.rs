@@ -4,6 +4,7 @@
 //! (ranked item ids) and [`catalog::Catalog`] (item metadata), and never sees an AWS type.
 //! [`api`] turns HTTP into service calls and service results into the contract Braze sees.
 //! [`startup`] builds all of it from a [`config::Config`]; nothing below it reads the config.
+//! [`sync`] is the batch path: Personalize batch inference output into Braze user attributes.
 
 pub mod api;
 pub mod catalog;
@@ -16,4 +17,5 @@ pub mod metrics;
 pub mod recommender;
 pub mod service;
 pub mod startup;
+pub mod sync;
 pub mod upstream;
