@@ -218,19 +218,23 @@ where
         .as_mut()
         .map(|c| c.finished_lines())
         .unwrap_or_default();
+    let read = ReadCounts {
+        bytes: bytes_read,
+        lines: AtomicU64::new(0),
+        already_done: AtomicU64::new(0),
+    };
     let reader = Reader {
         input,
         line: 0,
         buffer: Vec::new(),
         finished,
         batch_size: options.batch_size.clamp(1, MAX_OBJECTS_PER_REQUEST),
-        bytes_read,
-        already_done: 0,
+        counts: &read,
         ended: false,
     };
     let batches = stream::unfold(reader, |mut reader| async move {
         let next = reader.next_batch().await.transpose()?;
-        Some((next.map(|b| (b, reader.already_done)), reader))
+        Some((next, reader))
     });
     let context = BatchContext {
         catalog,
@@ -240,23 +244,18 @@ where
     let outcomes = batches
         .map(|batch| {
             let context = &context;
-            async move {
-                let (batch, already_done) = batch?;
-                Ok::<_, String>((context.process(batch).await?, already_done))
-            }
+            async move { context.process(batch?).await }
         })
         .buffer_unordered(options.concurrency.max(1));
     let mut outcomes = std::pin::pin!(outcomes);
     while let Some(outcome) = outcomes.next().await {
-        let (outcome, already_done) = match outcome {
+        let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(why) => {
                 summary.stopped = Some(why);
                 break;
             }
         };
-        summary.lines = outcome.last;
-        summary.lines_already_done = already_done;
         for problem in &outcome.problems {
             *summary.failures.entry(problem.kind).or_default() += 1;
             problems(problem);
@@ -282,8 +281,17 @@ where
             break;
         }
     }
+    summary.lines = read.lines.load(Ordering::Relaxed);
+    summary.lines_already_done = read.already_done.load(Ordering::Relaxed);
     summary.elapsed = started.elapsed();
     summary
+}
+
+/// How far the reader got.
+struct ReadCounts<'a> {
+    bytes: &'a AtomicU64,
+    lines: AtomicU64,
+    already_done: AtomicU64,
 }
 
 /// Up to `batch_size` users' lines, and the problem lines among them.
@@ -309,8 +317,7 @@ struct Reader<'a, R> {
     buffer: Vec<u8>,
     finished: FinishedLines,
     batch_size: usize,
-    bytes_read: &'a AtomicU64,
-    already_done: u64,
+    counts: &'a ReadCounts<'a>,
     ended: bool,
 }
 
@@ -336,11 +343,12 @@ impl<R: AsyncBufRead + Unpin> Reader<'_, R> {
                 self.ended = true;
                 break;
             }
-            self.bytes_read.fetch_add(read as u64, Ordering::Relaxed);
+            self.counts.bytes.fetch_add(read as u64, Ordering::Relaxed);
             self.line += 1;
+            self.counts.lines.store(self.line, Ordering::Relaxed);
             let line = self.line;
             if self.finished.contains(line) {
-                self.already_done += 1;
+                self.counts.already_done.fetch_add(1, Ordering::Relaxed);
                 if batch.users.is_empty() && batch.problems.is_empty() {
                     batch.first = line + 1;
                 }
@@ -762,14 +770,19 @@ mod tests {
         let input = format!("{line}\n").repeat(160);
         let (summary, _) = dry_run(&input, &Options::default()).await;
         assert_eq!(summary.tally.sent, 160);
+        let bytes = AtomicU64::new(0);
+        let counts = ReadCounts {
+            bytes: &bytes,
+            lines: AtomicU64::new(0),
+            already_done: AtomicU64::new(0),
+        };
         let mut reader = Reader {
             input: input.as_bytes(),
             line: 0,
             buffer: Vec::new(),
             finished: FinishedLines::default(),
             batch_size: 75,
-            bytes_read: &AtomicU64::new(0),
-            already_done: 0,
+            counts: &counts,
             ended: false,
         };
         let mut sizes = Vec::new();

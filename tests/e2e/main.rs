@@ -6,11 +6,13 @@
 //! This target needs Java 17 and Python (which `tests/run` provides), so it is built only with
 //! the `e2e` feature: plain `cargo test` runs everything else.
 
+mod braze_sync;
 mod catalog;
 mod choices;
 mod emf;
 mod endpoints;
 mod evaluate;
+mod fake_braze;
 mod fake_personalize;
 mod http;
 mod loader;

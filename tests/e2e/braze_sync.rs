@@ -1,0 +1,506 @@
+//! braze-sync, the built binary, end to end: batch output files nobody wrote by hand, the items
+//! from DynamoDB Local (or the sample CSV), S3 from a real S3 implementation (moto), and our own
+//! fake Braze counting what lands, how fast, and how often.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::process::Command;
+
+use super::catalog::{IMAGE_TEMPLATE, URL_TEMPLATE, all_ids, expected_list, shared_catalog_table};
+use super::fake_braze::FakeBraze;
+use super::processes::{die_with_parent, free_port};
+
+const KEY: &str = "braze-test-key";
+
+/// A batch output file: `users` lines of `ids` ranked ids each, some repeated and some the
+/// catalog lacks. Returns the file and each user's ranked ids.
+fn batch_file(
+    name: &str,
+    users: usize,
+    ids: &[String],
+    per_user: usize,
+    seed: u64,
+) -> (PathBuf, Vec<(String, Vec<String>)>) {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let mut text = String::new();
+    let mut lines = Vec::with_capacity(users);
+    for u in 0..users {
+        // Keys Braze allows that JSON must escape.
+        let user = if u % 97 == 0 {
+            format!("user \"{u}\" ✓")
+        } else {
+            format!("user-{u}")
+        };
+        let mut ranked: Vec<String> = (0..per_user)
+            .map(|_| ids[rng.usize(..ids.len())].clone())
+            .collect();
+        if u % 5 == 0 {
+            ranked.insert(1, format!("gone-{u}"));
+        }
+        if u % 7 == 0 {
+            let again = ranked[0].clone();
+            ranked.insert(2, again);
+        }
+        let scores: Vec<f64> = (0..ranked.len()).map(|i| 1.0 / (i + 1) as f64).collect();
+        let line = json!({"input": {"userId": user}, "output": {"recommendedItems": ranked, "scores": scores}, "error": null});
+        text.push_str(&line.to_string());
+        text.push('\n');
+        lines.push((user, ranked));
+    }
+    let path =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.json.out", free_port()));
+    std::fs::write(&path, text).unwrap();
+    (path, lines)
+}
+
+/// The first `count` distinct ids the catalog has, in rank order: what the endpoint would list.
+fn joined(ranked: &[String], known: &HashSet<String>, count: usize) -> Vec<String> {
+    let mut seen = HashSet::new();
+    ranked
+        .iter()
+        .filter(|id| known.contains(*id) && seen.insert(id.as_str()))
+        .take(count)
+        .cloned()
+        .collect()
+}
+
+fn command(braze: &FakeBraze, vars: &[(&str, &str)]) -> Command {
+    let mut std_command = std::process::Command::new(env!("CARGO_BIN_EXE_braze-sync"));
+    std_command
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", "AKIDTESTTESTTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("BRAZE_REST_ENDPOINT", &braze.endpoint)
+        .env("BRAZE_API_KEY", KEY)
+        .envs(vars.iter().copied())
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    die_with_parent(&mut std_command);
+    Command::from(std_command)
+}
+
+struct Finished {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run(braze: &FakeBraze, vars: &[(&str, &str)], args: &[&str]) -> Finished {
+    let output = command(braze, vars)
+        .args(args)
+        .output()
+        .await
+        .expect("run braze-sync");
+    Finished {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn checkpoint(name: &str) -> String {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{name}-{}.checkpoint", free_port()))
+        .display()
+        .to_string()
+}
+
+fn sample_ids() -> Vec<String> {
+    let items = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/items.csv");
+    personalize_braze::dataset::read_items(&items)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+fn sample_items() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/data/items.csv")
+        .display()
+        .to_string()
+}
+
+/// The most requests that arrived within any `window`.
+fn busiest_window(arrivals: &[std::time::Instant], window: Duration) -> usize {
+    let mut most = 0;
+    let mut start = 0;
+    for end in 0..arrivals.len() {
+        while arrivals[end].duration_since(arrivals[start]) >= window {
+            start += 1;
+        }
+        most = most.max(end - start + 1);
+    }
+    most
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_users_land_with_the_endpoints_lists_in_batches_under_the_rate_limit() {
+    let (dynamodb, table) = shared_catalog_table();
+    let ids = all_ids();
+    let known: HashSet<String> = ids.iter().cloned().collect();
+    let (file, users) = batch_file("ten-thousand", 10_000, &ids, 14, 20);
+    let braze = FakeBraze::start(KEY).await;
+
+    let cp = checkpoint("ten-thousand");
+    let finished = run(
+        &braze,
+        &[
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb),
+            ("ITEM_URL_TEMPLATE", URL_TEMPLATE),
+            ("IMAGE_URL_TEMPLATE", IMAGE_TEMPLATE),
+        ],
+        &[
+            file.to_str().unwrap(),
+            "--table",
+            table,
+            "--count",
+            "10",
+            "--rate",
+            "60/1s",
+            "--checkpoint",
+            &cp,
+        ],
+    )
+    .await;
+    assert_eq!(
+        finished.code,
+        Some(0),
+        "{}\n{}",
+        finished.stdout,
+        finished.stderr
+    );
+    assert!(
+        finished.stdout.contains("10000 users sent"),
+        "{}",
+        finished.stdout
+    );
+
+    let requests = braze.accepted();
+    assert_eq!(requests.len(), 134, "10,000 users in batches of 75");
+    assert!(requests.iter().all(|r| r.count <= 75));
+    let arrivals = braze.arrivals();
+    assert!(
+        busiest_window(&arrivals, Duration::from_secs(1)) <= 60,
+        "over the rate limit"
+    );
+    assert_eq!(braze.refusals(), (0, 0, 0));
+
+    let received = braze.by_user();
+    assert_eq!(received.len(), 10_000);
+    let rendered: HashMap<&String, Value> = ids
+        .iter()
+        .map(|id| {
+            (
+                id,
+                serde_json::from_str::<Value>(&expected_list(std::slice::from_ref(id))).unwrap()[0]
+                    .clone(),
+            )
+        })
+        .collect();
+    for (user, ranked) in &users {
+        let objects = &received[user];
+        assert_eq!(objects.len(), 1, "{user} sent once");
+        let expected: Vec<Value> = joined(ranked, &known, 10)
+            .iter()
+            .map(|id| rendered[id].clone())
+            .collect();
+        assert_eq!(
+            objects[0]["recommendations"],
+            Value::Array(expected),
+            "{user}"
+        );
+        assert_eq!(objects[0]["external_id"], json!(user));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn braze_429s_and_5xx_are_waited_out_and_every_user_lands_once() {
+    let (file, users) = batch_file("throttled", 2_000, &sample_ids(), 5, 21);
+    let braze = FakeBraze::start(KEY).await;
+    // Braze allows fewer requests than we were told: it answers 429 with its reset time.
+    braze.limit(8, Duration::from_secs(1));
+    braze.fail_next(3);
+    let cp = checkpoint("throttled");
+    let finished = run(
+        &braze,
+        &[],
+        &[
+            file.to_str().unwrap(),
+            "--items",
+            &sample_items(),
+            "--rate",
+            "100/1s",
+            "--concurrency",
+            "1",
+            "--checkpoint",
+            &cp,
+        ],
+    )
+    .await;
+    assert_eq!(
+        finished.code,
+        Some(0),
+        "{}\n{}",
+        finished.stdout,
+        finished.stderr
+    );
+    let (rate_limited, server_errors, _) = braze.refusals();
+    assert!(rate_limited > 0, "the fake's limit was never reached");
+    assert_eq!(server_errors, 3);
+    // Honouring the reset means one 429 per window (27 requests, 8 a second), not one per
+    // attempt until the attempts run out.
+    assert!(
+        rate_limited <= 4,
+        "{rate_limited} 429s: the waits were not honoured"
+    );
+    let received = braze.by_user();
+    assert_eq!(received.len(), users.len());
+    assert!(received.values().all(|objects| objects.len() == 1));
+    assert!(
+        finished.stdout.contains("answered 429"),
+        "{}",
+        finished.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_midway_resumes_and_sends_only_the_in_flight_batches_twice() {
+    let (file, users) = batch_file("killed", 10_000, &sample_ids(), 6, 22);
+    let braze = FakeBraze::start(KEY).await;
+    let cp = checkpoint("killed");
+    let args = [
+        file.to_str().unwrap(),
+        "--items",
+        &sample_items(),
+        "--rate",
+        "80/1s",
+        "--concurrency",
+        "4",
+        "--checkpoint",
+        &cp,
+    ];
+
+    let mut first = command(&braze, &[])
+        .args(args)
+        .spawn()
+        .expect("start braze-sync");
+    let started = std::time::Instant::now();
+    while braze.accepted().len() < 50 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "too slow to start"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    first.start_kill().expect("SIGKILL");
+    first.wait().await.unwrap();
+    // Requests the fake had whole before the kill may still be being recorded.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = braze.accepted().len();
+    assert!(before < 134, "the run finished before the kill");
+
+    let resumed = run(&braze, &[], &args).await;
+    assert_eq!(
+        resumed.code,
+        Some(0),
+        "{}\n{}",
+        resumed.stdout,
+        resumed.stderr
+    );
+    assert!(resumed.stdout.contains("resumed"), "{}", resumed.stdout);
+
+    let received = braze.by_user();
+    assert_eq!(received.len(), users.len(), "every user delivered");
+    let twice: Vec<&String> = received
+        .iter()
+        .filter(|(_, o)| o.len() > 1)
+        .map(|(u, _)| u)
+        .collect();
+    assert!(received.values().all(|o| o.len() <= 2));
+    // Only batches in flight at the kill: at most the concurrency's worth, in whole batches.
+    assert!(twice.len() <= 4 * 75, "{} users sent twice", twice.len());
+    let accepted = braze.accepted();
+    let first_run: HashSet<&str> = accepted[..before]
+        .iter()
+        .flat_map(|r| r.objects.iter().map(|(u, _)| u.as_str()))
+        .collect();
+    let batches_twice: HashSet<usize> = twice
+        .iter()
+        .map(|u| users.iter().position(|(user, _)| user == *u).unwrap() / 75)
+        .collect();
+    for batch in batches_twice {
+        let whole = &users[batch * 75..((batch + 1) * 75).min(users.len())];
+        assert!(
+            whole.iter().all(|(u, _)| first_run.contains(u.as_str())),
+            "batch {batch} resent in part"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_line_is_named_by_number_and_nothing_else_is_lost() {
+    let (file, users) = batch_file("malformed", 500, &sample_ids(), 5, 23);
+    let mut lines: Vec<String> = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    lines[249] =
+        r#"{"input":{"userId":"user-249"},"output":{"recommendedItems":["a","b"]"#.to_owned();
+    lines[300] =
+        r#"{"input":{"userId":"user-300"},"output":null,"error":"User not found"}"#.to_owned();
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let braze = FakeBraze::start(KEY).await;
+    let cp = checkpoint("malformed");
+    let args = [
+        file.to_str().unwrap(),
+        "--items",
+        &sample_items(),
+        "--checkpoint",
+        &cp,
+    ];
+
+    let finished = run(&braze, &[], &args).await;
+    assert_eq!(
+        finished.code,
+        Some(1),
+        "{}\n{}",
+        finished.stdout,
+        finished.stderr
+    );
+    assert!(
+        finished.stderr.contains("line 250: malformed line"),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        finished.stderr.contains(
+            r#"line 301 (user "user-300"): Personalize could not recommend: User not found"#
+        ),
+        "{}",
+        finished.stderr
+    );
+    assert!(
+        finished.stdout.contains("498 users sent"),
+        "{}",
+        finished.stdout
+    );
+    let received = braze.by_user();
+    assert_eq!(received.len(), 498);
+    for (i, (user, _)) in users.iter().enumerate() {
+        assert_eq!(received.contains_key(user), i != 249 && i != 300, "{user}");
+    }
+
+    // Run again: the checkpoint knows every line is done, so nothing is sent twice.
+    let again = run(&braze, &[], &args).await;
+    assert!(again.stdout.contains("0 users sent"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("500 lines were done"),
+        "{}",
+        again.stdout
+    );
+    assert_eq!(braze.by_user().len(), 498);
+    assert!(braze.by_user().values().all(|o| o.len() == 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_braze_refuses_are_reported_and_their_batch_mates_land() {
+    let (file, users) = batch_file("refused", 300, &sample_ids(), 5, 24);
+    let braze = FakeBraze::start(KEY).await;
+    braze.refuse_users(&["user-17", "user-160"]);
+    let cp = checkpoint("refused");
+    let finished = run(
+        &braze,
+        &[],
+        &[
+            file.to_str().unwrap(),
+            "--items",
+            &sample_items(),
+            "--checkpoint",
+            &cp,
+        ],
+    )
+    .await;
+    assert_eq!(
+        finished.code,
+        Some(1),
+        "{}\n{}",
+        finished.stdout,
+        finished.stderr
+    );
+    for user in ["user-17", "user-160"] {
+        assert!(
+            finished
+                .stderr
+                .contains(&format!(r#"(user "{user}"): refused by Braze: HTTP 400"#)),
+            "{}",
+            finished.stderr
+        );
+    }
+    assert!(
+        finished.stdout.contains("298 users sent"),
+        "{}",
+        finished.stdout
+    );
+    let received = braze.by_user();
+    assert_eq!(received.len(), users.len() - 2);
+
+    // A wrong key stops the run at once, saying so.
+    let wrong = run(
+        &braze,
+        &[("BRAZE_API_KEY", "not-the-key")],
+        &[
+            file.to_str().unwrap(),
+            "--items",
+            &sample_items(),
+            "--checkpoint",
+            &checkpoint("wrong-key"),
+        ],
+    )
+    .await;
+    assert_eq!(wrong.code, Some(1));
+    assert!(
+        wrong.stdout.contains("Braze refused the API key (HTTP 401"),
+        "{}",
+        wrong.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_sends_nothing_and_needs_no_key() {
+    let (file, _) = batch_file("dry", 200, &sample_ids(), 5, 25);
+    let braze = FakeBraze::start(KEY).await;
+    let finished = run(
+        &braze,
+        &[("BRAZE_API_KEY", "")],
+        &[
+            file.to_str().unwrap(),
+            "--items",
+            &sample_items(),
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(
+        finished.code,
+        Some(0),
+        "{}\n{}",
+        finished.stdout,
+        finished.stderr
+    );
+    assert!(
+        finished.stdout.contains("200 users ready to send (dry run"),
+        "{}",
+        finished.stdout
+    );
+    assert!(braze.accepted().is_empty());
+}
