@@ -504,3 +504,167 @@ async fn a_dry_run_sends_nothing_and_needs_no_key() {
     );
     assert!(braze.accepted().is_empty());
 }
+
+/// An S3 client for moto: path-style addresses, test credentials.
+fn s3(endpoint: &str) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "AKIDTESTTESTTEST",
+            "test-secret",
+            None,
+            None,
+            "tests",
+        ))
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// A bucket of its own in moto, holding `file` at `key`.
+async fn upload(moto: &str, bucket: &str, key: &str, file: &Path) {
+    let client = s3(moto);
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("create bucket");
+    client
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(
+            aws_sdk_s3::primitives::ByteStream::from_path(file)
+                .await
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("put object");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_s3_input_streams_from_a_real_s3_server() {
+    let moto = super::processes::shared_moto();
+    let (file, users) = batch_file("s3", 1_000, &sample_ids(), 5, 26);
+    upload(moto, "batch-cli", "out/users.json.out", &file).await;
+    let braze = FakeBraze::start(KEY).await;
+    let cp = checkpoint("s3");
+    let finished = run(
+        &braze,
+        &[("AWS_ENDPOINT_URL_S3", moto)],
+        &[
+            "s3://batch-cli/out/users.json.out",
+            "--items",
+            &sample_items(),
+            "--checkpoint",
+            &cp,
+        ],
+    )
+    .await;
+    assert_eq!(
+        finished.code,
+        Some(0),
+        "{}\n{}",
+        finished.stdout,
+        finished.stderr
+    );
+    assert_eq!(braze.by_user().len(), users.len());
+    // The checkpoint names the object and its ETag.
+    let header = std::fs::read_to_string(&cp).unwrap();
+    assert!(
+        header.starts_with(r#"{"input":"s3://batch-cli/out/users.json.out","version":"\""#),
+        "{header}"
+    );
+
+    let missing = run(
+        &braze,
+        &[("AWS_ENDPOINT_URL_S3", moto)],
+        &["s3://batch-cli/nothing-here", "--items", &sample_items()],
+    )
+    .await;
+    assert_eq!(missing.code, Some(2));
+    assert!(
+        missing
+            .stderr
+            .contains("cannot read s3://batch-cli/nothing-here"),
+        "{}",
+        missing.stderr
+    );
+}
+
+/// The template's sync function as Lambda runs it: an EventBridge `Object Created` event in, the
+/// key from Secrets Manager, the items from DynamoDB, the users into Braze.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inside_lambda_an_object_created_event_sends_that_object() {
+    let moto = super::processes::shared_moto();
+    let (dynamodb, table) = shared_catalog_table();
+    let (file, users) = batch_file("lambda", 800, &all_ids(), 5, 27);
+    upload(moto, "batch-lambda", "out/users.json.out", &file).await;
+    let secrets = aws_sdk_secretsmanager::Client::from_conf(
+        aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+            .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
+                "AKIDTESTTESTTEST",
+                "test-secret",
+                None,
+                None,
+                "tests",
+            ))
+            .endpoint_url(moto)
+            .build(),
+    );
+    let secret = secrets
+        .create_secret()
+        .name(format!("braze-key-{}", free_port()))
+        .secret_string(json!({"api_key": KEY}).to_string())
+        .send()
+        .await
+        .expect("create secret");
+    let braze = FakeBraze::start(KEY).await;
+    let emulator = super::runtime_api::Emulator::start().await;
+    let mut child = command(
+        &braze,
+        &[
+            ("AWS_LAMBDA_RUNTIME_API", &emulator.address),
+            ("AWS_LAMBDA_FUNCTION_NAME", "braze-sync"),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
+            ("AWS_ENDPOINT_URL_S3", moto),
+            ("AWS_ENDPOINT_URL_SECRETS_MANAGER", moto),
+            ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb),
+            ("ITEMS_TABLE", table),
+            ("BRAZE_API_KEY", ""),
+            ("BRAZE_API_KEY_SECRET_ARN", secret.arn().unwrap()),
+            ("RECOMMENDATION_COUNT", "3"),
+        ],
+    )
+    .env_remove("BRAZE_API_KEY")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("start braze-sync in Lambda mode");
+    let event = json!({
+        "version": "0",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "detail": {"bucket": {"name": "batch-lambda"}, "object": {"key": "out/users.json.out"}}
+    });
+    emulator.invoke("sync-1", &event.to_string());
+    let answers = emulator.answers(&["sync-1".to_owned()]).await;
+    let _ = child.start_kill();
+    let answer: Value =
+        serde_json::from_str(&answers[0]).unwrap_or_else(|_| panic!("{}", answers[0]));
+    assert_eq!(answer[0]["sent"], json!(800), "{answer}");
+    let received = braze.by_user();
+    assert_eq!(received.len(), users.len());
+    assert!(
+        received
+            .values()
+            .all(|o| o[0]["recommendations"].as_array().unwrap().len() == 3)
+    );
+}

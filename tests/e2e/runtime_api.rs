@@ -34,8 +34,8 @@ struct Runtime {
     answered: Notify,
 }
 
-struct Emulator {
-    address: String,
+pub(super) struct Emulator {
+    pub(super) address: String,
     runtime: Arc<Runtime>,
     server: tokio::task::JoinHandle<()>,
 }
@@ -92,7 +92,7 @@ async fn error(State(runtime): State<Arc<Runtime>>, Path(id): Path<String>, body
 }
 
 impl Emulator {
-    async fn start() -> Emulator {
+    pub(super) async fn start() -> Emulator {
         let runtime = Arc::new(Runtime::default());
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -111,7 +111,7 @@ impl Emulator {
         }
     }
 
-    fn invoke(&self, id: &str, event: &str) {
+    pub(super) fn invoke(&self, id: &str, event: &str) {
         let mut queue = self.runtime.queue.lock().unwrap();
         queue.push_back((id.to_owned(), event.to_owned()));
         drop(queue);
@@ -119,7 +119,7 @@ impl Emulator {
     }
 
     /// The answers to `ids`, once all have come (within 20 s).
-    async fn answers(&self, ids: &[String]) -> Vec<String> {
+    pub(super) async fn answers(&self, ids: &[String]) -> Vec<String> {
         let started = Instant::now();
         loop {
             let answered = self.runtime.answered.notified();
