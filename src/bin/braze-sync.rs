@@ -292,10 +292,10 @@ fn progress(len: Option<u64>) -> ProgressBar {
 }
 
 fn url_templates() -> Result<UrlTemplates, String> {
-    let template = |name: &str| match std::env::var(name) {
-        Ok(t) if !t.contains("{id}") => Err(format!("{name} must contain {{id}}")),
-        Ok(t) => Ok(Some(t)),
-        Err(_) => Ok(None),
+    // Empty is unset, as the template passes an empty parameter.
+    let template = |name: &str| match std::env::var(name).ok().filter(|t| !t.is_empty()) {
+        Some(t) if !t.contains("{id}") => Err(format!("{name} must contain {{id}}")),
+        other => Ok(other),
     };
     Ok(UrlTemplates {
         url: template("ITEM_URL_TEMPLATE")?,

@@ -602,3 +602,91 @@ fn strip_definition_policy(text: &str) -> String {
     let end = start + text[start..].find(end_marker).unwrap() + end_marker.len();
     format!("{}{}", &text[..start], &text[end..])
 }
+
+const BRAZE_SECRET: &str =
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:braze-users-track-AbCdEf";
+
+fn with_braze_sync() -> Value {
+    deploy(
+        &template_path(),
+        &[
+            ("PersonalizeArn", CAMPAIGN),
+            ("BatchOutputBucket", "batch-out"),
+            ("BatchOutputPrefix", "personalize/output/"),
+            ("BrazeRestEndpoint", "https://rest.iad-01.braze.com"),
+            ("BrazeApiKeySecretArn", BRAZE_SECRET),
+        ],
+    )
+}
+
+#[test]
+fn the_braze_sync_function_reads_only_its_files_its_secret_and_the_table() {
+    let deployed = with_braze_sync();
+    let functions = resources_of_type(&deployed, "AWS::Lambda::Function");
+    let (_, sync) = functions
+        .iter()
+        .find(|(name, _)| name.starts_with("BrazeSyncFunction"))
+        .expect("a sync function when the bucket and the secret are given");
+    assert_eq!(sync["Metadata"]["BuildProperties"]["Binary"], "braze-sync");
+    let properties = &sync["Properties"];
+    assert_eq!(properties["ReservedConcurrentExecutions"], 1);
+    let variables = &properties["Environment"]["Variables"];
+    assert_eq!(variables["BRAZE_API_KEY_SECRET_ARN"], BRAZE_SECRET);
+    assert!(
+        variables.get("BRAZE_API_KEY").is_none(),
+        "the key itself is never in the environment"
+    );
+    assert_eq!(
+        variables["BRAZE_REST_ENDPOINT"],
+        "https://rest.iad-01.braze.com"
+    );
+
+    let mut sync_grants: Vec<(String, String)> = granted(&deployed)
+        .into_iter()
+        .filter(|(role, _)| role == "BrazeSyncFunctionRole")
+        .flat_map(|(_, statement)| {
+            let resources = strings(&statement["Resource"]);
+            strings(&statement["Action"])
+                .into_iter()
+                .flat_map(move |a| resources.clone().into_iter().map(move |r| (a.clone(), r)))
+        })
+        .collect();
+    sync_grants.sort();
+    assert_eq!(
+        sync_grants,
+        pairs(&[
+            ("dynamodb:BatchGetItem", TABLE_ARN),
+            (
+                "s3:GetObject",
+                "arn:aws:s3:::batch-out/personalize/output/*"
+            ),
+            ("secretsmanager:GetSecretValue", BRAZE_SECRET),
+        ])
+    );
+    // The endpoint's own role gains nothing from the sync.
+    assert!(
+        grants(&deployed)
+            .iter()
+            .all(|(action, _)| !action.starts_with("s3:") && !action.starts_with("secretsmanager:"))
+    );
+
+    let rule = one_of_type(&deployed, "AWS::Events::Rule");
+    let pattern = &rule["Properties"]["EventPattern"];
+    assert_eq!(pattern["source"], json!(["aws.s3"]));
+    assert_eq!(pattern["detail-type"], json!(["Object Created"]));
+    assert_eq!(pattern["detail"]["bucket"]["name"], json!(["batch-out"]));
+    assert_eq!(
+        pattern["detail"]["object"]["key"],
+        json!([{"wildcard": "personalize/output/*.out"}])
+    );
+}
+
+#[test]
+fn without_a_bucket_and_a_secret_there_is_no_sync() {
+    let deployed = deploy(&template_path(), &[("PersonalizeArn", CAMPAIGN)]);
+    assert_eq!(
+        resources_of_type(&deployed, "AWS::Lambda::Function").len(),
+        1
+    );
+    assert!(resources_of_type(&deployed, "AWS::Events::Rule").is_empty());
+}
