@@ -26,7 +26,8 @@ fn json_escape(value: &str) -> String {
     quoted[1..quoted.len() - 1].to_owned()
 }
 
-fn snippets() -> Vec<String> {
+/// Every ```liquid block of the README.
+fn liquid_blocks() -> Vec<String> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     readme
@@ -35,6 +36,24 @@ fn snippets() -> Vec<String> {
         .map(|rest| rest.split("```").next().unwrap().to_owned())
         .collect()
 }
+
+/// The blocks that call the endpoint.
+fn snippets() -> Vec<String> {
+    let blocks = liquid_blocks();
+    for block in &blocks {
+        assert!(
+            block.contains("{% connected_content ") || block.contains(ATTRIBUTE),
+            "a README Liquid block neither calls the endpoint nor reads the attribute:\n{block}"
+        );
+    }
+    blocks
+        .into_iter()
+        .filter(|b| b.contains("{% connected_content "))
+        .collect()
+}
+
+/// How a message reads the attribute braze-sync sets.
+const ATTRIBUTE: &str = "{{custom_attribute.${recommendations}}}";
 
 /// The `{% connected_content URL … :save NAME … %}` tag: (the whole tag, URL, NAME).
 fn connected_content(snippet: &str) -> (String, String, String) {
@@ -311,4 +330,40 @@ async fn post_event(app: &axum::Router, body: &str) -> (u16, String) {
     let status = response.status().as_u16();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+/// The batch section's snippet reads the attribute braze-sync sets: the same item objects as the
+/// endpoint's answer (the e2e tests check braze-sync sends exactly those), and aborts for a user
+/// without it.
+#[tokio::test]
+async fn the_readme_attribute_snippet_renders_the_synced_list_and_aborts_without_it() {
+    let blocks: Vec<String> = liquid_blocks()
+        .into_iter()
+        .filter(|b| b.contains(ATTRIBUTE))
+        .collect();
+    assert_eq!(blocks.len(), 1, "the batch section's snippet");
+    // Braze substitutes the attribute's value where the tag names it; here, a variable holding it.
+    let template = blocks[0].replace(ATTRIBUTE, "synced");
+    let app = local_app();
+    let (status, list) = fetch(&app, "/recommendations?user_id=user-00001&count=10").await;
+    assert_eq!(status, 200);
+    let output = render(&template, "", "synced", &list);
+    let first = list[0]["name"].as_str().unwrap();
+    assert!(
+        output.contains(&format!("Picked for you: {first}")),
+        "{output}"
+    );
+    assert_eq!(
+        output.matches("<a href=\"https://shop.example/p/").count(),
+        3,
+        "{output}"
+    );
+    assert!(!output.contains("ABORTED"), "{output}");
+
+    for missing in [Value::Null, serde_json::json!([])] {
+        let guard = template.find("abort_message").unwrap();
+        let until = guard + template[guard..].find('\n').unwrap();
+        let output = render(&template[..until], "", "synced", &missing);
+        assert!(output.contains("ABORTED('no recommendations')"), "{output}");
+    }
 }
