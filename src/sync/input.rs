@@ -18,8 +18,8 @@ pub enum Line {
     Failed { key: Option<String>, error: String },
 }
 
+/// Fields Personalize may add later are ignored, as in the input and output objects.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawLine {
     input: RawInput,
     #[serde(default)]
@@ -46,6 +46,8 @@ struct RawOutput {
 /// Reads one line. `Err` says what is wrong with it, for a message that names the line.
 pub fn parse_line(bytes: &[u8]) -> Result<Line, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 ({e})"))?;
+    // A file saved by an editor may start with a byte-order mark.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim().is_empty() {
         return Ok(Line::Blank);
     }
@@ -91,7 +93,7 @@ mod tests {
         let user = br#"{"input":{"userId":"u1"},"output":{"recommendedItems":["a","b"],"scores":[0.2,0.1]},"error":null}"#;
         assert_eq!(parse_line(user), Ok(ranked("u1", &["a", "b"])));
         let item =
-            br#"{"input":{"itemId":"i9"},"output":{"recommendedItems":["c"],"scores":[0.5]}}"#;
+            "\u{feff}{\"input\":{\"itemId\":\"i9\"},\"output\":{\"recommendedItems\":[\"c\"],\"scores\":[0.5]}}\r".as_bytes();
         assert_eq!(parse_line(item), Ok(ranked("i9", &["c"])));
         let ranking = br#"{"input":{"userId":"u2","itemList":["x","y"]},"output":{"recommendedItems":["y","x"],"scores":[0.6,0.4]},"error":null}"#;
         assert_eq!(parse_line(ranking), Ok(ranked("u2", &["y", "x"])));
@@ -123,7 +125,14 @@ mod tests {
                 br#"{"input":{"userId":"u"},"output":{}}"#,
                 "no recommendedItems",
             ),
-            (br#"{"input":{"userId":"u"},"outptu":{}}"#, "unknown field"),
+            (
+                br#"{"input":{"userId":"u"},"outptu":{}}"#,
+                "no recommendedItems",
+            ),
+            (
+                br#"{"input":"u1","output":{"recommendedItems":[]}}"#,
+                "not a batch output line",
+            ),
         ] {
             let err = parse_line(line).unwrap_err();
             assert!(err.contains(why), "{err}");

@@ -79,7 +79,10 @@ impl Limiter {
             *next = turn + self.interval.unwrap_or_default();
             turn
         };
-        tokio::time::sleep_until(turn).await;
+        // A timer would round up to the next millisecond: only wait when there is a wait.
+        if turn > Instant::now() {
+            tokio::time::sleep_until(turn).await;
+        }
     }
 
     /// No request goes before `until` (Braze answered 429 and said when its window resets).

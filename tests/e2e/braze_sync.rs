@@ -627,10 +627,17 @@ async fn inside_lambda_an_object_created_event_sends_that_object() {
         .expect("create secret");
     let braze = FakeBraze::start(KEY).await;
     let emulator = super::runtime_api::Emulator::start().await;
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("lambda-tmp-{}", free_port()))
+        .display()
+        .to_string();
+    std::fs::create_dir_all(&tmp).unwrap();
     let mut child = command(
         &braze,
         &[
             ("AWS_LAMBDA_RUNTIME_API", &emulator.address),
+            // Lambda's /tmp, fresh as in a new execution environment: the checkpoint lives there.
+            ("TMPDIR", &tmp),
             ("AWS_LAMBDA_FUNCTION_NAME", "braze-sync"),
             ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512"),
             ("AWS_LAMBDA_FUNCTION_VERSION", "1"),
