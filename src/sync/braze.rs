@@ -12,14 +12,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde::Deserialize;
 
-use crate::item::{Item, Value};
-
 /// Attribute objects one `/users/track` request may carry.
 pub const MAX_OBJECTS_PER_REQUEST: usize = 75;
 /// An array of objects may serialize to at most this many bytes.
 pub const MAX_ARRAY_BYTES: usize = 50_000;
-/// Keys and string values may be at most this many characters.
-pub const MAX_STRING_CHARS: usize = 255;
 /// One request gives up after this long; it is then retried like a 5xx.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -209,44 +205,9 @@ pub fn wait_from(headers: &hyper::HeaderMap, now: SystemTime) -> Option<Duration
     Some(wait.min(Duration::from_secs(60)))
 }
 
-/// Why Braze would refuse an item inside an array of objects, if it would: a key with a space,
-/// or a key or string value over 255 characters, at any depth.
-pub fn item_problem(item: &Item) -> Option<&'static str> {
-    if too_long(item.id()) {
-        return Some("id over 255 characters");
-    }
-    item.attributes()
-        .iter()
-        .find_map(|(key, value)| field_problem(key, value))
-}
-
-fn field_problem(key: &str, value: &Value) -> Option<&'static str> {
-    if key.contains(char::is_whitespace) {
-        return Some("attribute name with a space");
-    }
-    if too_long(key) {
-        return Some("attribute name over 255 characters");
-    }
-    value_problem(value)
-}
-
-fn value_problem(value: &Value) -> Option<&'static str> {
-    match value {
-        Value::String(text) if too_long(text) => Some("string value over 255 characters"),
-        Value::List(values) => values.iter().find_map(value_problem),
-        Value::Map(fields) => fields.iter().find_map(|(k, v)| field_problem(k, v)),
-        _ => None,
-    }
-}
-
-fn too_long(text: &str) -> bool {
-    text.len() > MAX_STRING_CHARS && text.chars().count() > MAX_STRING_CHARS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::item::UrlTemplates;
 
     #[test]
     fn the_wait_comes_from_retry_after_else_the_reset_time_and_is_bounded() {
@@ -269,32 +230,5 @@ mod tests {
             vec![(1, "'external_id' is required".to_owned())]
         );
         assert_eq!(refused_objects(br#"{"message":"success"}"#), vec![]);
-    }
-
-    #[test]
-    fn items_braze_would_refuse_are_named_with_the_reason() {
-        let item = |name: &str, value: Value| {
-            Item::new("i1", [(name.to_owned(), value)], &UrlTemplates::default())
-        };
-        let fine = item("name", Value::String("é".repeat(255)));
-        assert_eq!(item_problem(&fine), None);
-        let long = item("name", Value::String("é".repeat(256)));
-        assert_eq!(
-            item_problem(&long),
-            Some("string value over 255 characters")
-        );
-        let spaced = item("list price", Value::Null);
-        assert_eq!(item_problem(&spaced), Some("attribute name with a space"));
-        let nested = item(
-            "tags",
-            Value::List(vec![Value::Map(vec![(
-                "x".into(),
-                Value::String("a".repeat(300)),
-            )])]),
-        );
-        assert_eq!(
-            item_problem(&nested),
-            Some("string value over 255 characters")
-        );
     }
 }

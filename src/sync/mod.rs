@@ -27,13 +27,19 @@ use tokio::time::Instant;
 
 use crate::catalog::Catalog;
 use crate::item::Item;
-use braze::{Answer, Braze, MAX_ARRAY_BYTES, MAX_OBJECTS_PER_REQUEST, item_problem};
+use braze::{Answer, Braze, MAX_ARRAY_BYTES, MAX_OBJECTS_PER_REQUEST};
 use checkpoint::{Checkpoint, FinishedLines, Tally};
 use input::{Line, parse_line};
 use limiter::Limiter;
 
 /// How long one batch's catalog lookup may take.
 const CATALOG_BUDGET: Duration = Duration::from_secs(20);
+/// Items (and ids the catalog lacks) a run remembers, so that after the first batches the
+/// popular items cost one map lookup each, not a catalog call; past this the memory starts over.
+const KNOWN_ITEMS_MAX: usize = 200_000;
+
+/// What the run learned of the catalog: an id's item, or `None` when the catalog lacks it.
+type Known = HashMap<String, Option<Arc<Item>>>;
 /// Retries of a request that failed in a way worth retrying: first wait up to 200 ms, doubling
 /// to 20 s, with full jitter.
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
@@ -240,6 +246,7 @@ where
         catalog,
         destination: &destination,
         options,
+        known: std::sync::Mutex::new(Known::new()),
     };
     let outcomes = batches
         .map(|batch| {
@@ -404,6 +411,8 @@ struct BatchContext<'a, C> {
     catalog: &'a C,
     destination: &'a Destination<'a>,
     options: &'a Options,
+    /// Shared by the batches in flight; never held across an await.
+    known: std::sync::Mutex<Known>,
 }
 
 /// One user's attribute object, ready to send: `{"external_id":…,"ATTRIBUTE":[…]}`.
@@ -433,31 +442,15 @@ impl<C: Catalog> BatchContext<'_, C> {
         if batch.users.is_empty() {
             return Ok(outcome);
         }
-        let ids: Vec<String> = {
-            let mut seen = HashSet::new();
-            batch
-                .users
-                .iter()
-                .flat_map(|u| u.item_ids.iter().take(u.item_ids.len()))
-                .filter(|id| seen.insert(id.as_str()))
-                .cloned()
-                .collect()
-        };
-        let found = match self
-            .catalog
-            .items(&ids, Instant::now() + CATALOG_BUDGET)
-            .await
-        {
-            Ok(found) => found,
-            Err(e) => {
-                outcome.unsent = batch.users.len() as u64;
-                outcome.unsent_reason = Some(format!("the catalog could not be read: {e}"));
-                return Ok(outcome);
-            }
-        };
+        if let Err(e) = self.learn(&batch.users).await {
+            outcome.unsent = batch.users.len() as u64;
+            outcome.unsent_reason = Some(format!("the catalog could not be read: {e}"));
+            return Ok(outcome);
+        }
+        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let mut objects = Vec::with_capacity(batch.users.len());
         for user in batch.users {
-            match self.object(&user, &found, &mut outcome.items_dropped) {
+            match self.object(&user, &known, &mut outcome.items_dropped) {
                 Some(json) => objects.push(Object {
                     line: user.line,
                     key: user.key,
@@ -472,6 +465,7 @@ impl<C: Catalog> BatchContext<'_, C> {
                 }
             }
         }
+        drop(known);
         let Destination::Braze { braze, limiter } = self.destination else {
             outcome.tally.sent += objects.len() as u64;
             return Ok(outcome);
@@ -528,57 +522,92 @@ impl<C: Catalog> BatchContext<'_, C> {
         Ok(outcome)
     }
 
+    /// Asks the catalog for the users' ids the run does not know yet, and remembers the answer.
+    async fn learn(&self, users: &[User]) -> Result<(), crate::upstream::UpstreamError> {
+        let missing: Vec<String> = {
+            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            let mut seen = HashSet::new();
+            users
+                .iter()
+                .flat_map(|u| &u.item_ids)
+                .filter(|id| !known.contains_key(*id) && seen.insert(id.as_str()))
+                .cloned()
+                .collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut found = self
+            .catalog
+            .items(&missing, Instant::now() + CATALOG_BUDGET)
+            .await?;
+        let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() + missing.len() > KNOWN_ITEMS_MAX {
+            known.clear();
+        }
+        for id in missing {
+            let item = found.remove(&id);
+            known.insert(id, item);
+        }
+        Ok(())
+    }
+
     /// The user's attribute object, or `None` when not one of their items is in the catalog.
     fn object(
         &self,
         user: &User,
-        found: &HashMap<String, Arc<Item>>,
+        known: &Known,
         dropped: &mut BTreeMap<&'static str, u64>,
     ) -> Option<String> {
-        let mut list = String::from("[");
-        let mut kept = 0;
-        let mut seen = HashSet::with_capacity(user.item_ids.len());
+        let key = json_string(&user.key);
+        let attribute = json_string(&self.options.attribute);
+        let mut object = String::with_capacity(64 + key.len() + self.options.count.min(50) * 256);
+        object.push_str(r#"{"external_id":"#);
+        object.push_str(&key);
+        object.push(',');
+        object.push_str(&attribute);
+        object.push_str(":[");
+        let list_start = object.len() - 1;
+        let mut kept: Vec<&str> = Vec::with_capacity(self.options.count.min(user.item_ids.len()));
+        // Long lists check repeats with a set; short ones scan what they kept.
+        let mut seen = (self.options.count > 32).then(HashSet::new);
         for (rank, id) in user.item_ids.iter().enumerate() {
-            if kept == self.options.count {
+            if kept.len() == self.options.count {
                 break;
             }
-            if !seen.insert(id.as_str()) {
-                continue;
-            }
-            let Some(item) = found.get(id) else {
+            let Some(Some(item)) = known.get(id) else {
                 *dropped.entry("not in the catalog").or_default() += 1;
                 continue;
             };
-            if let Some(problem) = item_problem(item) {
+            let repeated = match &mut seen {
+                Some(seen) => !seen.insert(id.as_str()),
+                None => kept.contains(&id.as_str()),
+            };
+            if repeated {
+                continue;
+            }
+            if let Some(problem) = item.braze_problem() {
                 *dropped.entry(problem).or_default() += 1;
                 continue;
             }
             // The array must stay within Braze's 50 KB: the list ends with the items that fit.
-            if list.len() + item.json().len() + 2 > MAX_ARRAY_BYTES {
+            if object.len() - list_start + item.json().len() + 2 > MAX_ARRAY_BYTES {
                 let rest = user.item_ids.len() - rank;
                 *dropped
                     .entry("past Braze's 50 KB per array of objects")
-                    .or_default() += rest.min(self.options.count - kept) as u64;
+                    .or_default() += rest.min(self.options.count - kept.len()) as u64;
                 break;
             }
-            if kept > 0 {
-                list.push(',');
+            if !kept.is_empty() {
+                object.push(',');
             }
-            list.push_str(item.json());
-            kept += 1;
+            object.push_str(item.json());
+            kept.push(id);
         }
-        list.push(']');
-        if kept == 0 {
+        if kept.is_empty() {
             return None;
         }
-        let mut object = String::with_capacity(list.len() + user.key.len() + 64);
-        object.push_str(r#"{"external_id":"#);
-        object.push_str(&json_string(&user.key));
-        object.push(',');
-        object.push_str(&json_string(&self.options.attribute));
-        object.push(':');
-        object.push_str(&list);
-        object.push('}');
+        object.push_str("]}");
         Some(object)
     }
 
@@ -739,6 +768,7 @@ mod tests {
             catalog: &catalog,
             destination: &Destination::DryRun,
             options: &options,
+            known: std::sync::Mutex::new(Known::new()),
         };
         let user = User {
             line: 1,
@@ -746,7 +776,13 @@ mod tests {
             item_ids: ["c", "zz", "a", "c", "big", "b"].map(String::from).to_vec(),
         };
         let ids: Vec<String> = ["a", "b", "c", "big"].map(String::from).to_vec();
-        let found = catalog.items(&ids, Instant::now()).await.unwrap();
+        let found: Known = catalog
+            .items(&ids, Instant::now())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(id, item)| (id, Some(item)))
+            .collect();
         let mut dropped = BTreeMap::new();
         let object = context.object(&user, &found, &mut dropped).unwrap();
         assert_eq!(
@@ -759,6 +795,7 @@ mod tests {
         };
         let context = BatchContext {
             options: &long,
+            known: std::sync::Mutex::new(Known::new()),
             ..context
         };
         context.object(&user, &found, &mut dropped).unwrap();

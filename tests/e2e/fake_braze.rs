@@ -135,6 +135,19 @@ struct Track {
     attributes: Vec<Value>,
 }
 
+/// What a benchmark needs of a body: the users, the rest skipped unread.
+#[derive(Deserialize)]
+struct TrackIds {
+    #[serde(default)]
+    attributes: Vec<ExternalId>,
+}
+
+#[derive(Deserialize)]
+struct ExternalId {
+    #[serde(default)]
+    external_id: String,
+}
+
 fn answer(status: StatusCode, body: Value) -> Response {
     (
         status,
@@ -156,11 +169,37 @@ async fn track(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
             json!({"message": "Invalid API Key"}),
         );
     }
-    let Ok(track) = serde_json::from_slice::<Track>(&body) else {
-        return answer(
-            StatusCode::BAD_REQUEST,
-            json!({"message": "Invalid JSON body"}),
-        );
+    let (ids, attributes) = if state.record {
+        let Ok(track) = serde_json::from_slice::<Track>(&body) else {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({"message": "Invalid JSON body"}),
+            );
+        };
+        let ids = track
+            .attributes
+            .iter()
+            .map(|a| {
+                a.get("external_id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect();
+        (ids, track.attributes)
+    } else {
+        let Ok(track) = serde_json::from_slice::<TrackIds>(&body) else {
+            return answer(
+                StatusCode::BAD_REQUEST,
+                json!({"message": "Invalid JSON body"}),
+            );
+        };
+        let ids: Vec<String> = track
+            .attributes
+            .into_iter()
+            .map(|a| a.external_id)
+            .collect();
+        (ids, Vec::new())
     };
     let mut shared = state.shared.lock().unwrap();
     shared.arrivals.push(now);
@@ -199,23 +238,13 @@ async fn track(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
             json!({"message": "Internal error"}),
         );
     }
-    if track.attributes.len() > 75 {
+    if ids.len() > 75 {
         shared.refused += 1;
         return answer(
             StatusCode::BAD_REQUEST,
-            json!({"message": format!("{} attribute objects; at most 75 per request", track.attributes.len())}),
+            json!({"message": format!("{} attribute objects; at most 75 per request", ids.len())}),
         );
     }
-    let ids: Vec<String> = track
-        .attributes
-        .iter()
-        .map(|a| {
-            a.get("external_id")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_owned()
-        })
-        .collect();
     if ids.iter().any(|id| shared.switches.refuse.contains(id)) {
         shared.refused += 1;
         return answer(
@@ -223,10 +252,10 @@ async fn track(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
             json!({"message": "Invalid attribute value"}),
         );
     }
-    let count = track.attributes.len();
+    let count = ids.len();
     shared.objects += count as u64;
     let objects = if state.record {
-        ids.into_iter().zip(track.attributes).collect()
+        ids.into_iter().zip(attributes).collect()
     } else {
         Vec::new()
     };
