@@ -447,25 +447,26 @@ impl<C: Catalog> BatchContext<'_, C> {
             outcome.unsent_reason = Some(format!("the catalog could not be read: {e}"));
             return Ok(outcome);
         }
-        let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
         let mut objects = Vec::with_capacity(batch.users.len());
-        for user in batch.users {
-            match self.object(&user, &known, &mut outcome.items_dropped) {
-                Some(json) => objects.push(Object {
-                    line: user.line,
-                    key: user.key,
-                    json,
-                }),
-                None => {
-                    outcome.tally.skipped += 1;
-                    *outcome
-                        .skipped
-                        .entry("none of the user's items is in the catalog")
-                        .or_default() += 1;
+        {
+            let known = self.known.lock().unwrap_or_else(|e| e.into_inner());
+            for user in batch.users {
+                match self.object(&user, &known, &mut outcome.items_dropped) {
+                    Some(json) => objects.push(Object {
+                        line: user.line,
+                        key: user.key,
+                        json,
+                    }),
+                    None => {
+                        outcome.tally.skipped += 1;
+                        *outcome
+                            .skipped
+                            .entry("none of the user's items is in the catalog")
+                            .or_default() += 1;
+                    }
                 }
             }
         }
-        drop(known);
         let Destination::Braze { braze, limiter } = self.destination else {
             outcome.tally.sent += objects.len() as u64;
             return Ok(outcome);
