@@ -1,10 +1,12 @@
 //! The project's fake Braze `/users/track` (the one the end-to-end tests use) as a process, for
 //! benchmarking braze-sync without sending anything anywhere:
 //!
-//!   cargo run --release --example fake-braze -- [--port 9200] [--key KEY]
+//!   cargo run --release --example fake-braze -- [--port 9200] [--key KEY] [--limit 3000/3s]
 //!
-//! It checks the Bearer key and the 75-object limit, and counts what it accepts (`GET /stats`)
-//! without keeping it.
+//! It checks the Bearer key and the 75-object limit, answers 429 (with `Retry-After` and
+//! `X-RateLimit-Reset`) past `--limit` as Braze does past a workspace's rate limit, and counts
+//! what it accepts without keeping it: `GET /stats` gives requests, users, the largest request,
+//! 429s and 400s.
 
 #[path = "../tests/e2e/fake_braze.rs"]
 #[allow(dead_code)] // The tests' switches and records are not used here.
@@ -13,13 +15,15 @@ mod fake_braze;
 use std::process::ExitCode;
 
 use fake_braze::FakeBraze;
+use personalize_braze::sync::limiter::RateLimit;
 
-const USAGE: &str = "usage: fake-braze [--port N] [--key KEY]";
+const USAGE: &str = "usage: fake-braze [--port N] [--key KEY] [--limit N/Ds]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut port = 9200u16;
     let mut key = "fake-key".to_owned();
+    let mut limit = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let parsed = match (arg.as_str(), args.next()) {
@@ -28,6 +32,13 @@ async fn main() -> ExitCode {
                 key = v;
                 true
             }
+            ("--limit", Some(v)) => match RateLimit::parse(&v) {
+                Ok(rate) => {
+                    limit = Some(rate);
+                    true
+                }
+                Err(_) => false,
+            },
             _ => false,
         };
         if !parsed {
@@ -43,6 +54,9 @@ async fn main() -> ExitCode {
         }
     };
     let fake = FakeBraze::serve(listener, &key, false);
+    if let Some(rate) = limit {
+        fake.limit(rate.requests as usize, rate.window);
+    }
     println!("fake Braze on {}", fake.endpoint);
     let _ = tokio::signal::ctrl_c().await;
     ExitCode::SUCCESS

@@ -46,8 +46,10 @@ struct Shared {
     rate_limited: usize,
     server_errored: usize,
     refused: usize,
-    /// Accepted objects, counted even when not recorded.
+    /// Accepted objects and requests, and the largest request, counted even when not recorded.
     objects: u64,
+    requests: u64,
+    largest: usize,
 }
 
 #[derive(Clone)]
@@ -254,6 +256,8 @@ async fn track(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
     }
     let count = ids.len();
     shared.objects += count as u64;
+    shared.requests += 1;
+    shared.largest = shared.largest.max(count);
     let objects = if state.record {
         ids.into_iter().zip(attributes).collect()
     } else {
@@ -261,9 +265,14 @@ async fn track(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Byt
     };
     shared.accepted.push(Request { objects, count });
     if !state.record {
-        // A benchmark's millions of requests: keep counts, not history.
+        // A benchmark's millions of requests: keep counts, not history (but the arrivals a rate
+        // limit needs).
         shared.accepted.clear();
-        shared.arrivals.clear();
+        if let Some((_, window)) = shared.switches.limit {
+            shared.arrivals.retain(|&t| now.duration_since(t) < window);
+        } else {
+            shared.arrivals.clear();
+        }
     }
     answer(
         StatusCode::CREATED,
@@ -275,6 +284,12 @@ async fn stats(State(state): State<Arc<AppState>>) -> Response {
     let shared = state.shared.lock().unwrap();
     answer(
         StatusCode::OK,
-        json!({"objects": shared.objects, "rate_limited": shared.rate_limited}),
+        json!({
+            "requests": shared.requests,
+            "objects": shared.objects,
+            "largest_request": shared.largest,
+            "rate_limited": shared.rate_limited,
+            "refused": shared.refused,
+        }),
     )
 }
