@@ -174,6 +174,12 @@ impl fmt::Display for Summary {
                 self.earlier.skipped,
                 self.earlier.failed
             )?;
+            if self.lines_already_done == self.lines {
+                writeln!(
+                    f,
+                    "  every line was done before: nothing to send (delete the checkpoint to send the file again)"
+                )?;
+            }
         }
         for (kind, n) in &self.failures {
             writeln!(f, "  failed: {n} × {kind}")?;
