@@ -160,24 +160,35 @@ impl Drop for DynamoDbLocal {
     }
 }
 
-/// One DynamoDB Local for the whole test process. It is started from a thread that never ends,
-/// because PR_SET_PDEATHSIG fires when the spawning *thread* exits, and test threads do.
+/// Starts a server once for the whole test process and returns its endpoint. The server lives on
+/// a thread that never ends, because PR_SET_PDEATHSIG fires when the spawning *thread* exits, and
+/// test threads do.
+fn start_for_the_process<S: 'static>(
+    what: &str,
+    start: impl FnOnce() -> S + std::panic::UnwindSafe + Send + 'static,
+    endpoint: fn(&S) -> String,
+) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let server = std::panic::catch_unwind(start);
+        let _ = tx.send(server.as_ref().map(endpoint).map_err(|_| ()));
+        loop {
+            std::thread::park();
+        }
+    });
+    rx.recv()
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("{what} failed to start; see the panic above"))
+}
+
+/// One DynamoDB Local for the whole test process.
 pub fn shared_dynamodb() -> &'static str {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
     ENDPOINT.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let server = std::panic::catch_unwind(DynamoDbLocal::start);
-            let endpoint = server.as_ref().map(|s| s.endpoint.clone()).map_err(|_| ());
-            let _ = tx.send(endpoint);
-            loop {
-                std::thread::park();
-            }
-        });
-        rx.recv()
-            .ok()
-            .and_then(Result::ok)
-            .expect("DynamoDB Local failed to start; see the panic above")
+        start_for_the_process("DynamoDB Local", DynamoDbLocal::start, |s| {
+            s.endpoint.clone()
+        })
     })
 }
 
@@ -248,48 +259,36 @@ impl Drop for ServiceProcess {
     }
 }
 
-/// One moto server (S3 and Secrets Manager, in memory) for the whole test process, started like
-/// DynamoDB Local from a thread that never ends. `MOTO_PYTHON` is the Python of the virtualenv
-/// `tests/run` makes from `tests/s3/requirements.txt`.
+/// One moto server (S3 and Secrets Manager, in memory) for the whole test process. `MOTO_PYTHON`
+/// is the Python of the virtualenv `tests/run` makes from `tests/s3/requirements.txt`.
 pub fn shared_moto() -> &'static str {
     static ENDPOINT: OnceLock<String> = OnceLock::new();
-    ENDPOINT.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let started = std::panic::catch_unwind(|| {
-                let python = std::env::var("MOTO_PYTHON")
-                    .expect("MOTO_PYTHON is not set; run the tests with tests/run");
-                let port = free_port();
-                let (log, file) = log_file("moto");
-                let mut command = Command::new(python);
-                command
-                    .args([
-                        "-m",
-                        "moto.server",
-                        "-H",
-                        "127.0.0.1",
-                        "-p",
-                        &port.to_string(),
-                    ])
-                    .current_dir(env!("CARGO_TARGET_TMPDIR"))
-                    .stdin(Stdio::null())
-                    .stdout(file.try_clone().unwrap())
-                    .stderr(file);
-                let mut child = die_with_parent(&mut command)
-                    .spawn()
-                    .unwrap_or_else(|e| panic!("cannot start moto: {e}"));
-                wait_for_port(&mut child, port, "moto", &log, Duration::from_secs(60));
-                (format!("http://127.0.0.1:{port}"), child)
-            });
-            let endpoint = started.as_ref().map(|(e, _)| e.clone()).map_err(|_| ());
-            let _ = tx.send(endpoint);
-            loop {
-                std::thread::park();
-            }
-        });
-        rx.recv()
-            .ok()
-            .and_then(Result::ok)
-            .expect("moto failed to start; see the panic above")
-    })
+    ENDPOINT
+        .get_or_init(|| start_for_the_process("moto", start_moto, |(endpoint, _)| endpoint.clone()))
+}
+
+fn start_moto() -> (String, Child) {
+    let python =
+        std::env::var("MOTO_PYTHON").expect("MOTO_PYTHON is not set; run the tests with tests/run");
+    let port = free_port();
+    let (log, file) = log_file("moto");
+    let mut command = Command::new(python);
+    command
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
+    let mut child = die_with_parent(&mut command)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start moto: {e}"));
+    wait_for_port(&mut child, port, "moto", &log, Duration::from_secs(60));
+    (format!("http://127.0.0.1:{port}"), child)
 }
