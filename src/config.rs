@@ -40,6 +40,21 @@ pub struct Config {
     pub metrics_namespace: String,
     /// `AWS_LAMBDA_RUNTIME_API` is set: serve Lambda invocations, not a local port.
     pub in_lambda: bool,
+    /// How the async runtime runs (`RUNTIME_FLAVOR`); see [`RuntimeFlavor`].
+    pub runtime_flavor: RuntimeFlavor,
+}
+
+/// The Tokio runtime the binary runs on.
+///
+/// By default, Lambda taking one invocation at a time gets `CurrentThread`: the invocation,
+/// its upstream calls and their connections all run on one thread, so no I/O wakes a second
+/// thread (benches/cpu.sh measures the difference per invocation). Lambda Managed Instances
+/// (`AWS_LAMBDA_MAX_CONCURRENCY` above 1) and the local listener get `MultiThread`, one worker
+/// per vCPU (`TOKIO_WORKER_THREADS` sets another number), so concurrent requests use every core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RuntimeFlavor {
+    CurrentThread,
+    MultiThread,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -288,6 +303,22 @@ impl Config {
         metrics::check_namespace(&metrics_namespace)
             .map_err(|reason| invalid("METRICS_NAMESPACE", &metrics_namespace, reason))?;
 
+        let in_lambda = var("AWS_LAMBDA_RUNTIME_API").is_some();
+        let lambda_concurrency = number(&var, "AWS_LAMBDA_MAX_CONCURRENCY", 1, 1, u32::MAX)?;
+        let runtime_flavor = match var("RUNTIME_FLAVOR").as_deref().map(str::trim) {
+            None if in_lambda && lambda_concurrency == 1 => RuntimeFlavor::CurrentThread,
+            None => RuntimeFlavor::MultiThread,
+            Some("current_thread") => RuntimeFlavor::CurrentThread,
+            Some("multi_thread") => RuntimeFlavor::MultiThread,
+            Some(other) => {
+                return Err(invalid(
+                    "RUNTIME_FLAVOR",
+                    other,
+                    "expected current_thread or multi_thread",
+                ));
+            }
+        };
+
         Ok(Config {
             backend,
             default_filter,
@@ -305,7 +336,8 @@ impl Config {
             log_format,
             log_filter,
             metrics_namespace,
-            in_lambda: var("AWS_LAMBDA_RUNTIME_API").is_some(),
+            in_lambda,
+            runtime_flavor,
         })
     }
 }
@@ -670,6 +702,38 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|name| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn lambda_one_at_a_time_runs_on_one_thread_and_everything_else_on_workers() {
+        let flavor = |vars: &[(&str, &str)]| config(vars).unwrap().runtime_flavor;
+        let lambda = ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001");
+        assert_eq!(flavor(&[lambda]), RuntimeFlavor::CurrentThread);
+        assert_eq!(
+            flavor(&[lambda, ("AWS_LAMBDA_MAX_CONCURRENCY", "1")]),
+            RuntimeFlavor::CurrentThread
+        );
+        assert_eq!(
+            flavor(&[lambda, ("AWS_LAMBDA_MAX_CONCURRENCY", "16")]),
+            RuntimeFlavor::MultiThread
+        );
+        assert_eq!(flavor(&[]), RuntimeFlavor::MultiThread);
+        assert_eq!(
+            flavor(&[lambda, ("RUNTIME_FLAVOR", "multi_thread")]),
+            RuntimeFlavor::MultiThread
+        );
+        assert_eq!(
+            flavor(&[("RUNTIME_FLAVOR", "current_thread")]),
+            RuntimeFlavor::CurrentThread
+        );
+        for (name, value) in [
+            ("RUNTIME_FLAVOR", "single"),
+            ("AWS_LAMBDA_MAX_CONCURRENCY", "0"),
+            ("AWS_LAMBDA_MAX_CONCURRENCY", "many"),
+        ] {
+            let error = config(&[lambda, (name, value)]).unwrap_err();
+            assert!(error.to_string().starts_with(name), "{error}");
+        }
     }
 
     #[test]

@@ -2,12 +2,11 @@
 
 use std::process::ExitCode;
 
-use personalize_braze::config::{Backend, Config, LogFormat};
+use personalize_braze::config::{Backend, Config, LogFormat, RuntimeFlavor};
 use personalize_braze::startup::{self, SdkClients};
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {
@@ -15,6 +14,22 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let runtime = match config.runtime_flavor {
+        RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        RuntimeFlavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(serve(config)),
+        Err(e) => {
+            eprintln!("personalize-braze: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
     init_tracing(config.log_format, &config.log_filter);
 
     // `summary` says what serves requests; `try_path` is a request worth trying locally.

@@ -621,7 +621,7 @@ async fn inside_lambda_an_object_created_event_sends_that_object() {
         .await
         .expect("create secret");
     let braze = FakeBraze::start(KEY).await;
-    let emulator = super::runtime_api::Emulator::start().await;
+    let emulator = super::lambda_emulator::Emulator::start().await;
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("lambda-tmp-{}", free_port()))
         .display()

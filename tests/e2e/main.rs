@@ -15,6 +15,7 @@ mod evaluate;
 mod fake_braze;
 mod fake_personalize;
 mod http;
+mod lambda_emulator;
 mod loader;
 mod local_mode;
 mod metrics;
