@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use axum::Router;
@@ -46,7 +47,13 @@ pub struct SdkClients {
 impl SdkClients {
     /// Credentials and region from the usual places (environment, `~/.aws`, the Lambda role).
     pub async fn load(request_budget: Duration) -> SdkClients {
-        let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+        // Stalled-stream protection watches each body's throughput for the life of the call, a
+        // cost on every request (benches/cpu.sh) that buys nothing here: bodies are a few KB and
+        // the attempt timeout below already ends any call that stalls.
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+            .load()
+            .await;
         // Retries must fit the request budget: a hung attempt gets half of it, and the SDK's
         // default backoff (1 s to start) is cut to 50 ms doubling to 250 ms, so three attempts at
         // a throttled or unreachable upstream end well inside the budget with its own error.
