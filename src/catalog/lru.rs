@@ -118,7 +118,11 @@ mod tests {
 
     /// Keys, least recently used first.
     fn keys(lru: &Lru<u32>) -> Vec<&str> {
-        let mut keys: Vec<_> = lru.entries.iter().map(|(k, s)| (s.used, k.as_str())).collect();
+        let mut keys: Vec<_> = lru
+            .entries
+            .iter()
+            .map(|(k, s)| (s.used, k.as_str()))
+            .collect();
         keys.sort();
         keys.into_iter().map(|(_, k)| k).collect()
     }
