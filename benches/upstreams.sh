@@ -10,6 +10,8 @@ mkdir -p "$work"
 base=$((20000 + RANDOM % 20000))
 ddb_port=$base fake_port=$((base + 1)) service_port=$((base + 2))
 pids=()
+# As on Lambda, where neither is set: the service finds its TLS roots itself (src/startup.rs).
+unset SSL_CERT_FILE SSL_CERT_DIR
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
 cargo build -q --release --bin personalize-braze --bin load-items --example fake-personalize

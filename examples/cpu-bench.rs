@@ -124,37 +124,48 @@ fn cpu_total(pid: u32) -> Result<Duration, String> {
     Ok(total)
 }
 
-/// User and system CPU time the process has used so far, all its threads included.
-fn cpu_time(pid: u32) -> Result<(Duration, Duration), String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("process {pid}: {e}"))?;
-    // The fields after the command name (which may hold spaces) start with the state; utime and
-    // stime are the 12th and 13th of them, in clock ticks.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |k: usize| fields.get(k).and_then(|v| v.parse::<u64>().ok());
-    let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
-        return Err(format!("/proc/{pid}/stat: unexpected format"));
-    };
-    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
-    let duration = |ticks: u64| Duration::from_micros(ticks * 1_000_000 / per_second);
-    Ok((duration(user), duration(system)))
-}
-
-/// How much CPU a process had used at one moment: user and system time from the kernel's
+/// What a process had used at one moment: user and system CPU time from the kernel's
 /// process-wide account, which keeps the time of threads that have ended (a Python server's
-/// thread per request). Clock ticks (10 ms) are plenty over thousands of requests.
+/// thread per request; clock ticks of 10 ms are plenty over thousands of requests), and the peak
+/// of its resident memory so far.
 #[derive(Clone, Copy)]
 struct Reading {
     user: Duration,
     system: Duration,
+    peak_rss_kb: u64,
 }
 
-fn reading(pid: u32) -> Result<Reading, String> {
-    let (user, system) = cpu_time(pid)?;
-    Ok(Reading { user, system })
+impl Reading {
+    fn of(pid: u32) -> Result<Reading, String> {
+        let read = |file: &str| {
+            std::fs::read_to_string(format!("/proc/{pid}/{file}"))
+                .map_err(|e| format!("process {pid}: {e}"))
+        };
+        let stat = read("stat")?;
+        // The fields after the command name (which may hold spaces) start with the state; utime
+        // and stime are the 12th and 13th of them, in clock ticks.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest.split_whitespace().collect())
+            .unwrap_or_default();
+        let ticks = |k: usize| fields.get(k).and_then(|v| v.parse::<u64>().ok());
+        let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
+            return Err(format!("/proc/{pid}/stat: unexpected format"));
+        };
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+        let duration = |ticks: u64| Duration::from_micros(ticks * 1_000_000 / per_second);
+        // "VmHWM:     15104 kB"
+        let peak_rss_kb = read("status")?
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("/proc/{pid}/status: no VmHWM"))?;
+        Ok(Reading {
+            user: duration(user),
+            system: duration(system),
+            peak_rss_kb,
+        })
+    }
 }
 
 /// What the measured process spent between two readings, per request.
@@ -163,6 +174,8 @@ struct Spent {
     system: Duration,
     wall: Duration,
     requests: usize,
+    /// The process's peak resident memory at the end.
+    peak_rss_kb: u64,
 }
 
 impl Spent {
@@ -172,6 +185,7 @@ impl Spent {
             system: after.system - before.system,
             wall,
             requests,
+            peak_rss_kb: after.peak_rss_kb,
         }
     }
 
@@ -182,7 +196,7 @@ impl Spent {
             |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
         println!(
             "{what}: CPU {:.0} µs per request ({:.0} user + {:.0} sys); {:.0} requests/s; \
-             round trip p50 {:.0} µs, p99 {:.0} µs; {} requests",
+             round trip p50 {:.0} µs, p99 {:.0} µs; {} requests; peak RSS {:.1} MB",
             per(self.user + self.system),
             per(self.user),
             per(self.system),
@@ -190,6 +204,7 @@ impl Spent {
             pick(0.5),
             pick(0.99),
             self.requests,
+            self.peak_rss_kb as f64 / 1000.0,
         );
     }
 }
@@ -228,14 +243,14 @@ fn http(options: &Options) -> Result<(), String> {
     for k in 0..options.warmup {
         get(&path_for(k))?;
     }
-    let before = reading(options.pid)?;
+    let before = Reading::of(options.pid)?;
     let started = Instant::now();
     let latencies = (0..options.requests)
         .map(|k| get(&path_for(options.warmup + k)))
         .collect::<Result<Vec<_>, _>>()?;
     let spent = Spent::between(
         before,
-        reading(options.pid)?,
+        Reading::of(options.pid)?,
         started.elapsed(),
         options.requests,
     );
@@ -335,13 +350,18 @@ async fn lambda(options: &Options) -> Result<(), String> {
             .await
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
-        let before = reading(pid)?;
+        let before = Reading::of(pid)?;
         let measuring = Instant::now();
         let latencies = run(1 + options.warmup, options.requests)
             .await
             .into_iter()
             .collect::<Result<Vec<_>, _>>()?;
-        let spent = Spent::between(before, reading(pid)?, measuring.elapsed(), options.requests);
+        let spent = Spent::between(
+            before,
+            Reading::of(pid)?,
+            measuring.elapsed(),
+            options.requests,
+        );
         spent.report(
             &format!("invocations, {} in flight", options.concurrency),
             latencies,

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    trust_the_ca_bundle();
     let runtime = match config.runtime_flavor {
         RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         RuntimeFlavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
@@ -26,6 +27,17 @@ fn main() -> ExitCode {
             eprintln!("personalize-braze: cannot start the async runtime: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The SDK's TLS roots from the system's CA bundle file alone (see `startup::ca_bundle`).
+fn trust_the_ca_bundle() {
+    let set = |name| std::env::var_os(name).is_some();
+    let probed = openssl_probe::probe().cert_file;
+    if let Some(bundle) = startup::ca_bundle(set("SSL_CERT_FILE"), set("SSL_CERT_DIR"), probed) {
+        // SAFETY: no other thread exists yet: the runtime is built after this, and nothing
+        // before it starts one.
+        unsafe { std::env::set_var("SSL_CERT_FILE", bundle) };
     }
 }
 

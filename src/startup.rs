@@ -3,7 +3,7 @@
 //! benches with in-memory backends, so every one of them exercises the same assembly.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -71,6 +71,26 @@ impl SdkClients {
             retries,
         }
     }
+}
+
+/// Where the TLS stack should take its root certificates from: the system's CA bundle file,
+/// unless `SSL_CERT_FILE` or `SSL_CERT_DIR` already says (`None` then, and when there is no
+/// bundle). `main` sets `SSL_CERT_FILE` to it before anything starts.
+///
+/// Left alone, rustls-native-certs reads the bundle *and* every file of the system's certificate
+/// directory: on Debian the same roots again, one file each, on Amazon Linux the bundle's OpenSSL
+/// "trusted" twin, which holds no more. That was 7 ms of a 12 ms init on Debian
+/// (`benches/cpu.sh`, cold start). `update-ca-certificates` and `update-ca-trust` write every root
+/// the system trusts into the bundle, so it alone is the same trust.
+pub fn ca_bundle(
+    ssl_cert_file_set: bool,
+    ssl_cert_dir_set: bool,
+    probed: Option<PathBuf>,
+) -> Option<PathBuf> {
+    if ssl_cert_file_set || ssl_cert_dir_set {
+        return None;
+    }
+    probed
 }
 
 impl Clients for SdkClients {
@@ -249,4 +269,19 @@ pub fn app<R: Recommender, C: Catalog>(config: &Config, recommender: R, catalog:
         config.cache_max_age,
         log,
     )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_bundle_is_used_unless_the_openssl_variables_choose() {
+        let bundle = || Some(PathBuf::from("/etc/ssl/certs/ca-certificates.crt"));
+        assert_eq!(ca_bundle(false, false, bundle()), bundle());
+        assert_eq!(ca_bundle(true, false, bundle()), None);
+        assert_eq!(ca_bundle(false, true, bundle()), None);
+        // No bundle found: rustls-native-certs looks where it always does.
+        assert_eq!(ca_bundle(false, false, None), None);
+    }
 }
