@@ -124,6 +124,40 @@ async fn answers_the_catalog_attributes_exactly_in_personalize_order() {
     );
 }
 
+/// With neither `SSL_CERT_FILE` nor `SSL_CERT_DIR` set, as on Lambda (`ServiceProcess` clears the
+/// environment), the SDK's TLS roots load from the system's CA bundle file without a word. The
+/// same SDK warns when a certificate path does not load, which the second service shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_roots_load_from_the_system_ca_bundle_without_a_warning() {
+    let warning = "root CA certificate";
+    let stack = Stack::start(&[]).await;
+    assert_eq!(
+        stack.get("/recommendations?user_id=alice").await.status,
+        200
+    );
+    let log = stack.service.log();
+    assert!(!log.contains(warning), "{log}");
+
+    // The bundle too, or the SDK has no roots at all (which a debug build asserts against).
+    let bundle = openssl_probe::probe()
+        .cert_file
+        .expect("a system CA bundle");
+    let unloadable = Stack::start(&[
+        ("SSL_CERT_FILE", bundle.to_str().unwrap()),
+        ("SSL_CERT_DIR", "/nonexistent/certs"),
+    ])
+    .await;
+    assert_eq!(
+        unloadable
+            .get("/recommendations?user_id=alice")
+            .await
+            .status,
+        200
+    );
+    let log = unloadable.service.log();
+    assert!(log.contains(warning), "{log}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recommender_arn_is_sent_as_recommender_arn() {
     let stack = Stack::start(&[("PERSONALIZE_ARN", RECOMMENDER_ARN)]).await;
