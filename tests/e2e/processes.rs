@@ -60,6 +60,23 @@ fn wait_for_port(child: &mut Child, port: u16, what: &str, log: &Path, limit: Du
     );
 }
 
+/// Starts a server that listens on `port`, with its output in a log of its own and its working
+/// directory in the build's scratch folder (servers leave files where they run), and waits up to
+/// a minute for it to listen.
+fn spawn_server(command: &mut Command, what: &str, port: u16, prerequisite: &str) -> Child {
+    let (log, file) = log_file(&what.to_lowercase().replace(' ', "-"));
+    command
+        .current_dir(env!("CARGO_TARGET_TMPDIR"))
+        .stdin(Stdio::null())
+        .stdout(file.try_clone().unwrap())
+        .stderr(file);
+    let mut child = die_with_parent(command)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {what} ({prerequisite}): {e}"));
+    wait_for_port(&mut child, port, what, &log, Duration::from_secs(60));
+    child
+}
+
 /// The port the service names in its start line (`listening on http://127.0.0.1:PORT`).
 fn reported_port(child: &mut Child, log: &Path, limit: Duration) -> u16 {
     const MARK: &str = "listening on http://127.0.0.1:";
@@ -119,28 +136,18 @@ impl DynamoDbLocal {
         let jar = dynamodb_local_jar();
         let lib = jar.parent().unwrap().join("DynamoDBLocal_lib");
         let port = free_port();
-        let (log, file) = log_file("dynamodb-local");
         let mut command = Command::new("java");
         command
             .arg(format!("-Djava.library.path={}", lib.display()))
             .args(["-Xmx512m", "-jar"])
             .arg(&jar)
             .args(["-inMemory", "-sharedDb", "-disableTelemetry"])
-            .args(["-port", &port.to_string()])
-            // It leaves a metadata file where it runs: not in the repository.
-            .current_dir(env!("CARGO_TARGET_TMPDIR"))
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file);
-        let mut child = die_with_parent(&mut command)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start java (Java 17 is a prerequisite): {e}"));
-        wait_for_port(
-            &mut child,
-            port,
+            .args(["-port", &port.to_string()]);
+        let child = spawn_server(
+            &mut command,
             "DynamoDB Local",
-            &log,
-            Duration::from_secs(60),
+            port,
+            "Java 17 is a prerequisite",
         );
         DynamoDbLocal {
             endpoint: format!("http://127.0.0.1:{port}"),
@@ -271,24 +278,20 @@ fn start_moto() -> (String, Child) {
     let python =
         std::env::var("MOTO_PYTHON").expect("MOTO_PYTHON is not set; run the tests with tests/run");
     let port = free_port();
-    let (log, file) = log_file("moto");
     let mut command = Command::new(python);
-    command
-        .args([
-            "-m",
-            "moto.server",
-            "-H",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-        ])
-        .current_dir(env!("CARGO_TARGET_TMPDIR"))
-        .stdin(Stdio::null())
-        .stdout(file.try_clone().unwrap())
-        .stderr(file);
-    let mut child = die_with_parent(&mut command)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start moto: {e}"));
-    wait_for_port(&mut child, port, "moto", &log, Duration::from_secs(60));
+    command.args([
+        "-m",
+        "moto.server",
+        "-H",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+    ]);
+    let child = spawn_server(
+        &mut command,
+        "moto",
+        port,
+        "MOTO_PYTHON is the Python of the virtualenv tests/run makes",
+    );
     (format!("http://127.0.0.1:{port}"), child)
 }
