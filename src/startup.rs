@@ -73,26 +73,6 @@ impl SdkClients {
     }
 }
 
-/// Where the TLS stack should take its root certificates from: the system's CA bundle file,
-/// unless `SSL_CERT_FILE` or `SSL_CERT_DIR` already says (`None` then, and when there is no
-/// bundle). `main` sets `SSL_CERT_FILE` to it before anything starts.
-///
-/// Left alone, rustls-native-certs reads the bundle *and* every file of the system's certificate
-/// directory: on Debian the same roots again, one file each, on Amazon Linux the bundle's OpenSSL
-/// "trusted" twin, which holds no more. That was 7 ms of a 12 ms init on Debian
-/// (`benches/cpu.sh`, cold start). `update-ca-certificates` and `update-ca-trust` write every root
-/// the system trusts into the bundle, so it alone is the same trust.
-pub fn ca_bundle(
-    ssl_cert_file_set: bool,
-    ssl_cert_dir_set: bool,
-    probed: Option<PathBuf>,
-) -> Option<PathBuf> {
-    if ssl_cert_file_set || ssl_cert_dir_set {
-        return None;
-    }
-    probed
-}
-
 impl Clients for SdkClients {
     fn personalize(&self, region: &str) -> aws_sdk_personalizeruntime::Client {
         aws_sdk_personalizeruntime::Client::from_conf(
@@ -122,6 +102,26 @@ impl Clients for SdkClients {
                 .build(),
         )
     }
+}
+
+/// Where the TLS stack should take its root certificates from: the system's CA bundle file,
+/// unless `SSL_CERT_FILE` or `SSL_CERT_DIR` already says (`None` then, and when there is no
+/// bundle). `main` sets `SSL_CERT_FILE` to it before anything starts.
+///
+/// Left alone, rustls-native-certs reads the bundle *and* every file of the system's certificate
+/// directory: on Debian the same roots again, one file each, on Amazon Linux the bundle's OpenSSL
+/// "trusted" twin, which holds no more. That was 7 ms of a 12 ms init on Debian
+/// (`benches/cpu.sh`, cold start). `update-ca-certificates` and `update-ca-trust` write every root
+/// the system trusts into the bundle, so it alone is the same trust.
+pub fn ca_bundle(
+    ssl_cert_file_set: bool,
+    ssl_cert_dir_set: bool,
+    probed: Option<PathBuf>,
+) -> Option<PathBuf> {
+    if ssl_cert_file_set || ssl_cert_dir_set {
+        return None;
+    }
+    probed
 }
 
 /// AWS mode: a Personalize client for each configured endpoint, and the item source. The
