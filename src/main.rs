@@ -14,7 +14,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    trust_the_ca_bundle();
+    // Only AWS mode makes TLS calls; local mode needs no roots.
+    if matches!(config.backend, Backend::Aws(_)) {
+        trust_the_ca_bundle();
+    }
     let runtime = match config.runtime_flavor {
         RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         RuntimeFlavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
