@@ -26,8 +26,6 @@ pub struct Item {
     json: Box<RawValue>,
     /// `json`'s length once escaped as a JSON string, as Lambda's response envelope carries it.
     wire_len: usize,
-    /// Why Braze would refuse this item inside a custom attribute, if it would.
-    braze_problem: Option<&'static str>,
 }
 
 impl PartialEq for Item {
@@ -103,13 +101,11 @@ impl Item {
                 .bytes()
                 .filter(|b| matches!(b, b'"' | b'\\'))
                 .count();
-        let braze_problem = braze_problem(&id, &attributes);
         Item {
             id,
             attributes,
             json,
             wire_len,
-            braze_problem,
         }
     }
 
@@ -139,12 +135,6 @@ impl Item {
 
     pub fn id(&self) -> &str {
         &self.id
-    }
-
-    /// Why Braze would refuse this item in an array of objects (a custom attribute), if it would:
-    /// a key with a space, or a key or string value over 255 characters, at any depth.
-    pub fn braze_problem(&self) -> Option<&'static str> {
-        self.braze_problem
     }
 
     /// The attributes in response order (`id` is not one of them).
@@ -191,41 +181,6 @@ impl Value {
                 .sum(),
         }
     }
-}
-
-/// Braze's limit on keys and string values inside nested custom attributes.
-pub const BRAZE_MAX_STRING_CHARS: usize = 255;
-
-fn braze_problem(id: &str, attributes: &[(String, Value)]) -> Option<&'static str> {
-    if too_long_for_braze(id) {
-        return Some("id over 255 characters");
-    }
-    attributes
-        .iter()
-        .find_map(|(key, value)| braze_field_problem(key, value))
-}
-
-fn braze_field_problem(key: &str, value: &Value) -> Option<&'static str> {
-    if key.contains(char::is_whitespace) {
-        return Some("attribute name with a space");
-    }
-    if too_long_for_braze(key) {
-        return Some("attribute name over 255 characters");
-    }
-    braze_value_problem(value)
-}
-
-fn braze_value_problem(value: &Value) -> Option<&'static str> {
-    match value {
-        Value::String(text) if too_long_for_braze(text) => Some("string value over 255 characters"),
-        Value::List(values) => values.iter().find_map(braze_value_problem),
-        Value::Map(fields) => fields.iter().find_map(|(k, v)| braze_field_problem(k, v)),
-        _ => None,
-    }
-}
-
-fn too_long_for_braze(text: &str) -> bool {
-    text.len() > BRAZE_MAX_STRING_CHARS && text.chars().count() > BRAZE_MAX_STRING_CHARS
 }
 
 /// The one rule for an Items-dataset column (a CSV file, Personalize's `metadata`, the catalog
@@ -452,33 +407,6 @@ mod tests {
         assert_eq!(
             item.get("image"),
             Some(&s("https://cdn.example/a%20b%2F%C3%BC.jpg"))
-        );
-    }
-
-    #[test]
-    fn items_braze_would_refuse_are_named_with_the_reason() {
-        let item = |name: &str, value: Value| {
-            Item::new("i1", [(name.to_owned(), value)], &UrlTemplates::default())
-        };
-        let fine = item("name", Value::String("é".repeat(255)));
-        assert_eq!(fine.braze_problem(), None);
-        let long = item("name", Value::String("é".repeat(256)));
-        assert_eq!(
-            long.braze_problem(),
-            Some("string value over 255 characters")
-        );
-        let spaced = item("list price", Value::Null);
-        assert_eq!(spaced.braze_problem(), Some("attribute name with a space"));
-        let nested = item(
-            "tags",
-            Value::List(vec![Value::Map(vec![(
-                "x".into(),
-                Value::String("a".repeat(300)),
-            )])]),
-        );
-        assert_eq!(
-            nested.braze_problem(),
-            Some("string value over 255 characters")
         );
     }
 }

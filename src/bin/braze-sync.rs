@@ -2,8 +2,8 @@
 //! joined with the catalog as the endpoint joins them, become one custom attribute (an array of
 //! objects) set through `/users/track`.
 //!
-//! braze-sync FILE|s3://BUCKET/KEY [--items items.csv | --table TABLE] [--attribute NAME]
-//!            [--count N] [--checkpoint PATH] [--rate 3000/3s|off] [--concurrency N] [--dry-run]
+//! braze-sync FILE|s3://BUCKET/KEY [--items items.csv | --table TABLE] [options]; `--help` lists
+//! them.
 //!
 //! `BRAZE_REST_ENDPOINT` and `BRAZE_API_KEY` (or `BRAZE_API_KEY_SECRET_ARN`, read from Secrets
 //! Manager) say where to send. Inside Lambda (`AWS_LAMBDA_RUNTIME_API` set) the same code runs
@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -24,15 +24,42 @@ use personalize_braze::catalog::dynamodb::DynamoDbCatalog;
 use personalize_braze::catalog::file::FileCatalog;
 use personalize_braze::dataset;
 use personalize_braze::item::UrlTemplates;
-use personalize_braze::sync::braze::Braze;
+use personalize_braze::sync::braze::{Braze, MAX_OBJECTS_PER_REQUEST, printable};
 use personalize_braze::sync::checkpoint::{Checkpoint, InputIdentity};
+use personalize_braze::sync::delta::{Delta, Setting};
+use personalize_braze::sync::fields::Fields;
 use personalize_braze::sync::limiter::{Limiter, RateLimit};
-use personalize_braze::sync::{self, Destination, Options, Summary};
+use personalize_braze::sync::{self, Destination, Journal, Options, Stop, Summary};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, BufReader};
 
-const USAGE: &str = "usage: braze-sync FILE|s3://BUCKET/KEY [--items items.csv | --table TABLE] [--attribute NAME] [--count N] [--checkpoint PATH] [--rate 3000/3s|off] [--concurrency N] [--dry-run]";
+const USAGE: &str = "usage: braze-sync FILE|s3://BUCKET/KEY (--items items.csv | --table TABLE) [options]
+
+Sends a Personalize batch inference output file to Braze: each user's recommended items, joined
+with the catalog, become one custom attribute (an array of objects) set through /users/track.
+
+options:
+  --attribute NAME        the custom attribute (default: recommendations)
+  --count N               items per user, the best first, 1-500 (default: 25)
+  --fields LIST|all       item fields, by the catalog's names (default: id,url,name,price,image)
+  --batch-size N          users per request, 1-75 (default: 75; some contracts allow 50)
+  --max-array-bytes N     the most one user's array may take (default: 51200, Braze's 50 KB)
+  --create-profiles       also create profiles for ids Braze does not know (default: update
+                          existing profiles only, `_update_existing_only`)
+  --changed-only          send only users whose list changed since the last completed run
+  --state PATH|s3://B/K   where --changed-only keeps its digests (default:
+                          ./braze-sync.ATTRIBUTE.state)
+  --checkpoint PATH       where finished batches are recorded (default:
+                          ./braze-sync.INPUT.checkpoint)
+  --rate N/Ds|off         Braze's rate limit for /users/track (default: 3000/3s)
+  --concurrency N         requests in flight, 1-256 (default: 64)
+  --dry-run               join and check everything, send nothing (needs no key)
+  -h, --help              this text
+
+exit status: 0 every user sent, skipped or unchanged; 1 finished, but some users or lines failed
+(each is named on stderr); 2 could not start; 3 stopped early (key, endpoint, Braze failing, or the
+input), nothing past the last finished batch recorded as done.";
 
 /// Read buffer for the input: large enough that S3's stream is read in few calls.
 const READ_BUFFER: usize = 256 * 1024;
@@ -44,10 +71,27 @@ struct Args {
     checkpoint: Option<PathBuf>,
     rate: Option<RateLimit>,
     dry_run: bool,
+    changed_only: bool,
+    state: Option<String>,
     options: Options,
 }
 
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
+/// What `parse_args` found: a run, or a request for the help text.
+enum Parsed {
+    Run(Box<Args>),
+    Help,
+}
+
+/// A number from `min` to `max`, or an error naming the option.
+fn number(name: &str, text: &str, min: usize, max: usize) -> Result<usize, String> {
+    text.trim()
+        .parse()
+        .ok()
+        .filter(|n| (min..=max).contains(n))
+        .ok_or_else(|| format!("{name} needs a number from {min} to {max}, not {text:?}"))
+}
+
+fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
     let mut input = None;
     let mut parsed = Args {
         input: String::new(),
@@ -56,6 +100,8 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
         checkpoint: None,
         rate: Some(RateLimit::BRAZE_DEFAULT),
         dry_run: false,
+        changed_only: false,
+        state: None,
         options: Options::default(),
     };
     let mut args = args.peekable();
@@ -68,29 +114,38 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--items" => parsed.items = Some(PathBuf::from(value("--items")?)),
             "--table" => parsed.table = Some(value("--table")?),
             "--attribute" => parsed.options.attribute = attribute_name(&value("--attribute")?)?,
-            "--count" => {
-                parsed.options.count = value("--count")?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=500).contains(n))
-                    .ok_or("--count needs a number from 1 to 500")?
+            "--count" => parsed.options.count = number("--count", &value("--count")?, 1, 500)?,
+            "--fields" => {
+                parsed.options.fields =
+                    Fields::parse(&value("--fields")?).map_err(|e| format!("--fields: {e}"))?
             }
+            "--batch-size" => {
+                parsed.options.batch_size = number(
+                    "--batch-size",
+                    &value("--batch-size")?,
+                    1,
+                    MAX_OBJECTS_PER_REQUEST,
+                )?
+            }
+            "--max-array-bytes" => {
+                parsed.options.max_array_bytes =
+                    number("--max-array-bytes", &value("--max-array-bytes")?, 256, 1 << 20)?
+            }
+            "--create-profiles" => parsed.options.update_existing_only = false,
+            "--changed-only" => parsed.changed_only = true,
+            "--state" => parsed.state = Some(value("--state")?),
             "--checkpoint" => parsed.checkpoint = Some(PathBuf::from(value("--checkpoint")?)),
             "--rate" => {
                 parsed.rate = match value("--rate")?.as_str() {
                     "off" => None,
-                    rate => Some(RateLimit::parse(rate)?),
+                    rate => Some(RateLimit::parse(rate).map_err(|e| format!("--rate: {e}"))?),
                 }
             }
             "--concurrency" => {
-                parsed.options.concurrency = value("--concurrency")?
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=256).contains(n))
-                    .ok_or("--concurrency needs a number from 1 to 256")?
+                parsed.options.concurrency = number("--concurrency", &value("--concurrency")?, 1, 256)?
             }
             "--dry-run" => parsed.dry_run = true,
-            "-h" | "--help" => return Err(USAGE.to_owned()),
+            "-h" | "--help" => return Ok(Parsed::Help),
             other if other.starts_with('-') => {
                 return Err(format!("unknown argument {other:?}\n{USAGE}"));
             }
@@ -104,7 +159,10 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Args, String> {
             "the catalog is --items FILE (local mode) or --table TABLE (or ITEMS_TABLE), one of them\n{USAGE}"
         ));
     }
-    Ok(parsed)
+    if parsed.state.is_some() && !parsed.changed_only {
+        return Err("--state is where --changed-only keeps its digests; give --changed-only too".into());
+    }
+    Ok(Parsed::Run(Box::new(parsed)))
 }
 
 /// Braze's custom attribute names: at most 255 characters, no spaces, not starting with `$`.
@@ -140,20 +198,20 @@ async fn main() -> ExitCode {
     }
     logs.init();
     let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
+        Ok(Parsed::Run(args)) => args,
+        Ok(Parsed::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("braze-sync: {e}");
             return ExitCode::from(2);
         }
     };
-    match cli(args).await {
+    match cli(*args).await {
         Ok(summary) => {
             print!("{summary}");
-            if summary.complete() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            ExitCode::from(summary.exit_code())
         }
         Err(e) => {
             eprintln!("braze-sync: {e}");
@@ -167,6 +225,7 @@ async fn cli(args: Args) -> Result<Summary, String> {
     // local files needs no account at all.
     let needs_aws = args.input.starts_with("s3://")
         || args.table.is_some()
+        || args.state.as_deref().is_some_and(|s| s.starts_with("s3://"))
         || (!args.dry_run && std::env::var_os("BRAZE_API_KEY").is_none());
     let sdk = if needs_aws {
         aws_config::defaults(BehaviorVersion::latest()).load().await
@@ -192,6 +251,31 @@ async fn cli(args: Args) -> Result<Summary, String> {
     if let Some(checkpoint) = &checkpoint {
         eprintln!("braze-sync: checkpoint {}", checkpoint.path().display());
     }
+    let catalog_name = match (&args.items, &args.table) {
+        (Some(items), _) => format!(
+            "items file {}",
+            std::fs::canonicalize(items).unwrap_or_else(|_| items.clone()).display()
+        ),
+        (None, Some(table)) => format!("table {table}"),
+        (None, None) => String::new(),
+    };
+    let state = args.changed_only.then(|| {
+        StateStore::parse(
+            args.state
+                .clone()
+                .unwrap_or_else(|| format!("braze-sync.{}.state", args.options.attribute)),
+        )
+    });
+    let mut delta = match &state {
+        Some(store) => Some(store.load(&sdk, setting(&args.options, &catalog_name)).await?),
+        None => None,
+    };
+    if let (Some(store), Some(delta)) = (&state, &delta) {
+        eprintln!(
+            "braze-sync: --changed-only, {} users remembered in {store}",
+            delta.previous_users()
+        );
+    }
     let bar = progress(len);
     let limiter = Limiter::new(args.rate);
     let destination = match &destination {
@@ -212,61 +296,155 @@ async fn cli(args: Args) -> Result<Summary, String> {
         })
     };
     let report = |problem: &sync::Problem| bar.suspend(|| eprintln!("{problem}"));
+    let journal = Journal {
+        checkpoint: checkpoint.as_mut(),
+        delta: delta.as_mut(),
+    };
     let summary = match (&args.items, &args.table) {
         (Some(items), _) => {
             let records = dataset::read_items(items).map_err(|e| e.to_string())?;
             let catalog = FileCatalog::new(&records, &url_templates()?);
             drop(records);
-            run(
-                reader,
-                &catalog,
-                destination,
-                checkpoint.as_mut(),
-                &args.options,
-                &read,
-                report,
-            )
-            .await
+            run(reader, &catalog, destination, journal, &args.options, &read, report).await
         }
         (None, Some(table)) => {
             let catalog = table_catalog(&sdk, table)?;
-            run(
-                reader,
-                &catalog,
-                destination,
-                checkpoint.as_mut(),
-                &args.options,
-                &read,
-                report,
-            )
-            .await
+            run(reader, &catalog, destination, journal, &args.options, &read, report).await
         }
         (None, None) => unreachable!("parse_args requires a catalog"),
     };
     ticker.abort();
     bar.finish_and_clear();
+    if let (Some(store), Some(delta)) = (&state, &delta)
+        && summary.finished()
+        && !summary.dry_run
+    {
+        store.save(&sdk, delta).await?;
+        eprintln!("braze-sync: {} users' lists remembered in {store}", delta.users());
+    }
     Ok(summary)
+}
+
+/// The setting a delta state belongs to.
+fn setting(options: &Options, catalog: &str) -> Setting {
+    Setting {
+        attribute: options.attribute.clone(),
+        fields: options.fields.to_string(),
+        count: options.count,
+        catalog: catalog.to_owned(),
+        update_existing_only: options.update_existing_only,
+    }
+}
+
+/// Where the delta state lives: a local file, or an S3 object (Lambda).
+enum StateStore {
+    File(PathBuf),
+    S3 { bucket: String, key: String },
+}
+
+impl std::fmt::Display for StateStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateStore::File(path) => write!(f, "{}", path.display()),
+            StateStore::S3 { bucket, key } => write!(f, "s3://{bucket}/{key}"),
+        }
+    }
+}
+
+impl StateStore {
+    fn parse(text: String) -> StateStore {
+        match text
+            .strip_prefix("s3://")
+            .and_then(|location| location.split_once('/'))
+            .filter(|(b, k)| !b.is_empty() && !k.is_empty())
+        {
+            Some((bucket, key)) => StateStore::S3 {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            },
+            None => StateStore::File(PathBuf::from(text)),
+        }
+    }
+
+    /// The last completed run's state, or an empty one when there is none yet.
+    async fn load(&self, sdk: &SdkConfig, setting: Setting) -> Result<Delta, String> {
+        let name = self.to_string();
+        let bytes = match self {
+            StateStore::File(path) => match std::fs::read(path) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(format!("cannot read the state {name}: {e}")),
+            },
+            StateStore::S3 { bucket, key } => {
+                let client = aws_sdk_s3::Client::new(sdk);
+                match client.get_object().bucket(bucket).key(key).send().await {
+                    Ok(object) => Some(
+                        object
+                            .body
+                            .collect()
+                            .await
+                            .map_err(|e| format!("cannot read the state {name}: {e}"))?
+                            .to_vec(),
+                    ),
+                    Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => None,
+                    Err(e) => {
+                        return Err(format!(
+                            "cannot read the state {name}: {}",
+                            aws_sdk_s3::error::DisplayErrorContext(e)
+                        ));
+                    }
+                }
+            }
+        };
+        match bytes {
+            Some(bytes) => Delta::load(&bytes, setting, &name),
+            None => Ok(Delta::new(setting)),
+        }
+    }
+
+    /// Replaces the state with this run's, whole or not at all.
+    async fn save(&self, sdk: &SdkConfig, delta: &Delta) -> Result<(), String> {
+        let name = self.to_string();
+        let bytes = delta.to_bytes();
+        match self {
+            StateStore::File(path) => {
+                let temporary = path.with_extension("state-new");
+                let write = || -> std::io::Result<()> {
+                    let mut file = std::fs::File::create(&temporary)?;
+                    std::io::Write::write_all(&mut file, &bytes)?;
+                    file.sync_all()?;
+                    std::fs::rename(&temporary, path)
+                };
+                write().map_err(|e| format!("cannot write the state {name}: {e}"))
+            }
+            StateStore::S3 { bucket, key } => aws_sdk_s3::Client::new(sdk)
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(bytes.into())
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    format!(
+                        "cannot write the state {name}: {}",
+                        aws_sdk_s3::error::DisplayErrorContext(e)
+                    )
+                }),
+        }
+    }
 }
 
 async fn run(
     reader: Box<dyn AsyncBufRead + Unpin + Send>,
     catalog: &impl Catalog,
     destination: Destination<'_>,
-    checkpoint: Option<&mut Checkpoint>,
+    journal: Journal<'_>,
     options: &Options,
     read: &AtomicU64,
     report: impl FnMut(&sync::Problem),
 ) -> Summary {
-    sync::run(
-        reader,
-        catalog,
-        destination,
-        checkpoint,
-        options,
-        read,
-        report,
-    )
-    .await
+    sync::run(reader, catalog, destination, journal, options, read, report).await
 }
 
 /// `./braze-sync.<input's file name>.checkpoint`: in the working directory, since the input's
@@ -426,71 +604,79 @@ async fn open_s3(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result
 }
 
 /// Lambda: each `Object Created` event's objects, sent with the environment's settings. A run
-/// that leaves users unsent fails the invocation, so Lambda tries again; the checkpoint in
-/// `/tmp` lets a retry in the same environment continue rather than start over.
+/// that leaves users unsent fails the invocation, so Lambda tries again (and after its retries,
+/// the event goes to the on-failure destination); the checkpoint in `/tmp` lets a retry in the
+/// same environment continue rather than start over. A key Braze refuses is read from Secrets
+/// Manager again once, so a rotated key does not fail every warm environment.
 async fn lambda() -> Result<(), lambda_runtime::Error> {
     let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
-    let braze = braze_from_env(&sdk).await?;
+    let braze = Mutex::new(Arc::new(braze_from_env(&sdk).await?));
     let table = std::env::var("ITEMS_TABLE").map_err(|_| "ITEMS_TABLE is not set")?;
     let catalog = table_catalog(&sdk, &table)?;
-    let mut options = Options::default();
-    if let Ok(name) = std::env::var("BRAZE_ATTRIBUTE") {
-        options.attribute = attribute_name(&name)?;
-    }
-    if let Ok(count) = std::env::var("RECOMMENDATION_COUNT") {
-        options.count = count
-            .parse()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or("RECOMMENDATION_COUNT must be a number from 1 to 500")?;
-    }
+    let options = lambda_options()?;
     let rate = match std::env::var("BRAZE_RATE_LIMIT").as_deref() {
         Ok("off") => None,
-        Ok(rate) => Some(RateLimit::parse(rate)?),
+        Ok(rate) => Some(RateLimit::parse(rate).map_err(|e| format!("BRAZE_RATE_LIMIT: {e}"))?),
         Err(_) => Some(RateLimit::BRAZE_DEFAULT),
     };
+    let state = std::env::var("BRAZE_SYNC_STATE")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(StateStore::parse);
+    if let Some(StateStore::File(_)) = &state {
+        return Err("BRAZE_SYNC_STATE must be s3://BUCKET/KEY inside Lambda".into());
+    }
+    let catalog_name = format!("table {table}");
     let limiter = Limiter::new(rate);
     let s3 = aws_sdk_s3::Client::new(&sdk);
-    let context = (&braze, &limiter, &catalog, &options, &s3);
+    let context = (&braze, &limiter, &catalog, &options, &s3, &state, &sdk, &catalog_name);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
-        let (braze, limiter, catalog, options, s3) = context;
+        let (braze, limiter, catalog, options, s3, state, sdk, catalog_name) = context;
         let objects = objects_in(&event.payload);
         if objects.is_empty() {
             tracing::warn!(event = %event.payload, "the event names no S3 object; nothing to do");
         }
         let mut summaries = Vec::new();
         for (bucket, key) in objects {
-            let (reader, identity, _) = open_s3(s3, &bucket, &key).await?;
-            let digest = Sha256::digest(format!("{}\n{}", identity.input, identity.version));
-            let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
-            let path = std::env::temp_dir().join(format!("braze-sync-{name}.checkpoint"));
-            let mut checkpoint = Checkpoint::open(&path, &identity)?;
-            let read = AtomicU64::new(0);
-            let destination = Destination::Braze { braze, limiter };
-            let summary = sync::run(reader, catalog, destination, Some(&mut checkpoint), options, &read, |p| {
-                tracing::warn!(line = p.line, user = p.key.as_deref().unwrap_or(""), kind = p.kind, detail = %p.detail, "user not sent");
-            })
-            .await;
+            let mut delta = match state {
+                Some(store) => Some(store.load(sdk, setting(options, catalog_name)).await?),
+                None => None,
+            };
+            let mut summary = sync_object(s3, &bucket, &key, &current(braze), limiter, catalog, options, delta.as_mut()).await?;
+            if matches!(summary.stopped, Some(Stop::Unauthorized(_)))
+                && std::env::var_os("BRAZE_API_KEY_SECRET_ARN").is_some()
+            {
+                tracing::warn!("Braze refused the key; reading it from Secrets Manager again once");
+                let fresh = Arc::new(braze_from_env(sdk).await?);
+                *braze.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+                summary = sync_object(s3, &bucket, &key, &fresh, limiter, catalog, options, delta.as_mut()).await?;
+            }
             tracing::info!(
-                input = %identity.input,
+                input = %format!("s3://{bucket}/{key}"),
                 sent = summary.tally.sent,
+                unchanged = summary.tally.unchanged,
                 skipped = summary.tally.skipped,
                 failed = summary.tally.failed,
                 unsent = summary.unsent,
                 requests = summary.requests,
                 retries = summary.retries,
+                values_cut = summary.values_cut,
                 seconds = summary.elapsed.as_secs_f64(),
                 "braze-sync finished"
             );
-            if summary.stopped.is_some() || summary.unsent > 0 {
+            if !summary.finished() {
                 return Err(lambda_runtime::Error::from(format!(
                     "s3://{bucket}/{key}: {}",
                     summary.to_string().trim_end()
                 )));
             }
+            if let (Some(store), Some(delta)) = (state, &delta) {
+                store.save(sdk, delta).await?;
+            }
             summaries.push(serde_json::json!({
-                "input": identity.input,
+                "input": format!("s3://{bucket}/{key}"),
                 "sent": summary.tally.sent,
+                "unchanged": summary.tally.unchanged,
                 "skipped": summary.tally.skipped,
                 "failed": summary.tally.failed,
             }));
@@ -498,6 +684,68 @@ async fn lambda() -> Result<(), lambda_runtime::Error> {
         Ok::<_, lambda_runtime::Error>(Value::Array(summaries))
     }))
     .await
+}
+
+fn current(braze: &Mutex<Arc<Braze>>) -> Arc<Braze> {
+    braze.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// One S3 object into Braze, resuming its checkpoint in `/tmp`.
+#[allow(clippy::too_many_arguments)]
+async fn sync_object(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    braze: &Braze,
+    limiter: &Limiter,
+    catalog: &impl Catalog,
+    options: &Options,
+    delta: Option<&mut Delta>,
+) -> Result<Summary, String> {
+    let (reader, identity, _) = open_s3(s3, bucket, key).await?;
+    let digest = Sha256::digest(format!("{}\n{}", identity.input, identity.version));
+    let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    let path = std::env::temp_dir().join(format!("braze-sync-{name}.checkpoint"));
+    let mut checkpoint = Checkpoint::open(&path, &identity)?;
+    let read = AtomicU64::new(0);
+    let journal = Journal {
+        checkpoint: Some(&mut checkpoint),
+        delta,
+    };
+    let mut logged = 0u64;
+    let summary = sync::run(reader, catalog, Destination::Braze { braze, limiter }, journal, options, &read, |p| {
+        logged += 1;
+        tracing::warn!(line = p.line, user = p.key.as_deref().unwrap_or(""), kind = p.kind, detail = %printable(&p.detail), "user not sent");
+    })
+    .await;
+    Ok(summary)
+}
+
+/// The run's settings from the function's environment.
+fn lambda_options() -> Result<Options, String> {
+    let mut options = Options::default();
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    if let Some(name) = var("BRAZE_ATTRIBUTE") {
+        options.attribute = attribute_name(&name)?;
+    }
+    if let Some(count) = var("RECOMMENDATION_COUNT") {
+        options.count = number("RECOMMENDATION_COUNT", &count, 1, 500)?;
+    }
+    if let Some(fields) = var("BRAZE_FIELDS") {
+        options.fields = Fields::parse(&fields).map_err(|e| format!("BRAZE_FIELDS: {e}"))?;
+    }
+    if let Some(size) = var("BRAZE_BATCH_SIZE") {
+        options.batch_size = number("BRAZE_BATCH_SIZE", &size, 1, MAX_OBJECTS_PER_REQUEST)?;
+    }
+    if let Some(bytes) = var("BRAZE_MAX_ARRAY_BYTES") {
+        options.max_array_bytes = number("BRAZE_MAX_ARRAY_BYTES", &bytes, 256, 1 << 20)?;
+    }
+    match var("BRAZE_CREATE_PROFILES").as_deref() {
+        None | Some("false") => {}
+        Some("true") => options.update_existing_only = false,
+        Some(other) => return Err(format!("BRAZE_CREATE_PROFILES is true or false, not {other:?}")),
+    }
+    Ok(options)
 }
 
 /// The objects an S3 event notification (`Records[].s3`) or an EventBridge `Object Created`
@@ -546,7 +794,10 @@ mod tests {
     use super::*;
 
     fn args(text: &str) -> Result<Args, String> {
-        parse_args(text.split_whitespace().map(String::from))
+        match parse_args(text.split_whitespace().map(String::from))? {
+            Parsed::Run(args) => Ok(*args),
+            Parsed::Help => Err("help".into()),
+        }
     }
 
     #[test]
@@ -574,9 +825,21 @@ mod tests {
             "out.json --items i.csv --attribute",
             "a b --items i.csv",
             "out.json --items i.csv --bogus",
+            "out.json --items i.csv --batch-size 76",
+            "out.json --items i.csv --state s.state",
+            "out.json --items i.csv --fields a,,b",
         ] {
             assert!(args(bad).is_err(), "{bad}");
         }
+        // An absurd rate is an error that names the option, never a panic.
+        let err = args("out.json --items i.csv --rate 4294967295/18446744073709551615s")
+            .err()
+            .unwrap();
+        assert!(err.starts_with("--rate:"), "{err}");
+        let parsed = args("out.json --items i.csv --batch-size 50 --create-profiles --changed-only --fields id,name").unwrap();
+        assert_eq!(parsed.options.batch_size, 50);
+        assert!(!parsed.options.update_existing_only && parsed.changed_only);
+        assert_eq!(parsed.options.fields.to_string(), "id,name");
     }
 
     #[test]

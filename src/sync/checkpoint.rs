@@ -6,6 +6,12 @@
 //! so a run killed at any moment has recorded every batch that finished, and a resumed run sends
 //! again only the batches that were in flight. A torn last line is a batch not recorded.
 //!
+//! The header is synced to disk before anything is sent, and entries at least every
+//! [`SYNC_EVERY`] and when the checkpoint closes: a machine that loses power forgets at most that
+//! much, and those batches are sent again, never skipped. A torn header (the machine died while
+//! writing it, before any batch) is written again. The file is locked while a run holds it, so a
+//! second run on the same checkpoint refuses to start rather than send the same users.
+//!
 //! ```text
 //! {"input":"s3://bucket/out/users.json.out","version":"\"9b2cf535f27731c974343645a3985328\""}
 //! {"lines":[1,75],"sent":74,"failed":1,"skipped":0}
@@ -14,8 +20,12 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+
+/// Entries reach the disk at least this often.
+pub const SYNC_EVERY: Duration = Duration::from_millis(200);
 
 /// Which input a checkpoint belongs to: its location and its version (S3's ETag, or a local
 /// file's size and modification time), so a new file at the same place starts afresh.
@@ -31,6 +41,13 @@ pub struct Tally {
     pub sent: u64,
     pub failed: u64,
     pub skipped: u64,
+    /// Delta sync: users whose list was the one Braze already had, so not sent.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub unchanged: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl std::ops::AddAssign for Tally {
@@ -38,6 +55,7 @@ impl std::ops::AddAssign for Tally {
         self.sent += other.sent;
         self.failed += other.failed;
         self.skipped += other.skipped;
+        self.unchanged += other.unchanged;
     }
 }
 
@@ -56,6 +74,9 @@ pub struct Checkpoint {
     done: Vec<[u64; 2]>,
     /// What earlier runs recorded.
     earlier: Tally,
+    /// When entries were last synced to disk, and whether some were written since.
+    synced: Instant,
+    dirty: bool,
 }
 
 /// The input lines earlier runs finished.
@@ -82,60 +103,75 @@ impl FinishedLines {
 }
 
 impl Checkpoint {
-    /// Opens (or starts) the checkpoint at `path` for `identity`. A checkpoint of another input
-    /// is refused: resuming it would skip lines of a file it never saw.
+    /// Opens (or starts) the checkpoint at `path` for `identity`, and locks it for this run. A
+    /// checkpoint of another input is refused: resuming it would skip lines of a file it never
+    /// saw. So is one another run holds.
     pub fn open(path: &Path, identity: &InputIdentity) -> Result<Checkpoint, String> {
         let shown = path.display();
-        let mut done = Vec::new();
-        let mut earlier = Tally::default();
-        match File::open(path) {
-            Ok(file) => {
-                let mut lines = BufReader::new(file).lines();
-                let header = lines
-                    .next()
-                    .transpose()
-                    .map_err(|e| format!("cannot read checkpoint {shown}: {e}"))?;
-                if let Some(header) = header {
-                    let theirs: InputIdentity = serde_json::from_str(&header)
-                        .map_err(|e| format!("{shown} is not a braze-sync checkpoint: {e}"))?;
-                    if &theirs != identity {
-                        return Err(format!(
-                            "checkpoint {shown} belongs to {} (version {}), not {} (version {}); delete it or choose another --checkpoint",
-                            theirs.input, theirs.version, identity.input, identity.version
-                        ));
-                    }
-                }
-                for line in lines {
-                    let line = line.map_err(|e| format!("cannot read checkpoint {shown}: {e}"))?;
-                    // A line the kill tore in half is a batch that did not finish.
-                    let Ok(entry) = serde_json::from_str::<Entry>(&line) else {
-                        continue;
-                    };
-                    done.push(entry.lines);
-                    earlier += entry.tally;
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read checkpoint {shown}: {e}")),
-        }
-        let fresh = done.is_empty() && std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+        let cannot = |e: std::io::Error| format!("cannot use checkpoint {shown}: {e}");
         let mut file = OpenOptions::new()
             .create(true)
+            .read(true)
             .append(true)
             .open(path)
-            .map_err(|e| format!("cannot write checkpoint {shown}: {e}"))?;
+            .map_err(cannot)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(format!(
+                    "checkpoint {shown} is in use by another braze-sync run; wait for it to end (two runs on one checkpoint would send the same users twice)"
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(cannot(e)),
+        }
+        let mut done = Vec::new();
+        let mut earlier = Tally::default();
+        let mut lines = BufReader::new(&file).lines();
+        let header = lines.next().transpose().map_err(cannot)?;
+        let mut fresh = true;
+        if let Some(header) = header {
+            match serde_json::from_str::<InputIdentity>(&header) {
+                Ok(theirs) if &theirs != identity => {
+                    return Err(format!(
+                        "checkpoint {shown} belongs to {} (version {}), not {} (version {}); delete it or choose another --checkpoint",
+                        theirs.input, theirs.version, identity.input, identity.version
+                    ));
+                }
+                Ok(_) => fresh = false,
+                Err(e) => {
+                    // Only a header the machine tore while writing it, with nothing after it, is
+                    // ours to write again; anything else may be someone's file.
+                    let torn = header.starts_with("{\"input\"") && lines.next().is_none();
+                    if !torn {
+                        return Err(format!(
+                            "{shown} is not a braze-sync checkpoint ({e}); choose another --checkpoint, or delete it if it is an old checkpoint of this file (the next run then sends every line)"
+                        ));
+                    }
+                    tracing::warn!(checkpoint = %shown, "the checkpoint's header was torn before any batch was recorded; writing it again");
+                }
+            }
+        }
+        if !fresh {
+            for line in lines {
+                let line = line.map_err(cannot)?;
+                // A line the kill tore in half is a batch that did not finish.
+                let Ok(entry) = serde_json::from_str::<Entry>(&line) else {
+                    continue;
+                };
+                done.push(entry.lines);
+                earlier += entry.tally;
+            }
+        }
         if fresh {
+            file.set_len(0).map_err(cannot)?;
             let mut header = serde_json::to_string(identity).unwrap_or_default();
             header.push('\n');
-            file.write_all(header.as_bytes())
-                .map_err(|e| format!("cannot write checkpoint {shown}: {e}"))?;
-        } else {
+            file.write_all(header.as_bytes()).map_err(cannot)?;
+            file.sync_all().map_err(cannot)?;
+            sync_directory(path);
+        } else if !ends_with_newline(path) {
             // A torn last line must not swallow the next entry.
-            let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-            if len > 0 && !ends_with_newline(path) {
-                file.write_all(b"\n")
-                    .map_err(|e| format!("cannot write checkpoint {shown}: {e}"))?;
-            }
+            file.write_all(b"\n").map_err(cannot)?;
         }
         done.sort_unstable();
         let mut merged: Vec<[u64; 2]> = Vec::with_capacity(done.len());
@@ -150,6 +186,8 @@ impl Checkpoint {
             file,
             done: merged,
             earlier,
+            synced: Instant::now(),
+            dirty: false,
         })
     }
 
@@ -171,7 +209,7 @@ impl Checkpoint {
     }
 
     /// Records a finished batch. One `write` of one line: the kernel has it even if the
-    /// process is killed right after.
+    /// process is killed right after; the disk has it within [`SYNC_EVERY`].
     pub fn record(&mut self, first: u64, last: u64, tally: Tally) -> Result<(), String> {
         let mut line = serde_json::to_string(&Entry {
             lines: [first, last],
@@ -181,7 +219,43 @@ impl Checkpoint {
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
-            .map_err(|e| format!("cannot write checkpoint {}: {e}", self.path.display()))
+            .map_err(|e| format!("cannot write checkpoint {}: {e}", self.path.display()))?;
+        self.dirty = true;
+        if self.synced.elapsed() >= SYNC_EVERY {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Puts every entry written so far on disk.
+    pub fn sync(&mut self) -> Result<(), String> {
+        if self.dirty {
+            self.file
+                .sync_data()
+                .map_err(|e| format!("cannot sync checkpoint {}: {e}", self.path.display()))?;
+            self.dirty = false;
+        }
+        self.synced = Instant::now();
+        Ok(())
+    }
+}
+
+impl Drop for Checkpoint {
+    fn drop(&mut self) {
+        if let Err(e) = self.sync() {
+            tracing::warn!(error = %e, "the checkpoint's last entries may not be on disk");
+        }
+    }
+}
+
+/// A new file's name is on disk once its directory is synced.
+fn sync_directory(path: &Path) {
+    let directory = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if let Ok(directory) = File::open(directory) {
+        let _ = directory.sync_all();
     }
 }
 
@@ -218,8 +292,7 @@ mod tests {
         assert!(!first.finished_lines().contains(1));
         let one = Tally {
             sent: 75,
-            failed: 0,
-            skipped: 0,
+            ..Tally::default()
         };
         first.record(1, 80, one).unwrap();
         // Batches finish out of order; the one at 81..=160 was in flight.
@@ -252,6 +325,38 @@ mod tests {
         drop(cp);
         let mut cp = Checkpoint::open(&path, &identity("v1")).unwrap();
         assert!(cp.finished_lines().contains(20));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_torn_header_is_written_again_and_a_foreign_file_is_left_alone() {
+        let path = temp("torn-header");
+        std::fs::write(&path, br#"{"input":"s3://b/k","vers"#).unwrap();
+        let mut cp = Checkpoint::open(&path, &identity("v1")).unwrap();
+        cp.record(1, 10, Tally::default()).unwrap();
+        drop(cp);
+        let mut cp = Checkpoint::open(&path, &identity("v1")).unwrap();
+        assert!(cp.finished_lines().contains(10));
+        drop(cp);
+
+        std::fs::write(&path, b"user,notes\nsomeone else's file\n").unwrap();
+        let err = Checkpoint::open(&path, &identity("v1")).err().expect("refused");
+        assert!(err.contains("not a braze-sync checkpoint"), "{err}");
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"user,notes\nsomeone else's file\n"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn a_second_run_on_the_same_checkpoint_refuses_to_start() {
+        let path = temp("locked");
+        let first = Checkpoint::open(&path, &identity("v1")).unwrap();
+        let err = Checkpoint::open(&path, &identity("v1")).err().expect("refused");
+        assert!(err.contains("in use by another braze-sync run"), "{err}");
+        drop(first);
+        Checkpoint::open(&path, &identity("v1")).unwrap();
         let _ = std::fs::remove_file(&path);
     }
 

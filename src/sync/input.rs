@@ -2,8 +2,9 @@
 //!
 //! `{"input":{"userId":"u1"},"output":{"recommendedItems":["i1","i2"],"scores":[0.3,0.2]},"error":null}`
 //!
-//! A related-items job's lines carry `"input":{"itemId":"…"}` instead. A line whose `error` is
-//! not null is Personalize saying it could not answer for that input.
+//! A related-items (Similar-Items) job's lines carry `"input":{"itemId":"…"}` instead: lists per
+//! item, not per user. A line whose `error` is not null is Personalize saying it could not answer
+//! for that input.
 
 use serde::Deserialize;
 
@@ -12,8 +13,10 @@ use serde::Deserialize;
 pub enum Line {
     /// Nothing to do: a blank line.
     Blank,
-    /// The ranked item ids for one Braze user (`userId`, else `itemId`).
+    /// The ranked item ids for one Braze user (`userId`).
     Ranked { key: String, item_ids: Vec<String> },
+    /// A related-items line: the ranked ids for one item (`itemId`), not for a user.
+    Related { item_id: String },
     /// Personalize failed for this input; the text is its `error`.
     Failed { key: Option<String>, error: String },
 }
@@ -53,12 +56,13 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line, String> {
     }
     let raw: RawLine =
         serde_json::from_str(text).map_err(|e| format!("not a batch output line: {e}"))?;
-    let key = match (raw.input.user_id, raw.input.item_id) {
-        (Some(user), _) => Some(user),
-        (None, Some(item)) => Some(item),
-        (None, None) => None,
-    };
-    let key = key.filter(|k| !k.trim().is_empty());
+    let item_id = raw.input.item_id.filter(|k| !k.trim().is_empty());
+    let key = raw.input.user_id.filter(|k| !k.trim().is_empty());
+    if key.is_none()
+        && let Some(item_id) = item_id
+    {
+        return Ok(Line::Related { item_id });
+    }
     match raw.error {
         Some(serde_json::Value::Null) | None => {}
         Some(serde_json::Value::String(error)) => return Ok(Line::Failed { key, error }),
@@ -69,7 +73,7 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line, String> {
             });
         }
     }
-    let key = key.ok_or("input has no userId or itemId")?;
+    let key = key.ok_or("input has no userId")?;
     let item_ids = raw
         .output
         .and_then(|o| o.recommended_items)
@@ -89,12 +93,19 @@ mod tests {
     }
 
     #[test]
-    fn reads_user_and_item_inputs_with_their_ranked_ids() {
+    fn reads_user_inputs_with_their_ranked_ids_and_tells_item_inputs_apart() {
         let user = br#"{"input":{"userId":"u1"},"output":{"recommendedItems":["a","b"],"scores":[0.2,0.1]},"error":null}"#;
         assert_eq!(parse_line(user), Ok(ranked("u1", &["a", "b"])));
         let item =
             "\u{feff}{\"input\":{\"itemId\":\"i9\"},\"output\":{\"recommendedItems\":[\"c\"],\"scores\":[0.5]}}\r".as_bytes();
-        assert_eq!(parse_line(item), Ok(ranked("i9", &["c"])));
+        assert_eq!(
+            parse_line(item),
+            Ok(Line::Related {
+                item_id: "i9".into()
+            })
+        );
+        let bom = "\u{feff}{\"input\":{\"userId\":\"u9\"},\"output\":{\"recommendedItems\":[\"c\"]}}\r";
+        assert_eq!(parse_line(bom.as_bytes()), Ok(ranked("u9", &["c"])));
         let ranking = br#"{"input":{"userId":"u2","itemList":["x","y"]},"output":{"recommendedItems":["y","x"],"scores":[0.6,0.4]},"error":null}"#;
         assert_eq!(parse_line(ranking), Ok(ranked("u2", &["y", "x"])));
     }

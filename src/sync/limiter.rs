@@ -1,9 +1,13 @@
 //! Holds requests under a rate limit such as Braze's 3,000 requests per 3 seconds.
 //!
-//! Requests are spaced evenly rather than sent in bursts, one hundredth of the window slower than
-//! the limit allows: any window then holds fewer than the limit even when the network delays one
-//! request and not the next. A 429 pauses every sender until the time Braze named.
+//! Two rules, both kept: requests are spaced evenly rather than sent in bursts, one hundredth of
+//! the window slower than the limit allows; and no window holds more than the limit of the moments
+//! requests actually left. The second is what Braze counts: a timer that fires late (a busy
+//! machine) makes one request late and the next on time, and spacing alone would then let a window
+//! hold one too many. Braze's own word wins over both: a 429, or `X-RateLimit-Remaining: 0`, pauses
+//! every sender until the window resets.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,11 +27,25 @@ impl RateLimit {
         window: Duration::from_secs(3),
     };
 
-    /// `N/Ds` (`3000/3s`), `N/Dms`, or `N/s`.
+    /// The most requests a limit may allow in its window.
+    pub const MAX_REQUESTS: u32 = 1_000_000;
+    /// The longest window.
+    pub const MAX_WINDOW: Duration = Duration::from_secs(3600);
+
+    /// `N/Ds` (`3000/3s`), `N/Dms`, or `N/s`: 1 to a million requests in up to an hour.
     pub fn parse(text: &str) -> Result<RateLimit, String> {
-        let bad = || format!("{text:?} is not a rate such as 3000/3s");
+        let bad = || {
+            format!(
+                "{text:?} is not a rate such as 3000/3s (1 to {} requests per 1 ms to 3600 s)",
+                RateLimit::MAX_REQUESTS
+            )
+        };
         let (requests, window) = text.split_once('/').ok_or_else(bad)?;
-        let requests: u32 = requests.parse().ok().filter(|&n| n > 0).ok_or_else(bad)?;
+        let requests: u32 = requests
+            .parse()
+            .ok()
+            .filter(|n| (1..=RateLimit::MAX_REQUESTS).contains(n))
+            .ok_or_else(bad)?;
         let window = if let Some(ms) = window.strip_suffix("ms") {
             Duration::from_millis(number_or_one(ms).ok_or_else(bad)?)
         } else if let Some(s) = window.strip_suffix('s') {
@@ -35,7 +53,7 @@ impl RateLimit {
         } else {
             return Err(bad());
         };
-        if window.is_zero() {
+        if window.is_zero() || window > RateLimit::MAX_WINDOW {
             return Err(bad());
         }
         Ok(RateLimit { requests, window })
@@ -55,40 +73,106 @@ fn number_or_one(text: &str) -> Option<u64> {
     }
 }
 
+/// The moments the last `limit` requests left: the next may leave once the oldest is a window
+/// old.
+#[derive(Debug)]
+pub struct Window {
+    limit: usize,
+    length: Duration,
+    departures: VecDeque<Instant>,
+}
+
+impl Window {
+    pub fn new(limit: RateLimit) -> Window {
+        Window {
+            limit: limit.requests as usize,
+            length: limit.window,
+            departures: VecDeque::new(),
+        }
+    }
+
+    /// When a request may leave, if not `now`.
+    pub fn wait_until(&self, now: Instant) -> Option<Instant> {
+        if self.departures.len() < self.limit {
+            return None;
+        }
+        let free = *self.departures.front()? + self.length;
+        (free > now).then_some(free)
+    }
+
+    /// A request left at `at`.
+    pub fn record(&mut self, at: Instant) {
+        if self.departures.len() == self.limit {
+            self.departures.pop_front();
+        }
+        self.departures.push_back(at);
+    }
+}
+
+struct State {
+    /// The earliest moment the next turn may be given.
+    next: Instant,
+    window: Option<Window>,
+}
+
 /// Shared by every sender of one run.
 pub struct Limiter {
     /// `None`: no limit (benchmarks against a fake).
     interval: Option<Duration>,
-    /// The earliest moment the next request may go.
-    next: Mutex<Instant>,
+    state: Mutex<State>,
 }
 
 impl Limiter {
     pub fn new(limit: Option<RateLimit>) -> Limiter {
         Limiter {
             interval: limit.map(|l| l.interval()),
-            next: Mutex::new(Instant::now()),
+            state: Mutex::new(State {
+                next: Instant::now(),
+                window: limit.map(Window::new),
+            }),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Waits for this request's turn.
     pub async fn acquire(&self) {
         let turn = {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            let turn = (*next).max(Instant::now());
-            *next = turn + self.interval.unwrap_or_default();
+            let mut state = self.lock();
+            let turn = state.next.max(Instant::now());
+            state.next = turn + self.interval.unwrap_or_default();
             turn
         };
         // A timer would round up to the next millisecond: only wait when there is a wait.
         if turn > Instant::now() {
             tokio::time::sleep_until(turn).await;
         }
+        loop {
+            let wait = {
+                let mut state = self.lock();
+                let now = Instant::now();
+                let Some(window) = state.window.as_mut() else {
+                    return;
+                };
+                match window.wait_until(now) {
+                    None => {
+                        window.record(now);
+                        return;
+                    }
+                    Some(until) => until,
+                }
+            };
+            tokio::time::sleep_until(wait).await;
+        }
     }
 
-    /// No request goes before `until` (Braze answered 429 and said when its window resets).
+    /// No request goes before `until` (Braze answered 429, or said its window has no requests
+    /// left, and when it resets).
     pub fn pause_until(&self, until: Instant) {
-        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-        *next = (*next).max(until);
+        let mut state = self.lock();
+        state.next = state.next.max(until);
     }
 }
 
@@ -99,6 +183,18 @@ mod tests {
     #[test]
     fn rates_parse_in_the_forms_people_write() {
         assert_eq!(RateLimit::parse("3000/3s"), Ok(RateLimit::BRAZE_DEFAULT));
+        // Absurd values are an error, never an overflow.
+        for absurd in [
+            "4294967295/18446744073709551615s",
+            "1/18446744073709551615ms",
+            "1000001/1s",
+            "1/3601s",
+        ] {
+            let err = RateLimit::parse(absurd).unwrap_err();
+            assert!(err.contains("3000/3s"), "{err}");
+        }
+        let slowest = RateLimit::parse("1/3600s").unwrap();
+        assert!(slowest.interval() > slowest.window);
         assert_eq!(
             RateLimit::parse("50/500ms").map(|r| r.window),
             Ok(Duration::from_millis(500))
@@ -134,6 +230,22 @@ mod tests {
         limiter.pause_until(resume);
         limiter.acquire().await;
         assert_eq!(Instant::now(), resume);
+    }
+
+    #[test]
+    fn a_late_departure_holds_the_next_window_back() {
+        // 20 a second. The first request's timer fired 40 ms late; the 21st's is on time at
+        // 1,010 ms. Spacing alone would send it with 20 others in the window since 40 ms.
+        let start = Instant::now();
+        let ms = |n| start + Duration::from_millis(n);
+        let mut window = Window::new(RateLimit::parse("20/1s").unwrap());
+        window.record(ms(40));
+        for n in 1..20 {
+            assert_eq!(window.wait_until(ms(40 + n * 50)), None);
+            window.record(ms(40 + n * 50));
+        }
+        assert_eq!(window.wait_until(ms(1010)), Some(ms(1040)));
+        assert_eq!(window.wait_until(ms(1040)), None);
     }
 
     #[tokio::test(start_paused = true)]
