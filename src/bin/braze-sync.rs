@@ -11,8 +11,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, SdkConfig};
@@ -34,7 +34,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, BufReader};
 
-const USAGE: &str = "usage: braze-sync FILE|s3://BUCKET/KEY (--items items.csv | --table TABLE) [options]
+const USAGE: &str =
+    "usage: braze-sync FILE|s3://BUCKET/KEY (--items items.csv | --table TABLE) [options]
 
 Sends a Personalize batch inference output file to Braze: each user's recommended items, joined
 with the catalog, become one custom attribute (an array of objects) set through /users/track.
@@ -54,6 +55,8 @@ options:
                           ./braze-sync.INPUT.checkpoint)
   --rate N/Ds|off         Braze's rate limit for /users/track (default: 3000/3s)
   --concurrency N         requests in flight, 1-256 (default: 64)
+  --max-attempts N        tries of one request (429, 408, 5xx, no answer) before the run
+                          stops, 1-100 (default: 10)
   --dry-run               join and check everything, send nothing (needs no key)
   -h, --help              this text
 
@@ -128,8 +131,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 )?
             }
             "--max-array-bytes" => {
-                parsed.options.max_array_bytes =
-                    number("--max-array-bytes", &value("--max-array-bytes")?, 256, 1 << 20)?
+                parsed.options.max_array_bytes = number(
+                    "--max-array-bytes",
+                    &value("--max-array-bytes")?,
+                    256,
+                    1 << 20,
+                )?
             }
             "--create-profiles" => parsed.options.update_existing_only = false,
             "--changed-only" => parsed.changed_only = true,
@@ -142,7 +149,12 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
                 }
             }
             "--concurrency" => {
-                parsed.options.concurrency = number("--concurrency", &value("--concurrency")?, 1, 256)?
+                parsed.options.concurrency =
+                    number("--concurrency", &value("--concurrency")?, 1, 256)?
+            }
+            "--max-attempts" => {
+                parsed.options.max_attempts =
+                    number("--max-attempts", &value("--max-attempts")?, 1, 100)? as u32
             }
             "--dry-run" => parsed.dry_run = true,
             "-h" | "--help" => return Ok(Parsed::Help),
@@ -160,7 +172,9 @@ fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
         ));
     }
     if parsed.state.is_some() && !parsed.changed_only {
-        return Err("--state is where --changed-only keeps its digests; give --changed-only too".into());
+        return Err(
+            "--state is where --changed-only keeps its digests; give --changed-only too".into(),
+        );
     }
     Ok(Parsed::Run(Box::new(parsed)))
 }
@@ -225,7 +239,10 @@ async fn cli(args: Args) -> Result<Summary, String> {
     // local files needs no account at all.
     let needs_aws = args.input.starts_with("s3://")
         || args.table.is_some()
-        || args.state.as_deref().is_some_and(|s| s.starts_with("s3://"))
+        || args
+            .state
+            .as_deref()
+            .is_some_and(|s| s.starts_with("s3://"))
         || (!args.dry_run && std::env::var_os("BRAZE_API_KEY").is_none());
     let sdk = if needs_aws {
         aws_config::defaults(BehaviorVersion::latest()).load().await
@@ -254,7 +271,9 @@ async fn cli(args: Args) -> Result<Summary, String> {
     let catalog_name = match (&args.items, &args.table) {
         (Some(items), _) => format!(
             "items file {}",
-            std::fs::canonicalize(items).unwrap_or_else(|_| items.clone()).display()
+            std::fs::canonicalize(items)
+                .unwrap_or_else(|_| items.clone())
+                .display()
         ),
         (None, Some(table)) => format!("table {table}"),
         (None, None) => String::new(),
@@ -267,7 +286,11 @@ async fn cli(args: Args) -> Result<Summary, String> {
         )
     });
     let mut delta = match &state {
-        Some(store) => Some(store.load(&sdk, setting(&args.options, &catalog_name)).await?),
+        Some(store) => Some(
+            store
+                .load(&sdk, setting(&args.options, &catalog_name))
+                .await?,
+        ),
         None => None,
     };
     if let (Some(store), Some(delta)) = (&state, &delta) {
@@ -305,11 +328,29 @@ async fn cli(args: Args) -> Result<Summary, String> {
             let records = dataset::read_items(items).map_err(|e| e.to_string())?;
             let catalog = FileCatalog::new(&records, &url_templates()?);
             drop(records);
-            run(reader, &catalog, destination, journal, &args.options, &read, report).await
+            run(
+                reader,
+                &catalog,
+                destination,
+                journal,
+                &args.options,
+                &read,
+                report,
+            )
+            .await
         }
         (None, Some(table)) => {
             let catalog = table_catalog(&sdk, table)?;
-            run(reader, &catalog, destination, journal, &args.options, &read, report).await
+            run(
+                reader,
+                &catalog,
+                destination,
+                journal,
+                &args.options,
+                &read,
+                report,
+            )
+            .await
         }
         (None, None) => unreachable!("parse_args requires a catalog"),
     };
@@ -320,7 +361,10 @@ async fn cli(args: Args) -> Result<Summary, String> {
         && !summary.dry_run
     {
         store.save(&sdk, delta).await?;
-        eprintln!("braze-sync: {} users' lists remembered in {store}", delta.users());
+        eprintln!(
+            "braze-sync: {} users' lists remembered in {store}",
+            delta.users()
+        );
     }
     Ok(summary)
 }
@@ -629,7 +673,16 @@ async fn lambda() -> Result<(), lambda_runtime::Error> {
     let catalog_name = format!("table {table}");
     let limiter = Limiter::new(rate);
     let s3 = aws_sdk_s3::Client::new(&sdk);
-    let context = (&braze, &limiter, &catalog, &options, &s3, &state, &sdk, &catalog_name);
+    let context = (
+        &braze,
+        &limiter,
+        &catalog,
+        &options,
+        &s3,
+        &state,
+        &sdk,
+        &catalog_name,
+    );
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| async move {
         let (braze, limiter, catalog, options, s3, state, sdk, catalog_name) = context;
         let objects = objects_in(&event.payload);
@@ -642,14 +695,34 @@ async fn lambda() -> Result<(), lambda_runtime::Error> {
                 Some(store) => Some(store.load(sdk, setting(options, catalog_name)).await?),
                 None => None,
             };
-            let mut summary = sync_object(s3, &bucket, &key, &current(braze), limiter, catalog, options, delta.as_mut()).await?;
+            let mut summary = sync_object(
+                s3,
+                &bucket,
+                &key,
+                &current(braze),
+                limiter,
+                catalog,
+                options,
+                delta.as_mut(),
+            )
+            .await?;
             if matches!(summary.stopped, Some(Stop::Unauthorized(_)))
                 && std::env::var_os("BRAZE_API_KEY_SECRET_ARN").is_some()
             {
                 tracing::warn!("Braze refused the key; reading it from Secrets Manager again once");
                 let fresh = Arc::new(braze_from_env(sdk).await?);
                 *braze.lock().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
-                summary = sync_object(s3, &bucket, &key, &fresh, limiter, catalog, options, delta.as_mut()).await?;
+                summary = sync_object(
+                    s3,
+                    &bucket,
+                    &key,
+                    &fresh,
+                    limiter,
+                    catalog,
+                    options,
+                    delta.as_mut(),
+                )
+                .await?;
             }
             tracing::info!(
                 input = %format!("s3://{bucket}/{key}"),
@@ -743,7 +816,11 @@ fn lambda_options() -> Result<Options, String> {
     match var("BRAZE_CREATE_PROFILES").as_deref() {
         None | Some("false") => {}
         Some("true") => options.update_existing_only = false,
-        Some(other) => return Err(format!("BRAZE_CREATE_PROFILES is true or false, not {other:?}")),
+        Some(other) => {
+            return Err(format!(
+                "BRAZE_CREATE_PROFILES is true or false, not {other:?}"
+            ));
+        }
     }
     Ok(options)
 }

@@ -252,7 +252,11 @@ fn accepted(body: &[u8], objects: usize) -> Option<Vec<(usize, String)>> {
     let _ = success.message;
     let mut refused: Vec<(usize, String)> = Vec::new();
     for error in success.errors {
-        if error.input_array.as_deref().is_some_and(|a| a != "attributes") {
+        if error
+            .input_array
+            .as_deref()
+            .is_some_and(|a| a != "attributes")
+        {
             continue;
         }
         let Some(index) = error.index.filter(|&i| i < objects) else {

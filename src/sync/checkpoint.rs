@@ -340,7 +340,9 @@ mod tests {
         drop(cp);
 
         std::fs::write(&path, b"user,notes\nsomeone else's file\n").unwrap();
-        let err = Checkpoint::open(&path, &identity("v1")).err().expect("refused");
+        let err = Checkpoint::open(&path, &identity("v1"))
+            .err()
+            .expect("refused");
         assert!(err.contains("not a braze-sync checkpoint"), "{err}");
         assert_eq!(
             std::fs::read(&path).unwrap(),
@@ -353,7 +355,9 @@ mod tests {
     fn a_second_run_on_the_same_checkpoint_refuses_to_start() {
         let path = temp("locked");
         let first = Checkpoint::open(&path, &identity("v1")).unwrap();
-        let err = Checkpoint::open(&path, &identity("v1")).err().expect("refused");
+        let err = Checkpoint::open(&path, &identity("v1"))
+            .err()
+            .expect("refused");
         assert!(err.contains("in use by another braze-sync run"), "{err}");
         drop(first);
         Checkpoint::open(&path, &identity("v1")).unwrap();

@@ -63,7 +63,8 @@ impl Delta {
                 records.len()
             ));
         }
-        let mut previous = HashMap::with_capacity_and_hasher(records.len() / 16, Default::default());
+        let mut previous =
+            HashMap::with_capacity_and_hasher(records.len() / 16, Default::default());
         for record in records.chunks_exact(16) {
             let (key, list) = record.split_at(8);
             previous.insert(u64_le(key), u64_le(list));
@@ -163,12 +164,19 @@ mod tests {
     fn another_settings_state_is_refused_and_a_torn_one_named() {
         let bytes = Delta::new(setting("recommendations")).to_bytes();
         let err = Delta::load(&bytes, setting("picks"), "state").unwrap_err();
-        assert!(err.contains("\"recommendations\"") && err.contains("\"picks\""), "{err}");
+        assert!(
+            err.contains("\"recommendations\"") && err.contains("\"picks\""),
+            "{err}"
+        );
         let mut torn = Delta::new(setting("a"));
         torn.remember([(1, 2)]);
         let mut bytes = torn.to_bytes();
         bytes.pop();
-        assert!(Delta::load(&bytes, setting("a"), "state").unwrap_err().contains("cut short"));
+        assert!(
+            Delta::load(&bytes, setting("a"), "state")
+                .unwrap_err()
+                .contains("cut short")
+        );
         assert!(Delta::load(b"garbage", setting("a"), "state").is_err());
     }
 }

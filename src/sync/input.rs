@@ -104,7 +104,8 @@ mod tests {
                 item_id: "i9".into()
             })
         );
-        let bom = "\u{feff}{\"input\":{\"userId\":\"u9\"},\"output\":{\"recommendedItems\":[\"c\"]}}\r";
+        let bom =
+            "\u{feff}{\"input\":{\"userId\":\"u9\"},\"output\":{\"recommendedItems\":[\"c\"]}}\r";
         assert_eq!(parse_line(bom.as_bytes()), Ok(ranked("u9", &["c"])));
         let ranking = br#"{"input":{"userId":"u2","itemList":["x","y"]},"output":{"recommendedItems":["y","x"],"scores":[0.6,0.4]},"error":null}"#;
         assert_eq!(parse_line(ranking), Ok(ranked("u2", &["y", "x"])));

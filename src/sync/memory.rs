@@ -103,7 +103,8 @@ pub const PAST_SIZE_LIMIT: &str = "past Braze's size limit for an array of objec
 impl<C: Catalog> Join<'_, C> {
     /// The lists of `users`, in their order.
     pub async fn lists(&self, users: &[User]) -> Result<Vec<List>, UpstreamError> {
-        let mut lists: Vec<Builder<'_>> = users.iter().map(|u| Builder::new(u, self.count)).collect();
+        let mut lists: Vec<Builder<'_>> =
+            users.iter().map(|u| Builder::new(u, self.count)).collect();
         loop {
             let windows: Vec<(usize, std::ops::Range<usize>)> = lists
                 .iter()
@@ -302,7 +303,12 @@ mod tests {
     fn ids(list: &List) -> Vec<String> {
         list.items
             .iter()
-            .map(|s| serde_json::from_str::<serde_json::Value>(&s.json).unwrap()["id"].as_str().unwrap().to_owned())
+            .map(|s| {
+                serde_json::from_str::<serde_json::Value>(&s.json).unwrap()["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect()
     }
 
@@ -339,7 +345,11 @@ mod tests {
         };
         let lists = join.lists(&[user("u1", &all)]).await.unwrap();
         assert_eq!(lists[0].items.len(), 10);
-        assert_eq!(catalog.asked.load(Ordering::Relaxed), 15, "count and a margin");
+        assert_eq!(
+            catalog.asked.load(Ordering::Relaxed),
+            15,
+            "count and a margin"
+        );
 
         // Ids the catalog lacks make the list read further, and only as far as it must.
         let mut ranked: Vec<String> = (0..40).map(|i| format!("gone-{i}")).collect();

@@ -124,9 +124,10 @@ pub enum Stop {
 impl fmt::Display for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Stop::Unauthorized(why) | Stop::Braze(why) | Stop::Input(why) | Stop::Checkpoint(why) => {
-                f.write_str(why)
-            }
+            Stop::Unauthorized(why)
+            | Stop::Braze(why)
+            | Stop::Input(why)
+            | Stop::Checkpoint(why) => f.write_str(why),
         }
     }
 }
@@ -538,7 +539,10 @@ impl<C: Catalog> BatchContext<'_, C> {
             }
             let json = self.object(&user.key, &list);
             let digests = (digest(user.key.as_bytes()), digest(json.as_bytes()));
-            if self.delta.is_some_and(|d| d.unchanged(digests.0, digests.1)) {
+            if self
+                .delta
+                .is_some_and(|d| d.unchanged(digests.0, digests.1))
+            {
                 outcome.tally.unchanged += 1;
                 outcome.digests.push(digests);
                 continue;
@@ -563,7 +567,10 @@ impl<C: Catalog> BatchContext<'_, C> {
                 continue;
             }
             let body = request_body(&objects[range.clone()]);
-            let delivery = match self.deliver(braze, limiter, body, range.len(), &mut outcome).await {
+            let delivery = match self
+                .deliver(braze, limiter, body, range.len(), &mut outcome)
+                .await
+            {
                 Ok(delivery) => delivery,
                 Err(stop) => {
                     outcome.stop = Some(stop);
@@ -810,7 +817,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_long_description_is_cut_never_the_item() {
-        let input = r#"{"input":{"userId":"u1"},"output":{"recommendedItems":["long","a"]},"error":null}"#;
+        let input =
+            r#"{"input":{"userId":"u1"},"output":{"recommendedItems":["long","a"]},"error":null}"#;
         let options = Options {
             fields: Fields::parse("name,description").unwrap(),
             ..Options::default()
@@ -818,8 +826,16 @@ mod tests {
         let (summary, _) = dry_run(input, &options).await;
         assert_eq!(summary.tally.sent, 1);
         assert_eq!(summary.values_cut, 1);
-        assert!(summary.items_dropped.is_empty(), "{:?}", summary.items_dropped);
-        assert!(summary.to_string().contains("values cut to Braze's 255 characters: 1"));
+        assert!(
+            summary.items_dropped.is_empty(),
+            "{:?}",
+            summary.items_dropped
+        );
+        assert!(
+            summary
+                .to_string()
+                .contains("values cut to Braze's 255 characters: 1")
+        );
     }
 
     #[tokio::test]
@@ -858,7 +874,10 @@ mod tests {
         assert_eq!(summary.tally.failed, 1000);
         // Personalize's text reaches the terminal escaped.
         let shown = problems[0].to_string();
-        assert!(!shown.contains('\u{1b}') && shown.contains("\\u{1b}[31m"), "{shown}");
+        assert!(
+            !shown.contains('\u{1b}') && shown.contains("\\u{1b}[31m"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -142,7 +142,9 @@ impl<'a, R: AsyncBufRead + Unpin> Reader<'a, R> {
                     "Personalize could not recommend",
                     error,
                 )),
-                Err(why) => batch.problems.push(Problem::new(line, None, "malformed line", why)),
+                Err(why) => batch
+                    .problems
+                    .push(Problem::new(line, None, "malformed line", why)),
             }
         }
         if batch.first > batch.last {
@@ -207,7 +209,8 @@ mod tests {
         Ok(all)
     }
 
-    const USER: &str = r#"{"input":{"userId":"u"},"output":{"recommendedItems":["a"]},"error":null}"#;
+    const USER: &str =
+        r#"{"input":{"userId":"u"},"output":{"recommendedItems":["a"]},"error":null}"#;
 
     #[tokio::test]
     async fn batches_hold_at_most_the_batch_size() {
@@ -226,7 +229,10 @@ mod tests {
         let error = r#"{"input":{"userId":"u"},"output":null,"error":"User not found"}"#;
         let input = format!("{error}\n").repeat(2500);
         let all = batches(input.as_bytes(), 75).await.unwrap();
-        let sizes: Vec<_> = all.iter().map(|b| (b.first, b.last, b.problems.len())).collect();
+        let sizes: Vec<_> = all
+            .iter()
+            .map(|b| (b.first, b.last, b.problems.len()))
+            .collect();
         assert_eq!(
             sizes,
             vec![(1, 1000, 1000), (1001, 2000, 1000), (2001, 2500, 500)]
@@ -257,7 +263,10 @@ mod tests {
         let Err(Stop::Input(why)) = batches(input.as_bytes(), 75).await else {
             panic!("a related-items file must be refused");
         };
-        assert!(why.contains("line 2") && why.contains("Similar-Items"), "{why}");
+        assert!(
+            why.contains("line 2") && why.contains("Similar-Items"),
+            "{why}"
+        );
         // After users, an item line is one bad line.
         let input = format!("{USER}\n{item}\n");
         let all = batches(input.as_bytes(), 75).await.unwrap();

@@ -7,6 +7,7 @@
 //! the `e2e` feature: plain `cargo test` runs everything else.
 
 mod braze_sync;
+mod braze_sync_real;
 mod catalog;
 mod choices;
 mod emf;
