@@ -661,6 +661,10 @@ fn the_braze_sync_function_reads_only_its_files_its_secret_and_the_table() {
                 "arn:aws:s3:::batch-out/personalize/output/*"
             ),
             ("secretsmanager:GetSecretValue", BRAZE_SECRET),
+            (
+                "sqs:SendMessage",
+                r#"{"Fn::GetAtt":["BrazeSyncFailures","Arn"]}"#
+            ),
         ])
     );
     // The endpoint's own role gains nothing from the sync.
@@ -678,6 +682,96 @@ fn the_braze_sync_function_reads_only_its_files_its_secret_and_the_table() {
     assert_eq!(
         pattern["detail"]["object"]["key"],
         json!([{"wildcard": "personalize/output/*.out"}])
+    );
+}
+
+#[test]
+fn a_file_that_fails_every_try_waits_in_a_queue_and_raises_alarms() {
+    let deployed = with_braze_sync();
+    let config = one_of_type(&deployed, "AWS::Lambda::EventInvokeConfig");
+    assert_eq!(config["Properties"]["MaximumRetryAttempts"], 2);
+    assert_eq!(
+        config["Properties"]["DestinationConfig"]["OnFailure"]["Destination"],
+        json!({"Fn::GetAtt": ["BrazeSyncFailures", "Arn"]})
+    );
+    let queue = one_of_type(&deployed, "AWS::SQS::Queue");
+    assert_eq!(queue["Properties"]["MessageRetentionPeriod"], 1_209_600);
+    let alarms = resources_of_type(&deployed, "AWS::CloudWatch::Alarm");
+    let alarm = |name: &str| {
+        &alarms
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .1["Properties"]
+    };
+    let errors = alarm("BrazeSyncErrorsAlarm");
+    assert_eq!(errors["MetricName"], "Errors");
+    assert_eq!(
+        errors["Dimensions"][0]["Value"],
+        json!({"Ref": "BrazeSyncFunction"})
+    );
+    assert_eq!(errors["AlarmActions"][0], json!({"Ref": "AlarmTopic"}));
+    let depth = alarm("BrazeSyncFailuresAlarm");
+    assert_eq!(depth["MetricName"], "ApproximateNumberOfMessagesVisible");
+    assert_eq!(
+        depth["Dimensions"][0]["Value"],
+        json!({"Fn::GetAtt": ["BrazeSyncFailures", "QueueName"]})
+    );
+    // Its logs are kept as long as the endpoint's, not forever.
+    let functions = resources_of_type(&deployed, "AWS::Lambda::Function");
+    let (_, sync) = functions
+        .iter()
+        .find(|(name, _)| name.starts_with("BrazeSyncFunction"))
+        .unwrap();
+    assert_eq!(
+        sync["Properties"]["LoggingConfig"]["LogGroup"],
+        json!({"Ref": "BrazeSyncLogs"})
+    );
+    let logs = resources_of_type(&deployed, "AWS::Logs::LogGroup");
+    let (_, group) = logs.iter().find(|(n, _)| *n == "BrazeSyncLogs").unwrap();
+    assert_eq!(group["Properties"]["RetentionInDays"], 30);
+    // Without delta sync, no state and no right to write one.
+    assert!(
+        sync["Properties"]["Environment"]["Variables"]
+            .get("BRAZE_SYNC_STATE")
+            .is_none()
+    );
+}
+
+#[test]
+fn delta_sync_may_write_its_one_state_object_and_nothing_else() {
+    let deployed = deploy(
+        &template_path(),
+        &[
+            ("PersonalizeArn", CAMPAIGN),
+            ("BatchOutputBucket", "batch-out"),
+            ("BatchOutputPrefix", "personalize/output/"),
+            ("BrazeRestEndpoint", "https://rest.iad-01.braze.com"),
+            ("BrazeApiKeySecretArn", BRAZE_SECRET),
+            ("BrazeSyncChangedOnly", "true"),
+            ("BrazeSyncFields", "id,name,description"),
+        ],
+    );
+    let functions = resources_of_type(&deployed, "AWS::Lambda::Function");
+    let (_, sync) = functions
+        .iter()
+        .find(|(name, _)| name.starts_with("BrazeSyncFunction"))
+        .unwrap();
+    let variables = &sync["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        variables["BRAZE_SYNC_STATE"],
+        "s3://batch-out/personalize/output/braze-sync.state"
+    );
+    assert_eq!(variables["BRAZE_FIELDS"], "id,name,description");
+    let writes: Vec<String> = granted(&deployed)
+        .into_iter()
+        .filter(|(role, _)| role == "BrazeSyncFunctionRole")
+        .filter(|(_, statement)| strings(&statement["Action"]).contains(&"s3:PutObject".to_owned()))
+        .flat_map(|(_, statement)| strings(&statement["Resource"]))
+        .collect();
+    assert_eq!(
+        writes,
+        vec!["arn:aws:s3:::batch-out/personalize/output/braze-sync.state".to_owned()]
     );
 }
 
