@@ -199,6 +199,8 @@ async fn main() -> ExitCode {
     let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        // Colours only for a person at a terminal, never escapes in a file or a pipe.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     if in_lambda {
         logs.json().without_time().init();

@@ -120,6 +120,8 @@ pub struct Limiter {
     /// `None`: no limit (benchmarks against a fake).
     interval: Option<Duration>,
     state: Mutex<State>,
+    /// Departures are logged (at debug level) as microseconds since this moment.
+    started: Instant,
 }
 
 impl Limiter {
@@ -130,6 +132,7 @@ impl Limiter {
                 next: Instant::now(),
                 window: limit.map(Window::new),
             }),
+            started: Instant::now(),
         }
     }
 
@@ -159,6 +162,11 @@ impl Limiter {
                 match window.wait_until(now) {
                     None => {
                         window.record(now);
+                        // What the rate limit counts, for anyone checking it against Braze's rule.
+                        tracing::debug!(
+                            departure_us = now.duration_since(self.started).as_micros() as u64,
+                            "a request leaves"
+                        );
                         return;
                     }
                     Some(until) => until,

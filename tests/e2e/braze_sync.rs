@@ -157,6 +157,8 @@ async fn ten_thousand_users_land_with_the_endpoints_lists_in_batches_under_the_r
             ("AWS_ENDPOINT_URL_DYNAMODB", dynamodb),
             ("ITEM_URL_TEMPLATE", URL_TEMPLATE),
             ("IMAGE_URL_TEMPLATE", IMAGE_TEMPLATE),
+            // Each request's departure, as the limiter counts it.
+            ("RUST_LOG", "warn,personalize_braze::sync::limiter=debug"),
         ],
         &[
             file.to_str().unwrap(),
@@ -189,17 +191,27 @@ async fn ten_thousand_users_land_with_the_endpoints_lists_in_batches_under_the_r
     let requests = braze.accepted();
     assert_eq!(requests.len(), 134, "10,000 users in batches of 75");
     assert!(requests.iter().all(|r| r.count <= 75));
-    // The limiter holds 60 departures in any second. Arrivals carry the machine's noise (a
-    // request held up in a busy kernel lands late, next to the one after it), so they are
-    // judged over a window shorter by 250 ms: that holds more than 60 only if departures broke
-    // the rule, or the network delayed requests by over 250 ms. A limiter 25% too fast fails.
+    // The rule holds exactly where the tool controls it: no second holds more than 60 of the
+    // moments requests left (the limiter logs each, in microseconds since it started).
+    let departures: Vec<std::time::Instant> = {
+        let zero = std::time::Instant::now();
+        finished
+            .stderr
+            .lines()
+            .filter_map(|line| line.split("departure_us=").nth(1))
+            .filter_map(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|us| zero + Duration::from_micros(us))
+            .collect()
+    };
+    assert_eq!(departures.len(), 134, "{}", finished.stderr);
+    let busiest = busiest_window(&departures, Duration::from_secs(1));
+    assert!(busiest <= 60, "{busiest} requests left within a second");
+    // Arrivals carry the machine's noise (a stalled process reads several requests at once),
+    // so they are held to the rule with a margin noise does not cross on its own: a limiter
+    // half again too fast fails. And the pace is the limit's: 134 requests at 60 a second.
     let arrivals = braze.arrivals();
-    let busiest = busiest_window(&arrivals, Duration::from_millis(750));
-    assert!(
-        busiest <= 60,
-        "{busiest} requests within 750 ms: over the rate limit"
-    );
-    // ...and the rate is the limit's, not far under it: 134 requests at 60 a second.
+    let busiest = busiest_window(&arrivals, Duration::from_secs(1));
+    assert!(busiest <= 90, "{busiest} requests arrived within a second");
     let span = arrivals[arrivals.len() - 1].duration_since(arrivals[0]);
     assert!(
         span >= Duration::from_millis(2000),
@@ -264,14 +276,18 @@ async fn braze_429s_and_5xx_are_waited_out_and_every_user_lands_once() {
         finished.stderr
     );
     let (rate_limited, server_errors, _) = braze.refusals();
-    assert!(rate_limited > 0, "the fake's limit was never reached");
     assert_eq!(server_errors, 3);
-    // Honouring the reset means one 429 per window (27 requests, 8 a second), not one per
-    // attempt until the attempts run out.
+    // Braze's headers drive the waiting: `X-RateLimit-Remaining: 0` pauses every sender until
+    // `X-RateLimit-Reset`, so Braze's window is kept though we were told 100 a second. A 429
+    // may still come when a window resets between requests, never one per attempt.
     assert!(
-        rate_limited <= 4,
-        "{rate_limited} 429s: the waits were not honoured"
+        rate_limited <= 2,
+        "{rate_limited} 429s: Braze's rate-limit headers were not honoured"
     );
+    let arrivals = braze.arrivals();
+    let span = arrivals[arrivals.len() - 1].duration_since(arrivals[0]);
+    // 30 requests (27 and 3 answered 500) at 8 a second take at least 3 windows.
+    assert!(span >= Duration::from_secs(3), "{span:?}: Braze's window was not kept");
     let received = braze.by_user();
     assert_eq!(received.len(), users.len());
     assert!(received.values().all(|objects| objects.len() == 1));
