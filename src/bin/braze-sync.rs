@@ -787,9 +787,7 @@ async fn sync_object(
         checkpoint: Some(&mut checkpoint),
         delta,
     };
-    let mut logged = 0u64;
     let summary = sync::run(reader, catalog, Destination::Braze { braze, limiter }, journal, options, &read, |p| {
-        logged += 1;
         tracing::warn!(line = p.line, user = p.key.as_deref().unwrap_or(""), kind = p.kind, detail = %printable(&p.detail), "user not sent");
     })
     .await;

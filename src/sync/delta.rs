@@ -57,7 +57,7 @@ impl Delta {
             ));
         }
         let records = &bytes[newline + 1..];
-        if records.len() % 16 != 0 {
+        if !records.len().is_multiple_of(16) {
             return Err(format!(
                 "{name} is cut short ({} bytes of records); delete it to send every list once",
                 records.len()

@@ -560,7 +560,8 @@ impl<C: Catalog> BatchContext<'_, C> {
         };
         // A request Braze refuses whole (400) is split in halves until the refused users stand
         // alone, so one bad user never costs the others their lists.
-        let mut pending: Vec<Range<usize>> = vec![0..objects.len()];
+        let mut pending: Vec<Range<usize>> = Vec::new();
+        pending.push(0..objects.len());
         let mut delivered = 0;
         while let Some(range) = pending.pop() {
             if range.is_empty() {

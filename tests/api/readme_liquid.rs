@@ -332,9 +332,9 @@ async fn post_event(app: &axum::Router, body: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
-/// The batch section's snippet reads the attribute braze-sync sets: the same item objects as the
-/// endpoint's answer (the e2e tests check braze-sync sends exactly those), and aborts for a user
-/// without it.
+/// The batch section's snippet reads the attribute braze-sync sets: the endpoint's item objects
+/// with braze-sync's default fields, `id`, `url`, `name`, `price`, `image` (the e2e tests check
+/// braze-sync sends exactly those), and aborts for a user without it.
 #[tokio::test]
 async fn the_readme_attribute_snippet_renders_the_synced_list_and_aborts_without_it() {
     let blocks: Vec<String> = liquid_blocks()
@@ -345,8 +345,23 @@ async fn the_readme_attribute_snippet_renders_the_synced_list_and_aborts_without
     // Braze substitutes the attribute's value where the tag names it; here, a variable holding it.
     let template = blocks[0].replace(ATTRIBUTE, "synced");
     let app = local_app();
-    let (status, list) = fetch(&app, "/recommendations?user_id=user-00001&count=10").await;
+    let (status, answer) = fetch(&app, "/recommendations?user_id=user-00001&count=10").await;
     assert_eq!(status, 200);
+    let fields = ["id", "url", "name", "price", "image"];
+    let list = Value::Array(
+        answer
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| {
+                fields
+                    .iter()
+                    .filter_map(|f| Some((f.to_string(), item.get(*f)?.clone())))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into()
+            })
+            .collect(),
+    );
     let output = render(&template, "", "synced", &list);
     let first = list[0]["name"].as_str().unwrap();
     assert!(

@@ -287,7 +287,10 @@ async fn braze_429s_and_5xx_are_waited_out_and_every_user_lands_once() {
     let arrivals = braze.arrivals();
     let span = arrivals[arrivals.len() - 1].duration_since(arrivals[0]);
     // 30 requests (27 and 3 answered 500) at 8 a second take at least 3 windows.
-    assert!(span >= Duration::from_secs(3), "{span:?}: Braze's window was not kept");
+    assert!(
+        span >= Duration::from_secs(3),
+        "{span:?}: Braze's window was not kept"
+    );
     let received = braze.by_user();
     assert_eq!(received.len(), users.len());
     assert!(received.values().all(|objects| objects.len() == 1));
