@@ -3,10 +3,11 @@
 //!
 //!   cargo run --release --example fake-braze -- [--port 9200] [--key KEY] [--limit 3000/3s]
 //!
-//! It checks the Bearer key and the 75-object limit, answers 429 (with `Retry-After` and
-//! `X-RateLimit-Reset`) past `--limit` as Braze does past a workspace's rate limit, and counts
-//! what it accepts without keeping it: `GET /stats` gives requests, users, the largest request,
-//! 429s and 400s.
+//! It checks the Bearer key and the 75-object limit; with `--limit` it sends Braze's
+//! `X-RateLimit-Limit`, `-Remaining` and `-Reset` on every answer and answers 429 (with
+//! `Retry-After`) past the limit, as Braze does past a workspace's rate limit; it names objects over
+//! Braze's 255-character limit in a 201's `errors`; and it counts what it accepts without keeping
+//! it: `GET /stats` gives requests, users, the largest request, 429s and 400s.
 
 #[path = "../tests/e2e/fake_braze.rs"]
 #[allow(dead_code)] // The tests' switches and records are not used here.

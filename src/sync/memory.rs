@@ -33,17 +33,21 @@ pub enum Known {
 /// Ids the run remembers at most (both generations together).
 pub const MEMORY_IDS: usize = 200_000;
 
+/// The maps of one run: ids are hashed millions of times, by a fast hash (a batch file is no
+/// adversary's input to the run's own memory).
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 pub struct Memory {
-    newer: HashMap<String, Known>,
-    older: HashMap<String, Known>,
+    newer: Map<String, Known>,
+    older: Map<String, Known>,
     generation: usize,
 }
 
 impl Memory {
     pub fn new(limit: usize) -> Memory {
         Memory {
-            newer: HashMap::new(),
-            older: HashMap::new(),
+            newer: Map::default(),
+            older: Map::default(),
             generation: (limit / 2).max(1),
         }
     }
@@ -129,22 +133,23 @@ impl<C: Catalog> Join<'_, C> {
         &self,
         users: &'u [User],
         windows: &[(usize, std::ops::Range<usize>)],
-    ) -> Result<HashMap<&'u str, Known>, UpstreamError> {
-        let mut answers: HashMap<&'u str, Known> = HashMap::new();
+    ) -> Result<Map<&'u str, Known>, UpstreamError> {
+        let mut answers: Map<&'u str, Known> = Map::default();
         let mut unknown: Vec<&'u str> = Vec::new();
         {
             let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-            let mut asked: HashSet<&str> = HashSet::new();
+            let mut asked: HashSet<&str, foldhash::fast::RandomState> = HashSet::default();
             for (i, window) in windows {
                 for id in &users[*i].item_ids[window.clone()] {
-                    if answers.contains_key(id.as_str()) || !asked.insert(id.as_str()) {
+                    if answers.contains_key(id.as_str()) {
                         continue;
                     }
                     match memory.get(id) {
                         Some(known) => {
                             answers.insert(id, known);
                         }
-                        None => unknown.push(id),
+                        None if asked.insert(id) => unknown.push(id),
+                        None => {}
                     }
                 }
             }
@@ -214,7 +219,7 @@ impl<'u> Builder<'u> {
     fn take(
         &mut self,
         ids: &'u [String],
-        answers: &HashMap<&str, Known>,
+        answers: &Map<&str, Known>,
         count: usize,
         max_bytes: usize,
     ) {

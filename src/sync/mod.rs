@@ -476,8 +476,8 @@ struct Object {
     line: u64,
     key: String,
     json: String,
-    /// (user, object) digests, for the delta state.
-    digests: (u64, u64),
+    /// (user, object) digests, with a delta state.
+    digests: Option<(u64, u64)>,
 }
 
 /// How a request (or its retries) ended.
@@ -538,13 +538,15 @@ impl<C: Catalog> BatchContext<'_, C> {
                 outcome.fields_dropped += u64::from(item.dropped);
             }
             let json = self.object(&user.key, &list);
-            let digests = (digest(user.key.as_bytes()), digest(json.as_bytes()));
-            if self
+            // Digests only for delta sync: hashing every object would cost a plain run.
+            let digests = self
                 .delta
-                .is_some_and(|d| d.unchanged(digests.0, digests.1))
+                .map(|_| (digest(user.key.as_bytes()), digest(json.as_bytes())));
+            if let (Some(delta), Some((key, object))) = (self.delta, digests)
+                && delta.unchanged(key, object)
             {
                 outcome.tally.unchanged += 1;
-                outcome.digests.push(digests);
+                outcome.digests.push((key, object));
                 continue;
             }
             objects.push(Object {
@@ -592,8 +594,10 @@ impl<C: Catalog> BatchContext<'_, C> {
                         ));
                     }
                     for (index, object) in objects.iter().enumerate() {
-                        if !refused.iter().any(|(i, _)| *i == index) {
-                            outcome.digests.push(object.digests);
+                        if let Some(digests) = object.digests
+                            && !refused.iter().any(|(i, _)| *i == index)
+                        {
+                            outcome.digests.push(digests);
                         }
                     }
                     outcome.tally.sent += (objects.len() - refused.len()) as u64;
