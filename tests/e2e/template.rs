@@ -750,6 +750,7 @@ fn delta_sync_may_write_its_one_state_object_and_nothing_else() {
             ("BrazeApiKeySecretArn", BRAZE_SECRET),
             ("BrazeSyncChangedOnly", "true"),
             ("BrazeSyncFields", "id,name,description"),
+            ("BrazeSyncBatchSize", "50"),
         ],
     );
     let functions = resources_of_type(&deployed, "AWS::Lambda::Function");
@@ -763,6 +764,8 @@ fn delta_sync_may_write_its_one_state_object_and_nothing_else() {
         "s3://batch-out/personalize/output/braze-sync.state"
     );
     assert_eq!(variables["BRAZE_FIELDS"], "id,name,description");
+    assert_eq!(variables["BRAZE_BATCH_SIZE"], "50");
+    assert_eq!(variables["BRAZE_CREATE_PROFILES"], "false");
     let writes: Vec<String> = granted(&deployed)
         .into_iter()
         .filter(|(role, _)| role == "BrazeSyncFunctionRole")
