@@ -7,7 +7,9 @@ use std::time::Duration;
 use crate::item::UrlTemplates;
 use crate::limits::{MAX_METADATA_COLUMNS, MAX_RESULTS, MAX_RESULTS_WITH_METADATA};
 use crate::metrics;
+pub use crate::recommender::Promotion;
 use crate::recommender::filter::LocalFilter;
+use crate::recommender::local::LOCAL_RECOMMENDERS;
 use crate::recommender::personalize::arn::{ArnKind, parse_arn};
 pub use crate::recommender::personalize::arn::{PersonalizeArn, TargetKind};
 
@@ -71,19 +73,6 @@ pub enum Backend {
         promotions: BTreeMap<String, Promotion<LocalFilter>>,
     },
 }
-
-/// A promotion (`promotion=NAME`): a share of the list taken by items its filter lets through.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Promotion<F> {
-    /// A filter ARN (AWS mode) or a filter expression (local mode).
-    pub filter: F,
-    /// Personalize's `percentPromotedItems`: 1 to 100.
-    pub percent: u8,
-}
-
-/// The names local mode's `recommender=` takes: the model trained at start, and plain popularity
-/// (the same list for everyone, without what each user has seen) as the baseline to test it against.
-pub const LOCAL_RECOMMENDERS: [&str; 2] = ["embedded", "popularity"];
 
 /// AWS mode's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

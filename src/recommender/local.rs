@@ -12,12 +12,15 @@ use super::filter::{Action, Dataset, LocalFilter};
 use tokio::time::Instant;
 
 use super::{
-    Event, PromotionQuery, RankingQuery, RecommendationQuery, Recommendations, Recommender,
-    Recorded, Refinement, Subject,
+    Event, Promotion, PromotionQuery, RankingQuery, RecommendationQuery, Recommendations,
+    Recommender, Recorded, Refinement, Subject,
 };
-use crate::config::{LOCAL_RECOMMENDERS, Promotion};
 use crate::dataset::ItemRecord;
 use crate::upstream::UpstreamError;
+
+/// The names local mode's `recommender=` takes: the model trained at start, and plain popularity
+/// (the same list for everyone, without what each user has seen) as the baseline to test it against.
+pub const LOCAL_RECOMMENDERS: [&str; 2] = ["embedded", "popularity"];
 
 pub struct LocalRecommender {
     /// Written only by `record`, which is rare next to reads.

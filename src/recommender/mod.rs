@@ -16,6 +16,15 @@ use tokio::time::Instant;
 use crate::item::Item;
 use crate::upstream::UpstreamError;
 
+/// A promotion (`promotion=NAME`): a share of the list taken by items its filter lets through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion<F> {
+    /// A filter ARN (AWS mode) or a filter expression (local mode).
+    pub filter: F,
+    /// Personalize's `percentPromotedItems`: 1 to 100.
+    pub percent: u8,
+}
+
 /// Who or what recommendations are for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Subject {

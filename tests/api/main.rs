@@ -3,6 +3,7 @@
 //! fixtures decoded by lambda_http, and the README's Liquid rendered against real answers.
 //! The tests that need Java and Python (DynamoDB Local, the SAM CLI) are in `tests/e2e`.
 
+mod architecture;
 mod choices;
 mod endpoints;
 mod events;

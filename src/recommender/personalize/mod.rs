@@ -19,7 +19,6 @@ use super::{
     Event, Operation, PromotionQuery, RankingQuery, RecommendationQuery, Recommendations,
     Recommender, Recorded, Refinement, Subject,
 };
-use crate::config;
 use crate::item::{Item, UrlTemplates};
 use crate::limits::MAX_RESULTS_WITH_METADATA;
 use crate::upstream::UpstreamError;
@@ -44,7 +43,7 @@ pub struct Personalize {
     /// Filter name → filter ARN, from `FILTERS`.
     filters: BTreeMap<String, String>,
     /// Promotion name → filter ARN and share, from `PROMOTIONS`.
-    promotions: BTreeMap<String, config::Promotion<String>>,
+    promotions: BTreeMap<String, super::Promotion<String>>,
     /// `ITEM_METADATA_COLUMNS`, when Personalize is also the catalog.
     metadata: Option<(Vec<String>, UrlTemplates)>,
 }
@@ -74,7 +73,7 @@ impl Personalize {
 
     pub fn with_promotions(
         mut self,
-        promotions: BTreeMap<String, config::Promotion<String>>,
+        promotions: BTreeMap<String, super::Promotion<String>>,
     ) -> Self {
         self.promotions = promotions;
         self
