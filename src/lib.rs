@@ -10,6 +10,7 @@ pub mod api;
 pub mod catalog;
 pub mod config;
 pub mod dataset;
+pub mod encoding;
 pub mod evaluation;
 pub mod item;
 pub mod limits;

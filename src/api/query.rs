@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 
+use crate::encoding::form_decode;
 use crate::limits::{
     MAX_CONTEXT_ENTRIES, MAX_CONTEXT_KEY_CHARS, MAX_CONTEXT_VALUE_CHARS, MAX_FILTER_NAME_CHARS,
     MAX_FILTER_PARAMS, MAX_FILTER_VALUES_CHARS, MAX_ID_CHARS, MAX_SEEDS,
@@ -109,13 +110,13 @@ impl Params {
         for pair in query.unwrap_or_default().split('&') {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
             // A name that does not decode is no name of ours: ignored like any unknown one.
-            let Some(name) = percent_decode(name) else {
+            let Some(name) = form_decode(name) else {
                 continue;
             };
             if !is_parameter(&name) {
                 continue;
             }
-            let value = percent_decode(value).ok_or_else(|| {
+            let value = form_decode(value).ok_or_else(|| {
                 invalid(
                     name.as_ref(),
                     format!(
@@ -507,31 +508,6 @@ fn is_parameter(name: &str) -> bool {
     ) || name.starts_with("filter_")
         || name.starts_with("promotion_")
         || name.starts_with("context_")
-}
-
-/// One part of a query string decoded as HTML forms encode it (`+` is a space, `%XX` a byte);
-/// `None` for a `%` without two hex digits after it, or bytes that are not UTF-8.
-fn percent_decode(part: &str) -> Option<Cow<'_, str>> {
-    if !part.bytes().any(|b| b == b'%' || b == b'+') {
-        return Some(Cow::Borrowed(part));
-    }
-    let bytes = part.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => decoded.push(b' '),
-            b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let digit = |b: u8| (b as char).to_digit(16);
-                decoded.push((digit(hex[0])? * 16 + digit(hex[1])?) as u8);
-                i += 2;
-            }
-            b => decoded.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8(decoded).ok().map(Cow::Owned)
 }
 
 /// `a, b,,c` → `a`, `b`, `c`: comma-separated values, trimmed, empty ones skipped.

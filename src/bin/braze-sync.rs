@@ -23,6 +23,7 @@ use personalize_braze::catalog::cache::{CacheBudget, CachedCatalog};
 use personalize_braze::catalog::dynamodb::DynamoDbCatalog;
 use personalize_braze::catalog::file::FileCatalog;
 use personalize_braze::dataset;
+use personalize_braze::encoding::form_decode;
 use personalize_braze::item::UrlTemplates;
 use personalize_braze::sync::braze::{Braze, MAX_OBJECTS_PER_REQUEST, printable};
 use personalize_braze::sync::checkpoint::{Checkpoint, InputIdentity};
@@ -834,10 +835,9 @@ fn objects_in(event: &Value) -> Vec<(String, String)> {
             .filter_map(|r| {
                 let s3 = r.get("s3")?;
                 let bucket = s3.pointer("/bucket/name")?.as_str()?;
-                // Notification keys are URL-encoded, spaces as `+`.
-                let key = s3.pointer("/object/key")?.as_str()?.replace('+', " ");
-                let key = percent_decode(&key)?;
-                Some((bucket.to_owned(), key))
+                // Notification keys are form-encoded, spaces as `+`.
+                let key = form_decode(s3.pointer("/object/key")?.as_str()?)?;
+                Some((bucket.to_owned(), key.into_owned()))
             })
             .collect();
     }
@@ -847,23 +847,6 @@ fn objects_in(event: &Value) -> Vec<(String, String)> {
         (Some(bucket), Some(key)) => vec![(bucket.to_owned(), key.to_owned())],
         _ => Vec::new(),
     }
-}
-
-fn percent_decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 #[cfg(test)]

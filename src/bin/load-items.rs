@@ -23,6 +23,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRe
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use personalize_braze::dataset;
+use personalize_braze::encoding::backoff;
 use personalize_braze::item::{Value, column_attribute, is_json_number};
 
 /// DynamoDB's limit on one item.
@@ -577,8 +578,12 @@ async fn send_batch(
             ));
         }
         retries.fetch_add(1, Ordering::Relaxed);
-        let ceiling = Duration::from_millis(50 * 2u64.pow(attempt.min(6)));
-        tokio::time::sleep(ceiling.mul_f64(fastrand::f64())).await;
+        let wait = backoff(
+            attempt,
+            Duration::from_millis(50),
+            Duration::from_millis(3200),
+        );
+        tokio::time::sleep(wait).await;
         attempt += 1;
     }
 }

@@ -10,6 +10,7 @@ use futures_util::future::try_join_all;
 use tokio::time::Instant;
 
 use super::Catalog;
+use crate::encoding::backoff;
 use crate::item::{Item, UrlTemplates, Value};
 use crate::upstream::UpstreamError;
 
@@ -74,8 +75,7 @@ impl DynamoDbCatalog {
                 return Ok(items);
             }
 
-            let ceiling = BACKOFF_CAP.min(BACKOFF_BASE * 2u32.saturating_pow(attempt));
-            let wait = ceiling.mul_f64(fastrand::f64());
+            let wait = backoff(attempt, BACKOFF_BASE, BACKOFF_CAP);
             if Instant::now() + wait >= deadline {
                 return Err(UpstreamError::Throttled(format!(
                     "{} keys still unprocessed after {} retries",

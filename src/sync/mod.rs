@@ -728,12 +728,9 @@ fn json_string(text: &str) -> String {
     serde_json::to_string(text).unwrap_or_default()
 }
 
-/// Full-jitter exponential backoff for attempt `n` (1-based).
+/// Full-jitter exponential backoff after attempt `n` (1-based).
 fn backoff(attempt: u32) -> Duration {
-    let ceiling = BACKOFF_BASE
-        .saturating_mul(1 << attempt.saturating_sub(1).min(16))
-        .min(BACKOFF_CAP);
-    ceiling.mul_f64(fastrand::f64())
+    crate::encoding::backoff(attempt.saturating_sub(1), BACKOFF_BASE, BACKOFF_CAP)
 }
 
 /// A little spread so paused senders do not all return in the same millisecond.

@@ -7,8 +7,9 @@ use std::path::Path;
 
 /// The library's modules, from the bottom up. A module may use only modules of lower layers.
 const LAYERS: &[&[&str]] = &[
-    // The shared vocabulary: limits, upstream failures, the item model, the dataset readers.
-    &["limits", "upstream", "item", "dataset"],
+    // The shared vocabulary: limits, upstream failures, the item model, the dataset readers,
+    // decoding and backoff.
+    &["limits", "upstream", "item", "dataset", "encoding"],
     // What is computed from it: the request line's metrics, offline evaluation.
     &["metrics", "evaluation"],
     // The ports and their adapters.
