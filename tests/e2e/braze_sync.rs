@@ -12,7 +12,7 @@ use tokio::process::Command;
 
 use super::catalog::{IMAGE_TEMPLATE, URL_TEMPLATE, all_ids, expected_list, shared_catalog_table};
 use super::fake_braze::FakeBraze;
-use super::processes::{die_with_parent, free_port};
+use super::processes::{die_with_parent, unique_name};
 
 pub(super) const KEY: &str = "braze-test-key";
 
@@ -52,7 +52,7 @@ pub(super) fn batch_file(
         lines.push((user, ranked));
     }
     let path =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.json.out", free_port()));
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.json.out", unique_name(name)));
     std::fs::write(&path, text).unwrap();
     (path, lines)
 }
@@ -108,7 +108,7 @@ pub(super) async fn run(braze: &FakeBraze, vars: &[(&str, &str)], args: &[&str])
 
 pub(super) fn checkpoint(name: &str) -> String {
     Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{name}-{}.checkpoint", free_port()))
+        .join(format!("{}.checkpoint", unique_name(name)))
         .display()
         .to_string()
 }
@@ -679,7 +679,7 @@ async fn inside_lambda_an_object_created_event_sends_that_object() {
     );
     let secret = secrets
         .create_secret()
-        .name(format!("braze-key-{}", free_port()))
+        .name(unique_name("braze-key"))
         .secret_string(json!({"api_key": KEY}).to_string())
         .send()
         .await
@@ -687,7 +687,7 @@ async fn inside_lambda_an_object_created_event_sends_that_object() {
     let braze = FakeBraze::start(KEY).await;
     let emulator = super::lambda_emulator::Emulator::start().await;
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("lambda-tmp-{}", free_port()))
+        .join(unique_name("lambda-tmp"))
         .display()
         .to_string();
     std::fs::create_dir_all(&tmp).unwrap();

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::braze_sync::{KEY, checkpoint, joined, run};
 use super::fake_braze::FakeBraze;
-use super::processes::free_port;
+use super::processes::unique_name;
 
 /// One product as a shop's export holds it.
 struct Product {
@@ -80,7 +80,7 @@ fn products() -> Vec<Product> {
 
 fn items_csv(products: &[Product]) -> PathBuf {
     let path =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("real-items-{}.csv", free_port()));
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.csv", unique_name("real-items")));
     let mut writer = csv::Writer::from_path(&path).unwrap();
     writer
         .write_record(["ITEM_ID", "NAME", "PRICE", "URL", "IMAGE", "DESCRIPTION"])
@@ -142,7 +142,7 @@ fn write_batch(name: &str, lines: &[(String, Vec<String>)]) -> PathBuf {
         text.push('\n');
     }
     let path =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.json.out", free_port()));
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.json.out", unique_name(name)));
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -491,7 +491,7 @@ async fn a_related_items_file_is_refused_and_sends_nothing() {
         text.push('\n');
     }
     let file =
-        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("similar-{}.json.out", free_port()));
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.json.out", unique_name("similar")));
     std::fs::write(&file, text).unwrap();
     let braze = FakeBraze::start(KEY).await;
     let finished = run(
@@ -542,7 +542,7 @@ async fn the_next_days_run_sends_only_the_lists_that_changed() {
         }
     }
     let state = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("delta-{}.state", free_port()))
+        .join(format!("{}.state", unique_name("delta")))
         .display()
         .to_string();
     let braze = FakeBraze::start(KEY).await;

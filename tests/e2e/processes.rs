@@ -9,6 +9,18 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// A loopback port nobody is listening on right now.
+/// A name no other test, in this run or an earlier one, has used: `PREFIX-PID-N-NANOS`. Files in
+/// the target's temporary folder outlive a run, and a port is free again once released, so
+/// neither alone names a file safely.
+pub fn unique_name(prefix: &str) -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{prefix}-{}-{n}-{nanos}", std::process::id())
+}
+
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
     listener.local_addr().unwrap().port()
@@ -27,7 +39,7 @@ pub(super) fn die_with_parent(command: &mut Command) -> &mut Command {
 }
 
 pub(super) fn log_file(name: &str) -> (PathBuf, std::fs::File) {
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{}.log", free_port()));
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.log", unique_name(name)));
     let file = std::fs::File::create(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (path, file)
 }
