@@ -297,6 +297,23 @@ mod tests {
         }
     }
 
+    /// A join as a run makes one, over `catalog` and `memory`.
+    fn join<'a>(
+        catalog: &'a Counting,
+        memory: &'a Mutex<Memory>,
+        count: usize,
+        max_array_bytes: usize,
+    ) -> Join<'a, Counting> {
+        Join {
+            catalog,
+            memory,
+            fields: &Fields::All,
+            count,
+            max_array_bytes,
+            deadline: Instant::now() + std::time::Duration::from_secs(5),
+        }
+    }
+
     fn user(key: &str, ids: &[String]) -> User {
         User {
             line: 1,
@@ -321,14 +338,7 @@ mod tests {
     async fn lists_keep_rank_order_and_skip_unknown_and_repeated_ids() {
         let catalog = catalog(["a", "b", "c"].map(String::from));
         let memory = Mutex::new(Memory::new(MEMORY_IDS));
-        let join = Join {
-            catalog: &catalog,
-            memory: &memory,
-            fields: &Fields::All,
-            count: 2,
-            max_array_bytes: 50_000,
-            deadline: Instant::now() + std::time::Duration::from_secs(5),
-        };
+        let join = join(&catalog, &memory, 2, 50_000);
         let ranked = ["c", "zz", "c", "a", "b"].map(String::from);
         let lists = join.lists(&[user("u1", &ranked)]).await.unwrap();
         assert_eq!(ids(&lists[0]), vec!["c", "a"]);
@@ -340,14 +350,7 @@ mod tests {
         let all: Vec<String> = (0..500).map(|i| format!("i{i}")).collect();
         let catalog = catalog(all.clone());
         let memory = Mutex::new(Memory::new(MEMORY_IDS));
-        let join = Join {
-            catalog: &catalog,
-            memory: &memory,
-            fields: &Fields::All,
-            count: 10,
-            max_array_bytes: 50_000,
-            deadline: Instant::now() + std::time::Duration::from_secs(5),
-        };
+        let join = join(&catalog, &memory, 10, 50_000);
         let lists = join.lists(&[user("u1", &all)]).await.unwrap();
         assert_eq!(lists[0].items.len(), 10);
         assert_eq!(
@@ -371,14 +374,7 @@ mod tests {
         let items: Vec<String> = (0..3000).map(|i| format!("item-{i}")).collect();
         let catalog = catalog(items.clone());
         let memory = Mutex::new(Memory::new(1000));
-        let join = Join {
-            catalog: &catalog,
-            memory: &memory,
-            fields: &Fields::All,
-            count: 100,
-            max_array_bytes: 50_000,
-            deadline: Instant::now() + std::time::Duration::from_secs(5),
-        };
+        let join = join(&catalog, &memory, 100, 50_000);
         let users: Vec<User> = items
             .iter()
             .enumerate()
@@ -405,14 +401,7 @@ mod tests {
         let catalog = catalog(all.clone());
         let memory = Mutex::new(Memory::new(MEMORY_IDS));
         // Each item is `{"id":"iN","name":"item iN"}`: 26 or 28 bytes.
-        let join = Join {
-            catalog: &catalog,
-            memory: &memory,
-            fields: &Fields::All,
-            count: 25,
-            max_array_bytes: 100,
-            deadline: Instant::now() + std::time::Duration::from_secs(5),
-        };
+        let join = join(&catalog, &memory, 25, 100);
         let lists = join.lists(&[user("u1", &all)]).await.unwrap();
         assert_eq!(lists[0].items.len(), 3);
         assert!(lists[0].bytes <= 100);

@@ -584,25 +584,13 @@ pub(super) fn s3(endpoint: &str) -> aws_sdk_s3::Client {
 
 /// A bucket of its own in moto, holding `file` at `key`.
 pub(super) async fn upload(moto: &str, bucket: &str, key: &str, file: &Path) {
-    let client = s3(moto);
-    client
+    s3(moto)
         .create_bucket()
         .bucket(bucket)
         .send()
         .await
         .expect("create bucket");
-    client
-        .put_object()
-        .bucket(bucket)
-        .key(key)
-        .body(
-            aws_sdk_s3::primitives::ByteStream::from_path(file)
-                .await
-                .unwrap(),
-        )
-        .send()
-        .await
-        .expect("put object");
+    upload_object(moto, bucket, key, file).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -134,6 +134,27 @@ fn batch_lines(products: &[Product]) -> Vec<(String, Vec<String>)> {
     lines
 }
 
+/// braze-sync on `file` with the catalog `items` and a fresh checkpoint, Braze's defaults else.
+async fn sync(
+    braze: &FakeBraze,
+    file: &Path,
+    items: &Path,
+    name: &str,
+) -> super::braze_sync::Finished {
+    run(
+        braze,
+        &[],
+        &[
+            file.to_str().unwrap(),
+            "--items",
+            items.to_str().unwrap(),
+            "--checkpoint",
+            &checkpoint(name),
+        ],
+    )
+    .await
+}
+
 fn write_batch(name: &str, lines: &[(String, Vec<String>)]) -> PathBuf {
     let mut text = String::new();
     for (user, ranked) in lines {
@@ -456,18 +477,7 @@ async fn users_refused_inside_a_201_are_failed_once_each_and_the_rest_land() {
         })
         .collect();
     let many = write_batch("partial", &lines);
-    let finished = run(
-        &braze,
-        &[],
-        &[
-            many.to_str().unwrap(),
-            "--items",
-            items.to_str().unwrap(),
-            "--checkpoint",
-            &checkpoint("partial"),
-        ],
-    )
-    .await;
+    let finished = sync(&braze, &many, &items, "partial").await;
     assert_eq!(finished.code, Some(1));
     assert!(
         finished
@@ -494,18 +504,7 @@ async fn a_related_items_file_is_refused_and_sends_nothing() {
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.json.out", unique_name("similar")));
     std::fs::write(&file, text).unwrap();
     let braze = FakeBraze::start(KEY).await;
-    let finished = run(
-        &braze,
-        &[],
-        &[
-            file.to_str().unwrap(),
-            "--items",
-            items.to_str().unwrap(),
-            "--checkpoint",
-            &checkpoint("similar"),
-        ],
-    )
-    .await;
+    let finished = sync(&braze, &file, &items, "similar").await;
     assert_eq!(
         finished.code,
         Some(3),
