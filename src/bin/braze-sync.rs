@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
 
 use aws_config::{BehaviorVersion, SdkConfig};
+use clap::{ArgGroup, Parser};
 use indicatif::{ProgressBar, ProgressStyle};
 use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
 use personalize_braze::catalog::Catalog;
@@ -35,38 +36,84 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufRead, BufReader};
 
-const USAGE: &str =
-    "usage: braze-sync FILE|s3://BUCKET/KEY (--items items.csv | --table TABLE) [options]
-
-Sends a Personalize batch inference output file to Braze: each user's recommended items, joined
-with the catalog, become one custom attribute (an array of objects) set through /users/track.
-
-options:
-  --attribute NAME        the custom attribute (default: recommendations)
-  --count N               items per user, the best first, 1-500 (default: 25)
-  --fields LIST|all       item fields, by the catalog's names (default: id,url,name,price,image)
-  --batch-size N          users per request, 1-75 (default: 75; some contracts allow 50)
-  --max-array-bytes N     the most one user's array may take (default: 51200, Braze's 50 KB)
-  --create-profiles       also create profiles for ids Braze does not know (default: update
-                          existing profiles only, `_update_existing_only`)
-  --changed-only          send only users whose list changed since the last completed run
-  --state PATH|s3://B/K   where --changed-only keeps its digests (default:
-                          ./braze-sync.ATTRIBUTE.state)
-  --checkpoint PATH       where finished batches are recorded (default:
-                          ./braze-sync.INPUT.checkpoint)
-  --rate N/Ds|off         Braze's rate limit for /users/track (default: 3000/3s)
-  --concurrency N         requests in flight, 1-256 (default: 64)
-  --max-attempts N        tries of one request (429, 408, 5xx, no answer) before the run
-                          stops, 1-100 (default: 10)
-  --dry-run               join and check everything, send nothing (needs no key)
-  -h, --help              this text
-
-exit status: 0 every user sent, skipped or unchanged; 1 finished, but some users or lines failed
-(each is named on stderr); 2 could not start; 3 stopped early (key, endpoint, Braze failing, or the
-input), nothing past the last finished batch recorded as done.";
+/// Sends a Personalize batch inference output file to Braze: each user's recommended items,
+/// joined with the catalog, become one custom attribute (an array of objects) set through
+/// /users/track.
+///
+/// BRAZE_REST_ENDPOINT (https://) and BRAZE_API_KEY, or BRAZE_API_KEY_SECRET_ARN, say where to
+/// send.
+///
+/// Exit status: 0 every user sent, skipped or unchanged; 1 finished, but some users or lines
+/// failed (each named on stderr); 2 could not start; 3 stopped early (key, endpoint, Braze
+/// failing, or the input), nothing past the last finished batch recorded as done.
+#[derive(Debug, Parser)]
+#[command(name = "braze-sync", version)]
+#[command(group(ArgGroup::new("catalog").required(true).args(["items", "table"])))]
+struct Cli {
+    /// The batch output: a file, or s3://BUCKET/KEY (streamed, never held whole)
+    #[arg(value_name = "FILE|s3://BUCKET/KEY")]
+    input: String,
+    /// The catalog as an items CSV (local mode)
+    #[arg(long, value_name = "FILE")]
+    items: Option<PathBuf>,
+    /// The catalog as the DynamoDB items table
+    #[arg(long, env = "ITEMS_TABLE", value_name = "TABLE")]
+    table: Option<String>,
+    /// The custom attribute each user's list is written to
+    #[arg(long, default_value = "recommendations", value_parser = attribute_name)]
+    attribute: String,
+    /// Items per user, the best first (1-500)
+    #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u16).range(1..=500))]
+    count: u16,
+    /// Item fields, by the catalog's names, or `all`
+    #[arg(long, default_value = "id,url,name,price,image", value_parser = Fields::parse)]
+    fields: Fields,
+    /// Users per request (1-75; some Braze contracts allow 50)
+    #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u8).range(1..=75))]
+    batch_size: u8,
+    /// The most one user's array may take (Braze: 50 KB)
+    #[arg(long, default_value_t = 51_200, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
+    max_array_bytes: u32,
+    /// Also create profiles for ids Braze does not know (default: `_update_existing_only`)
+    #[arg(long)]
+    create_profiles: bool,
+    /// Send only users whose list changed since the last completed run
+    #[arg(long)]
+    changed_only: bool,
+    /// Where --changed-only keeps its digests: a path or s3://BUCKET/KEY
+    /// [default: ./braze-sync.ATTRIBUTE.state]
+    #[arg(long, requires = "changed_only", value_name = "PATH|s3://BUCKET/KEY")]
+    state: Option<String>,
+    /// Where finished batches are recorded [default: ./braze-sync.INPUT.checkpoint]
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
+    /// Braze's rate limit for /users/track: N/Ds, N/Dms, or `off`
+    #[arg(long, default_value = "3000/3s", value_parser = rate)]
+    rate: Rate,
+    /// Requests in flight (1-256)
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=256))]
+    concurrency: u16,
+    /// Tries of one request (429, 408, 5xx, no answer) before the run stops (1-100)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=100))]
+    max_attempts: u8,
+    /// Join and check everything, send nothing (needs no key)
+    #[arg(long)]
+    dry_run: bool,
+}
 
 /// Read buffer for the input: large enough that S3's stream is read in few calls.
 const READ_BUFFER: usize = 256 * 1024;
+
+/// `--rate`: a limit, or none.
+#[derive(Debug, Clone, Copy)]
+struct Rate(Option<RateLimit>);
+
+fn rate(text: &str) -> Result<Rate, String> {
+    match text {
+        "off" => Ok(Rate(None)),
+        text => RateLimit::parse(text).map(|r| Rate(Some(r))),
+    }
+}
 
 struct Args {
     input: String,
@@ -80,104 +127,39 @@ struct Args {
     options: Options,
 }
 
-/// What `parse_args` found: a run, or a request for the help text.
-enum Parsed {
-    Run(Box<Args>),
-    Help,
+impl From<Cli> for Args {
+    fn from(cli: Cli) -> Args {
+        let table = cli.table.filter(|t| !t.is_empty() && cli.items.is_none());
+        Args {
+            input: cli.input,
+            items: cli.items,
+            table,
+            checkpoint: cli.checkpoint,
+            rate: cli.rate.0,
+            dry_run: cli.dry_run,
+            changed_only: cli.changed_only,
+            state: cli.state,
+            options: Options {
+                attribute: cli.attribute,
+                count: usize::from(cli.count),
+                fields: cli.fields,
+                batch_size: usize::from(cli.batch_size),
+                max_array_bytes: cli.max_array_bytes as usize,
+                update_existing_only: !cli.create_profiles,
+                concurrency: usize::from(cli.concurrency),
+                max_attempts: u32::from(cli.max_attempts),
+            },
+        }
+    }
 }
 
-/// A number from `min` to `max`, or an error naming the option.
+/// A number from `min` to `max`, or an error naming the variable.
 fn number(name: &str, text: &str, min: usize, max: usize) -> Result<usize, String> {
     text.trim()
         .parse()
         .ok()
         .filter(|n| (min..=max).contains(n))
         .ok_or_else(|| format!("{name} needs a number from {min} to {max}, not {text:?}"))
-}
-
-fn parse_args(args: impl Iterator<Item = String>) -> Result<Parsed, String> {
-    let mut input = None;
-    let mut parsed = Args {
-        input: String::new(),
-        items: None,
-        table: std::env::var("ITEMS_TABLE").ok().filter(|t| !t.is_empty()),
-        checkpoint: None,
-        rate: Some(RateLimit::BRAZE_DEFAULT),
-        dry_run: false,
-        changed_only: false,
-        state: None,
-        options: Options::default(),
-    };
-    let mut args = args.peekable();
-    while let Some(arg) = args.next() {
-        let mut value = |name: &str| {
-            args.next()
-                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
-        };
-        match arg.as_str() {
-            "--items" => parsed.items = Some(PathBuf::from(value("--items")?)),
-            "--table" => parsed.table = Some(value("--table")?),
-            "--attribute" => parsed.options.attribute = attribute_name(&value("--attribute")?)?,
-            "--count" => parsed.options.count = number("--count", &value("--count")?, 1, 500)?,
-            "--fields" => {
-                parsed.options.fields =
-                    Fields::parse(&value("--fields")?).map_err(|e| format!("--fields: {e}"))?
-            }
-            "--batch-size" => {
-                parsed.options.batch_size = number(
-                    "--batch-size",
-                    &value("--batch-size")?,
-                    1,
-                    MAX_OBJECTS_PER_REQUEST,
-                )?
-            }
-            "--max-array-bytes" => {
-                parsed.options.max_array_bytes = number(
-                    "--max-array-bytes",
-                    &value("--max-array-bytes")?,
-                    256,
-                    1 << 20,
-                )?
-            }
-            "--create-profiles" => parsed.options.update_existing_only = false,
-            "--changed-only" => parsed.changed_only = true,
-            "--state" => parsed.state = Some(value("--state")?),
-            "--checkpoint" => parsed.checkpoint = Some(PathBuf::from(value("--checkpoint")?)),
-            "--rate" => {
-                parsed.rate = match value("--rate")?.as_str() {
-                    "off" => None,
-                    rate => Some(RateLimit::parse(rate).map_err(|e| format!("--rate: {e}"))?),
-                }
-            }
-            "--concurrency" => {
-                parsed.options.concurrency =
-                    number("--concurrency", &value("--concurrency")?, 1, 256)?
-            }
-            "--max-attempts" => {
-                parsed.options.max_attempts =
-                    number("--max-attempts", &value("--max-attempts")?, 1, 100)? as u32
-            }
-            "--dry-run" => parsed.dry_run = true,
-            "-h" | "--help" => return Ok(Parsed::Help),
-            other if other.starts_with('-') => {
-                return Err(format!("unknown argument {other:?}\n{USAGE}"));
-            }
-            other if input.is_none() => input = Some(other.to_owned()),
-            other => return Err(format!("one input only; {other:?} is a second\n{USAGE}")),
-        }
-    }
-    parsed.input = input.ok_or_else(|| format!("the input file is required\n{USAGE}"))?;
-    if parsed.items.is_some() == parsed.table.is_some() {
-        return Err(format!(
-            "the catalog is --items FILE (local mode) or --table TABLE (or ITEMS_TABLE), one of them\n{USAGE}"
-        ));
-    }
-    if parsed.state.is_some() && !parsed.changed_only {
-        return Err(
-            "--state is where --changed-only keeps its digests; give --changed-only too".into(),
-        );
-    }
-    Ok(Parsed::Run(Box::new(parsed)))
 }
 
 /// Braze's custom attribute names: at most 255 characters, no spaces, not starting with `$`.
@@ -188,7 +170,7 @@ fn attribute_name(name: &str) -> Result<String, String> {
         || name.starts_with('$')
     {
         return Err(format!(
-            "--attribute {name:?}: Braze attribute names are 1-255 characters, without spaces or a leading $"
+            "{name:?}: Braze attribute names are 1-255 characters, without spaces or a leading $"
         ));
     }
     Ok(name.to_owned())
@@ -214,18 +196,9 @@ async fn main() -> ExitCode {
         };
     }
     logs.init();
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(Parsed::Run(args)) => args,
-        Ok(Parsed::Help) => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            eprintln!("braze-sync: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    match cli(*args).await {
+    // `--help` and `--version` on stdout with 0; a usage error names the flag, with 2.
+    let args = Args::from(Cli::parse());
+    match cli(args).await {
         Ok(summary) => {
             print!("{summary}");
             ExitCode::from(summary.exit_code())
@@ -853,11 +826,9 @@ fn objects_in(event: &Value) -> Vec<(String, String)> {
 mod tests {
     use super::*;
 
-    fn args(text: &str) -> Result<Args, String> {
-        match parse_args(text.split_whitespace().map(String::from))? {
-            Parsed::Run(args) => Ok(*args),
-            Parsed::Help => Err("help".into()),
-        }
+    fn args(text: &str) -> Result<Args, clap::Error> {
+        Cli::try_parse_from(std::iter::once("braze-sync").chain(text.split_whitespace()))
+            .map(Args::from)
     }
 
     #[test]
@@ -872,34 +843,44 @@ mod tests {
                 .rate
                 .is_none()
         );
+        let parsed = args(
+            "out.json --items i.csv --batch-size 50 --create-profiles --changed-only --fields id,name",
+        )
+        .unwrap();
+        assert_eq!(parsed.options.batch_size, 50);
+        assert!(!parsed.options.update_existing_only && parsed.changed_only);
+        assert_eq!(parsed.options.fields.to_string(), "id,name");
         // ITEMS_TABLE in the environment is a catalog of its own.
         if std::env::var_os("ITEMS_TABLE").is_some() {
             return;
         }
-        for bad in [
-            "--items i.csv",
-            "out.json",
-            "out.json --items i.csv --table t",
-            "out.json --items i.csv --count 0",
-            "out.json --items i.csv --attribute $x",
-            "out.json --items i.csv --attribute",
-            "a b --items i.csv",
-            "out.json --items i.csv --bogus",
-            "out.json --items i.csv --batch-size 76",
-            "out.json --items i.csv --state s.state",
-            "out.json --items i.csv --fields a,,b",
+        for (bad, flag) in [
+            ("--items i.csv", "FILE|s3://BUCKET/KEY"),
+            ("out.json", "--items"),
+            ("out.json --items i.csv --table t", "--table"),
+            ("out.json --items i.csv --count 0", "--count"),
+            ("out.json --items i.csv --attribute $x", "--attribute"),
+            ("out.json --items i.csv --attribute", "--attribute"),
+            ("a b --items i.csv", "'b'"),
+            ("out.json --items i.csv --bogus", "--bogus"),
+            ("out.json --items i.csv --batch-size 76", "--batch-size"),
+            ("out.json --items i.csv --state s.state", "--changed-only"),
+            ("out.json --items i.csv --fields a,,b", "--fields"),
+            // An absurd rate is an error that names the option, never a panic.
+            (
+                "out.json --items i.csv --rate 4294967295/18446744073709551615s",
+                "--rate",
+            ),
         ] {
-            assert!(args(bad).is_err(), "{bad}");
+            let err = args(bad).err().unwrap_or_else(|| panic!("{bad} was taken"));
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            let text = err.to_string();
+            assert!(text.contains(flag), "{bad}: {text}");
         }
-        // An absurd rate is an error that names the option, never a panic.
-        let err = args("out.json --items i.csv --rate 4294967295/18446744073709551615s")
-            .err()
-            .unwrap();
-        assert!(err.starts_with("--rate:"), "{err}");
-        let parsed = args("out.json --items i.csv --batch-size 50 --create-profiles --changed-only --fields id,name").unwrap();
-        assert_eq!(parsed.options.batch_size, 50);
-        assert!(!parsed.options.update_existing_only && parsed.changed_only);
-        assert_eq!(parsed.options.fields.to_string(), "id,name");
+        for ask in ["--help", "--version"] {
+            let err = args(ask).err().unwrap();
+            assert_eq!(err.exit_code(), 0, "{ask} is not an error");
+        }
     }
 
     #[test]

@@ -414,7 +414,7 @@ async fn a_wrong_endpoint_or_a_failing_braze_stops_the_run_and_marks_nobody_done
     .await;
     assert_eq!(absurd.code, Some(2));
     assert!(
-        absurd.stderr.contains("--rate:") && !absurd.stderr.contains("panicked"),
+        absurd.stderr.contains("--rate") && !absurd.stderr.contains("panicked"),
         "{}",
         absurd.stderr
     );
