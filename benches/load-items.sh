@@ -26,4 +26,4 @@ cargo run -q --release --example generate-data -- --items "$items" --users 1 --i
 cargo build -q --release --bin load-items
 AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
   AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port" \
-  target/release/load-items --table bench --file "$work/data/items.csv"
+  target/release/load-items --table bench --items "$work/data/items.csv"

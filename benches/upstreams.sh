@@ -31,6 +31,6 @@ curl -sf "http://127.0.0.1:$ddb_port" \
   -H 'Content-Type: application/x-amz-json-1.0' -H 'X-Amz-Target: DynamoDB_20120810.CreateTable' \
   -H 'Authorization: AWS4-HMAC-SHA256 Credential=AKIDBENCH/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0' \
   -d '{"TableName":"items","BillingMode":"PAY_PER_REQUEST","AttributeDefinitions":[{"AttributeName":"id","AttributeType":"S"}],"KeySchema":[{"AttributeName":"id","KeyType":"HASH"}]}' >/dev/null
-target/release/load-items --table items --file examples/data/items.csv >/dev/null
+target/release/load-items --table items --items examples/data/items.csv >/dev/null
 
 export PERSONALIZE_ARN=arn:aws:personalize:us-east-1:000000000000:campaign/bench ITEMS_TABLE=items

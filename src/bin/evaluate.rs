@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
+use clap::Parser;
 use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use personalize_braze::dataset::{read_interactions, read_items};
@@ -22,20 +23,59 @@ use personalize_braze::recommender::personalize::{Personalize, Target};
 use personalize_braze::recommender::popularity::Popularity;
 use personalize_braze::recommender::{RecommendationQuery, Recommender, Subject};
 
-const USAGE: &str = "usage: evaluate --interactions FILE [--items FILE] [--k 10]
-                [--holdout 0.2 | --cutoff UNIX_SECONDS|YYYY-MM-DD]
-                [--keep-seen] [--personalize-arn ARN [--tps 5]] [--max-users N] [--json]
+/// Offline quality of the embedded model and the popularity baseline (and, with
+/// --personalize-arn, a live campaign or recommender) on your interactions: each user's newest
+/// events are held out and scored with precision, NDCG, MRR and coverage at K.
+#[derive(Debug, Parser)]
+#[command(name = "evaluate", version)]
+struct Cli {
+    /// Interactions in Personalize's CSV schema (USER_ID, ITEM_ID, TIMESTAMP, ...)
+    #[arg(long, value_name = "FILE")]
+    interactions: PathBuf,
+    /// The catalog's items CSV: adds its items to the coverage denominator
+    #[arg(long, value_name = "FILE")]
+    items: Option<PathBuf>,
+    /// Recommendations scored per user (1-500)
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=500))]
+    k: u16,
+    /// The newest fraction of each user's events is what they are tested on [default: 0.2]
+    #[arg(long, value_parser = fraction, conflicts_with = "cutoff")]
+    holdout: Option<f64>,
+    /// Events at or after this time (Unix seconds or YYYY-MM-DD) are the test part
+    #[arg(long, value_parser = time, value_name = "UNIX_SECONDS|YYYY-MM-DD")]
+    cutoff: Option<i64>,
+    /// Also score items users had already interacted with in training (as Personalize's own
+    /// metrics do); by default only items new to the user count
+    #[arg(long)]
+    keep_seen: bool,
+    /// Also ask this campaign or recommender (AWS credentials from the environment)
+    #[arg(long, value_parser = arn, value_name = "ARN")]
+    personalize_arn: Option<PersonalizeArn>,
+    /// Requests per second to Personalize, at most (a campaign's minimum is 5)
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    tps: u32,
+    /// Test only the first N users (by id), e.g. to keep a live campaign's bill small
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_users: Option<u64>,
+    /// The results as JSON
+    #[arg(long)]
+    json: bool,
+}
 
-  --holdout F      the newest fraction F of each user's events is what they are tested on (default 0.2)
-  --cutoff T       events at or after T are the test part, everything before it trains
-  --keep-seen      also score items users had already interacted with in training (as Personalize's
-                   own metrics do); by default only items new to the user count, and the
-                   popularity baseline skips what each user has seen, like the embedded model
-  --items FILE     adds the catalog's items to the coverage denominator
-  --personalize-arn  also ask this campaign or recommender (AWS credentials from the environment)
-  --tps N          requests per second to Personalize, at most (default 5: a campaign's minimum)
-  --max-users N    test only the first N users (by id), e.g. to keep a live campaign's bill small
-  --json           print the results as JSON instead of a table";
+fn fraction(text: &str) -> Result<f64, String> {
+    text.parse()
+        .ok()
+        .filter(|f| *f > 0.0 && *f < 1.0)
+        .ok_or_else(|| "expected a fraction between 0 and 1, e.g. 0.2".to_owned())
+}
+
+fn time(text: &str) -> Result<i64, String> {
+    parse_time(text).ok_or_else(|| "expected Unix seconds or a date YYYY-MM-DD".to_owned())
+}
+
+fn arn(text: &str) -> Result<PersonalizeArn, String> {
+    PersonalizeArn::parse(text).map_err(|reason| reason.to_string())
+}
 
 #[derive(Debug)]
 struct Args {
@@ -50,82 +90,26 @@ struct Args {
     json: bool,
 }
 
-fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
-    let mut parsed = Args {
-        interactions: PathBuf::new(),
-        items: None,
-        k: 10,
-        split: Split::Holdout { fraction: 0.2 },
-        personalize: None,
-        tps: 5,
-        max_users: None,
-        keep_seen: false,
-        json: false,
-    };
-    let mut interactions = None;
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            "--json" => {
-                parsed.json = true;
-                continue;
-            }
-            "--keep-seen" => {
-                parsed.keep_seen = true;
-                continue;
-            }
-            _ => {}
-        }
-        let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
-        let bad = |what: &str| format!("{arg} {value:?}: {what}");
-        match arg.as_str() {
-            "--interactions" => interactions = Some(PathBuf::from(&value)),
-            "--items" => parsed.items = Some(PathBuf::from(&value)),
-            "--k" => {
-                parsed.k = value
-                    .parse()
-                    .ok()
-                    .filter(|k| (1..=500).contains(k))
-                    .ok_or_else(|| bad("expected 1 to 500"))?
-            }
-            "--holdout" => {
-                let fraction: f64 = value
-                    .parse()
-                    .ok()
-                    .filter(|f| *f > 0.0 && *f < 1.0)
-                    .ok_or_else(|| bad("expected a fraction between 0 and 1, e.g. 0.2"))?;
-                parsed.split = Split::Holdout { fraction };
-            }
-            "--cutoff" => {
-                let timestamp = parse_time(&value)
-                    .ok_or_else(|| bad("expected Unix seconds or a date YYYY-MM-DD"))?;
-                parsed.split = Split::Cutoff { timestamp };
-            }
-            "--personalize-arn" => {
-                parsed.personalize = Some(PersonalizeArn::parse(&value).map_err(|reason| {
-                    format!("--personalize-arn={value:?} is invalid: {reason}")
-                })?)
-            }
-            "--tps" => {
-                parsed.tps = value
-                    .parse()
-                    .ok()
-                    .filter(|t| *t >= 1)
-                    .ok_or_else(|| bad("expected a whole number of requests per second, ≥ 1"))?
-            }
-            "--max-users" => {
-                parsed.max_users = Some(
-                    value
-                        .parse()
-                        .ok()
-                        .filter(|n| *n >= 1)
-                        .ok_or_else(|| bad("expected a number ≥ 1"))?,
-                )
-            }
-            _ => return Err(format!("unknown argument {arg:?}")),
+impl From<Cli> for Args {
+    fn from(cli: Cli) -> Args {
+        let split = match (cli.cutoff, cli.holdout) {
+            (Some(timestamp), _) => Split::Cutoff { timestamp },
+            (None, fraction) => Split::Holdout {
+                fraction: fraction.unwrap_or(0.2),
+            },
+        };
+        Args {
+            interactions: cli.interactions,
+            items: cli.items,
+            k: usize::from(cli.k),
+            split,
+            personalize: cli.personalize_arn,
+            tps: cli.tps,
+            max_users: cli.max_users.map(|n| n as usize),
+            keep_seen: cli.keep_seen,
+            json: cli.json,
         }
     }
-    parsed.interactions = interactions.ok_or("--interactions is required")?;
-    Ok(parsed)
 }
 
 /// Unix seconds, or a UTC date `YYYY-MM-DD` (its midnight), read as RFC 3339 (as `POST /events`
@@ -162,13 +146,8 @@ struct Outcome {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args(std::env::args().skip(1)) {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("evaluate: {e}\n{USAGE}");
-            return ExitCode::FAILURE;
-        }
-    };
+    // `--help` and `--version` on stdout with 0; a usage error names the flag, with 2.
+    let args = Args::from(Cli::parse());
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -395,8 +374,25 @@ mod tests {
 
     #[test]
     fn arguments_are_checked_with_their_names() {
-        let parse = |list: &[&str]| parse_args(list.iter().map(|s| s.to_string()));
+        let parse = |list: &[&str]| {
+            Cli::try_parse_from(std::iter::once("evaluate").chain(list.iter().copied()))
+                .map(Args::from)
+                .map_err(|e| {
+                    assert_eq!(e.exit_code(), 2);
+                    e.to_string()
+                })
+        };
         assert!(parse(&[]).unwrap_err().contains("--interactions"));
+        let e = parse(&[
+            "--interactions",
+            "x.csv",
+            "--holdout",
+            "0.2",
+            "--cutoff",
+            "5",
+        ])
+        .unwrap_err();
+        assert!(e.contains("--cutoff"), "{e}");
         let e = parse(&["--interactions", "x.csv", "--holdout", "1.5"]).unwrap_err();
         assert!(e.contains("--holdout") && e.contains("1.5"), "{e}");
         let e = parse(&["--interactions", "x.csv", "--personalize-arn", "nope"]).unwrap_err();

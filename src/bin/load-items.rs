@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
+use clap::Parser;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
 use personalize_braze::dataset;
@@ -37,70 +38,51 @@ const BATCH: usize = 25;
 
 type Row = HashMap<String, AttributeValue>;
 
+/// Loads an items file (Personalize's items CSV, or JSON Lines) into the DynamoDB items table the
+/// endpoint reads. The whole file is checked first: a bad file writes nothing.
+#[derive(Debug, Parser)]
+#[command(name = "load-items", version)]
 struct Args {
+    /// The DynamoDB items table (not needed for a plain --dry-run)
+    #[arg(long, env = "ITEMS_TABLE", value_name = "TABLE", default_value = "")]
     table: String,
-    file: PathBuf,
+    /// The items: a CSV with ITEM_ID and metadata columns, or JSON Lines
+    #[arg(long, visible_alias = "file", value_name = "items.csv|items.jsonl")]
+    items: PathBuf,
+    /// Check the file (and with --prune, say what would be deleted); write nothing
+    #[arg(long)]
     dry_run: bool,
+    /// Also delete the table's items the file lacks (at most 10% of the table without --force)
+    #[arg(long)]
     prune: bool,
+    /// Let --prune delete more than 10% of the table
+    #[arg(long, requires = "prune")]
     force: bool,
-    concurrency: usize,
+    /// BatchWriteItem calls in flight (1-64)
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=64))]
+    concurrency: u8,
 }
 
-const USAGE: &str = "usage: load-items --table TABLE --file items.csv|items.jsonl [--dry-run] [--prune [--force]] [--concurrency N]";
-
-fn parse_args() -> Result<Args, String> {
-    let mut table = None;
-    let mut file = None;
-    let mut args = Args {
-        table: String::new(),
-        file: PathBuf::new(),
-        dry_run: false,
-        prune: false,
-        force: false,
-        concurrency: 8,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--table" => table = it.next(),
-            "--file" => file = it.next().map(PathBuf::from),
-            "--dry-run" => args.dry_run = true,
-            "--prune" => args.prune = true,
-            "--force" => args.force = true,
-            "--concurrency" => {
-                args.concurrency = it
-                    .next()
-                    .and_then(|n| n.parse().ok())
-                    .filter(|n| (1..=64).contains(n))
-                    .ok_or("--concurrency needs a number from 1 to 64")?
-            }
-            "-h" | "--help" => return Err(USAGE.to_owned()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
+impl Args {
+    /// The table is needed unless the run only checks the file.
+    fn check(&self) -> Result<(), String> {
+        let only_checks = self.dry_run && !self.prune;
+        if self.table.is_empty() && !only_checks {
+            return Err("--table (or ITEMS_TABLE) is required, but for a plain --dry-run".into());
         }
+        Ok(())
     }
-    args.file = file.ok_or_else(|| format!("--file is required\n{USAGE}"))?;
-    match table {
-        Some(t) => args.table = t,
-        // A dry run only checks the file, unless it is to say what `--prune` would delete.
-        None if args.dry_run && !args.prune => {}
-        None => return Err(format!("--table is required\n{USAGE}")),
-    }
-    if args.force && !args.prune {
-        return Err(format!("--force goes with --prune\n{USAGE}"));
-    }
-    Ok(args)
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let rows = match read(&args.file) {
+    // `--help` and `--version` on stdout with 0; a usage error names the flag, with 2.
+    let args = Args::parse();
+    if let Err(e) = args.check() {
+        eprintln!("load-items: {e}");
+        return ExitCode::from(2);
+    }
+    let rows = match read(&args.items) {
         Ok(rows) => rows,
         Err(problems) => {
             for p in &problems {
@@ -109,7 +91,7 @@ async fn main() -> ExitCode {
             eprintln!(
                 "load-items: {} problem(s) in {}; nothing was written",
                 problems.len(),
-                args.file.display()
+                args.items.display()
             );
             return ExitCode::FAILURE;
         }
@@ -117,7 +99,7 @@ async fn main() -> ExitCode {
     if args.dry_run && !args.prune {
         println!(
             "{}: {} items, all valid (dry run: nothing written)",
-            args.file.display(),
+            args.items.display(),
             rows.len()
         );
         return ExitCode::SUCCESS;
@@ -139,7 +121,7 @@ async fn main() -> ExitCode {
         match stale_ids(&client, &args.table, &keep).await {
             Ok(plan) => {
                 let verdict = plan.verdict(args.force);
-                println!("{}", plan.describe(&args.table, &args.file, args.dry_run));
+                println!("{}", plan.describe(&args.table, &args.items, args.dry_run));
                 if let Err(refusal) = &verdict {
                     eprintln!("load-items: {refusal}");
                 }
@@ -162,7 +144,7 @@ async fn main() -> ExitCode {
     };
 
     let started = Instant::now();
-    let written = match write(&client, &args.table, rows, args.concurrency).await {
+    let written = match write(&client, &args.table, rows, usize::from(args.concurrency)).await {
         Ok(stats) => stats,
         Err(e) => {
             eprintln!("load-items: writing to {} failed: {e}", args.table);
@@ -178,10 +160,10 @@ async fn main() -> ExitCode {
         written.retries
     );
     if args.prune {
-        match delete(&client, &args.table, stale, args.concurrency).await {
+        match delete(&client, &args.table, stale, usize::from(args.concurrency)).await {
             Ok(deleted) => println!(
                 "pruned {deleted} items that {} no longer has",
-                args.file.display()
+                args.items.display()
             ),
             Err(e) => {
                 eprintln!("load-items: pruning {} failed: {e}", args.table);
@@ -709,6 +691,36 @@ async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arguments_are_named_as_in_every_tool_and_checked() {
+        let parse = |text: &str| {
+            Args::try_parse_from(std::iter::once("load-items").chain(text.split_whitespace()))
+        };
+        let args = parse("--table t --items i.csv --prune --force --concurrency 4").unwrap();
+        assert_eq!((args.table.as_str(), args.concurrency), ("t", 4));
+        assert!(args.prune && args.force && args.check().is_ok());
+        // The flag's older name still works.
+        assert_eq!(
+            parse("--table t --file i.csv").unwrap().items,
+            PathBuf::from("i.csv")
+        );
+        if std::env::var_os("ITEMS_TABLE").is_none() {
+            assert!(parse("--items i.csv --dry-run").unwrap().check().is_ok());
+            assert!(parse("--items i.csv").unwrap().check().is_err());
+        }
+        for (bad, flag) in [
+            ("--table t", "--items"),
+            ("--table t --items i.csv --force", "--prune"),
+            ("--table t --items i.csv --concurrency 65", "--concurrency"),
+            ("--table t --items i.csv --bogus", "--bogus"),
+        ] {
+            let err = parse(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
+            assert!(err.to_string().contains(flag), "{bad}: {err}");
+        }
+        assert_eq!(parse("--version").unwrap_err().exit_code(), 0);
+    }
 
     #[test]
     fn json_values_keep_exact_numbers_and_types() {

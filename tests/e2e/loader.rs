@@ -103,7 +103,7 @@ async fn loads_10000_items_exactly_and_a_second_load_changes_nothing() {
     new_table("load-10k").await;
     let file = csv(&workdir("loader-10k"), "items.csv", 0..10_000);
 
-    let output = load_items(&["--table", "load-10k", "--file", file.to_str().unwrap()]);
+    let output = load_items(&["--table", "load-10k", "--items", file.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(
         text(&output.stdout).starts_with("wrote 10000 items to load-10k"),
@@ -127,6 +127,7 @@ async fn loads_10000_items_exactly_and_a_second_load_changes_nothing() {
         assert_eq!(item.len(), 4, "{id}: {item:?}");
     }
 
+    // `--file`, the flag's older name, still works.
     let again = load_items(&["--table", "load-10k", "--file", file.to_str().unwrap()]);
     assert!(again.status.success(), "{}", text(&again.stderr));
     assert_eq!(
@@ -142,7 +143,7 @@ async fn prune_deletes_exactly_the_items_the_file_dropped() {
     let dir = workdir("loader-prune");
     let full = csv(&dir, "full.csv", 0..300);
     assert!(
-        load_items(&["--table", "load-prune", "--file", full.to_str().unwrap()])
+        load_items(&["--table", "load-prune", "--items", full.to_str().unwrap()])
             .status
             .success()
     );
@@ -153,7 +154,7 @@ async fn prune_deletes_exactly_the_items_the_file_dropped() {
     let output = load_items(&[
         "--table",
         "load-prune",
-        "--file",
+        "--items",
         shrunk.to_str().unwrap(),
         "--prune",
     ]);
@@ -183,7 +184,7 @@ async fn a_bad_file_reports_every_problem_and_writes_nothing() {
     content.extend_from_slice(b"utf,\xff\xfe,5\nok-3,Also fine,6\n");
     std::fs::write(&path, content).unwrap();
 
-    let output = load_items(&["--table", "load-bad", "--file", path.to_str().unwrap()]);
+    let output = load_items(&["--table", "load-bad", "--items", path.to_str().unwrap()]);
 
     assert_refused(
         &output,
@@ -200,7 +201,7 @@ async fn a_bad_file_reports_every_problem_and_writes_nothing() {
     // Fix the listed rows but keep the oversized one: still refused, with the size named.
     let oversized = format!("ITEM_ID,NAME,PRICE\nok-1,Fine,1\nbig,{huge},4\n");
     std::fs::write(&path, oversized).unwrap();
-    let output = load_items(&["--table", "load-bad", "--file", path.to_str().unwrap()]);
+    let output = load_items(&["--table", "load-bad", "--items", path.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     assert!(
         text(&output.stderr).contains("line 3: item is"),
@@ -226,7 +227,7 @@ async fn json_lines_load_with_types_and_dry_run_writes_nothing() {
     )
     .unwrap();
 
-    let dry = load_items(&["--file", path.to_str().unwrap(), "--dry-run"]);
+    let dry = load_items(&["--items", path.to_str().unwrap(), "--dry-run"]);
     assert!(dry.status.success(), "{}", text(&dry.stderr));
     assert!(
         text(&dry.stdout).contains("2 items, all valid"),
@@ -235,7 +236,7 @@ async fn json_lines_load_with_types_and_dry_run_writes_nothing() {
     );
     assert!(scan("load-jsonl").await.is_empty());
 
-    let output = load_items(&["--table", "load-jsonl", "--file", path.to_str().unwrap()]);
+    let output = load_items(&["--table", "load-jsonl", "--items", path.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let items = scan("load-jsonl").await;
     let j1 = &items["j1"];
@@ -263,7 +264,7 @@ async fn prune_refuses_to_empty_the_table_or_delete_most_of_it_without_force() {
     let table = "load-prune-guard";
     let full = csv(&dir, "full.csv", 0..100);
     assert!(
-        load_items(&["--table", table, "--file", full.to_str().unwrap()])
+        load_items(&["--table", table, "--items", full.to_str().unwrap()])
             .status
             .success()
     );
@@ -275,7 +276,7 @@ async fn prune_refuses_to_empty_the_table_or_delete_most_of_it_without_force() {
     let output = load_items(&[
         "--table",
         table,
-        "--file",
+        "--items",
         empty.to_str().unwrap(),
         "--prune",
     ]);
@@ -297,7 +298,7 @@ async fn prune_refuses_to_empty_the_table_or_delete_most_of_it_without_force() {
     }
     out.flush().unwrap();
     let half = half.to_str().unwrap();
-    let output = load_items(&["--table", table, "--file", half, "--prune"]);
+    let output = load_items(&["--table", table, "--items", half, "--prune"]);
     assert_eq!(output.status.code(), Some(1));
     let stderr = text(&output.stderr);
     assert!(
@@ -308,7 +309,7 @@ async fn prune_refuses_to_empty_the_table_or_delete_most_of_it_without_force() {
     assert_eq!(scan(table).await, before, "not even the renames");
 
     // A dry run says what would go, and still writes nothing.
-    let output = load_items(&["--table", table, "--file", half, "--prune", "--dry-run"]);
+    let output = load_items(&["--table", table, "--items", half, "--prune", "--dry-run"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let stdout = text(&output.stdout);
     assert!(
@@ -323,7 +324,7 @@ async fn prune_refuses_to_empty_the_table_or_delete_most_of_it_without_force() {
     assert_eq!(scan(table).await, before);
 
     // --force goes ahead: the renames land and the other half goes.
-    let output = load_items(&["--table", table, "--file", half, "--prune", "--force"]);
+    let output = load_items(&["--table", table, "--items", half, "--prune", "--force"]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert!(text(&output.stdout).contains("pruned 50 items"));
     let after = scan(table).await;
@@ -337,7 +338,7 @@ async fn prune_refuses_to_empty_the_table_or_delete_most_of_it_without_force() {
     let output = load_items(&[
         "--table",
         table,
-        "--file",
+        "--items",
         empty.to_str().unwrap(),
         "--prune",
         "--force",
@@ -372,7 +373,7 @@ async fn what_dynamodb_would_refuse_is_found_before_anything_is_written() {
     ];
     std::fs::write(&path, lines.join("\n")).unwrap();
 
-    let output = load_items(&["--table", "load-refused", "--file", path.to_str().unwrap()]);
+    let output = load_items(&["--table", "load-refused", "--items", path.to_str().unwrap()]);
 
     let stderr = assert_refused(
         &output,
@@ -401,7 +402,7 @@ async fn what_dynamodb_would_refuse_is_found_before_anything_is_written() {
         "ITEM_ID,ID,CODE\nc1,x,1\nc2,,123456789012345678901234567890123456789\n",
     )
     .unwrap();
-    let output = load_items(&["--table", "load-refused", "--file", path.to_str().unwrap()]);
+    let output = load_items(&["--table", "load-refused", "--items", path.to_str().unwrap()]);
     assert_refused(
         &output,
         &[
