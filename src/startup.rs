@@ -73,6 +73,28 @@ impl SdkClients {
     }
 }
 
+/// The SDK's configuration for a batch run (braze-sync, the loader): no 1.5 s budget to fit, but
+/// nothing may hang. A connection gets 3 s, an attempt 10 s up to the answer's headers (a body
+/// streamed from S3 is watched by the SDK's stalled-stream protection, on here), and a throttled
+/// or failing call five attempts, backing off from 100 ms to 5 s.
+pub async fn batch_sdk_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .operation_attempt_timeout(Duration::from_secs(10))
+                .build(),
+        )
+        .retry_config(
+            RetryConfig::standard()
+                .with_max_attempts(5)
+                .with_initial_backoff(Duration::from_millis(100))
+                .with_max_backoff(Duration::from_secs(5)),
+        )
+        .load()
+        .await
+}
+
 impl Clients for SdkClients {
     fn personalize(&self, region: &str) -> aws_sdk_personalizeruntime::Client {
         aws_sdk_personalizeruntime::Client::from_conf(

@@ -26,6 +26,7 @@ use personalize_braze::catalog::file::FileCatalog;
 use personalize_braze::dataset;
 use personalize_braze::encoding::form_decode;
 use personalize_braze::item::UrlTemplates;
+use personalize_braze::startup;
 use personalize_braze::sync::braze::{Braze, MAX_OBJECTS_PER_REQUEST, printable};
 use personalize_braze::sync::checkpoint::{Checkpoint, InputIdentity};
 use personalize_braze::sync::delta::{Delta, Setting};
@@ -221,7 +222,7 @@ async fn cli(args: Args) -> Result<Summary, String> {
             .is_some_and(|s| s.starts_with("s3://"))
         || (!args.dry_run && std::env::var_os("BRAZE_API_KEY").is_none());
     let sdk = if needs_aws {
-        aws_config::defaults(BehaviorVersion::latest()).load().await
+        startup::batch_sdk_config().await
     } else {
         SdkConfig::builder()
             .behavior_version(BehaviorVersion::latest())
@@ -629,7 +630,7 @@ async fn open_s3(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result
 /// same environment continue rather than start over. A key Braze refuses is read from Secrets
 /// Manager again once, so a rotated key does not fail every warm environment.
 async fn lambda() -> Result<(), lambda_runtime::Error> {
-    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let sdk = startup::batch_sdk_config().await;
     let braze = Mutex::new(Arc::new(braze_from_env(&sdk).await?));
     let table = std::env::var("ITEMS_TABLE").map_err(|_| "ITEMS_TABLE is not set")?;
     let catalog = table_catalog(&sdk, &table)?;

@@ -17,7 +17,6 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use aws_config::BehaviorVersion;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, PutRequest, WriteRequest};
 use clap::Parser;
@@ -26,6 +25,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use personalize_braze::dataset;
 use personalize_braze::encoding::backoff;
 use personalize_braze::item::{Value, column_attribute, is_json_number};
+use personalize_braze::startup;
 
 /// DynamoDB's limit on one item.
 const MAX_ITEM_BYTES: usize = 400 * 1024;
@@ -105,7 +105,7 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let sdk = aws_config::defaults(BehaviorVersion::latest()).load().await;
+    let sdk = startup::batch_sdk_config().await;
     let client = Client::from_conf(
         aws_sdk_dynamodb::config::Builder::from(&sdk)
             .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(10))
