@@ -1,4 +1,4 @@
-//! Dependencies point one way, as the README's Architecture section says: every `crate::` path in
+//! Dependencies point one way, as docs/architecture.md says: every `crate::` path in
 //! `src/` must lead to a lower layer. A rule nobody runs comes back (the `config` ↔ `recommender`
 //! cycle did, twice), so this test reads the source and fails on an edge up or across.
 

@@ -26,11 +26,28 @@ fn json_escape(value: &str) -> String {
     quoted[1..quoted.len() - 1].to_owned()
 }
 
-/// Every ```liquid block of the README.
+/// The README and the pages of `docs/` it links to, as one text: wherever a snippet lives, it is
+/// tested.
+fn documentation() -> String {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut text = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let mut pages: Vec<_> = std::fs::read_dir(root.join("docs"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.sort();
+    assert!(!pages.is_empty(), "docs/ holds the README's pages");
+    for page in pages {
+        text.push('\n');
+        text.push_str(&std::fs::read_to_string(page).unwrap());
+    }
+    text
+}
+
+/// Every ```liquid block of the README and its pages.
 fn liquid_blocks() -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    readme
+    documentation()
         .split("```liquid\n")
         .skip(1)
         .map(|rest| rest.split("```").next().unwrap().to_owned())
@@ -307,11 +324,9 @@ async fn the_readme_attribution_webhook_body_is_accepted() {
     assert_eq!(status, 202, "{body}: {answer}");
 }
 
-/// The first ```json block of the README that holds `marker`.
+/// The first ```json block of the README and its pages that holds `marker`.
 fn readme_json_block(marker: &str) -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    readme
+    documentation()
         .split("```json\n")
         .skip(1)
         .map(|rest| rest.split("```").next().unwrap())
