@@ -407,7 +407,12 @@ where
             summary.retries += outcome.retries;
             summary.rate_limited += outcome.rate_limited;
             if let Some(stop) = outcome.stop {
-                summary.unsent += outcome.unsent;
+                if outcome.unsent > 0 {
+                    summary.unsent += outcome.unsent;
+                    summary.unsent_reason.get_or_insert_with(|| {
+                        "their batch was in flight when the run stopped".into()
+                    });
+                }
                 summary.stopped = Some(stop);
                 break;
             }
