@@ -112,6 +112,8 @@ impl Window {
 struct State {
     /// The earliest moment the next turn may be given.
     next: Instant,
+    /// Braze said to wait until then: no request leaves before, even one whose turn came.
+    paused_until: Instant,
     window: Option<Window>,
 }
 
@@ -130,6 +132,7 @@ impl Limiter {
             interval: limit.map(|l| l.interval()),
             state: Mutex::new(State {
                 next: Instant::now(),
+                paused_until: Instant::now(),
                 window: limit.map(Window::new),
             }),
             started: Instant::now(),
@@ -156,20 +159,24 @@ impl Limiter {
             let wait = {
                 let mut state = self.lock();
                 let now = Instant::now();
-                let Some(window) = state.window.as_mut() else {
-                    return;
-                };
-                match window.wait_until(now) {
-                    None => {
-                        window.record(now);
-                        // What the rate limit counts, for anyone checking it against Braze's rule.
-                        tracing::debug!(
-                            departure_us = now.duration_since(self.started).as_micros() as u64,
-                            "a request leaves"
-                        );
-                        return;
+                if state.paused_until > now {
+                    state.paused_until
+                } else if let Some(window) = state.window.as_mut() {
+                    match window.wait_until(now) {
+                        None => {
+                            window.record(now);
+                            // What the rate limit counts, for anyone checking it against Braze's
+                            // rule.
+                            tracing::debug!(
+                                departure_us = now.duration_since(self.started).as_micros() as u64,
+                                "a request leaves"
+                            );
+                            return;
+                        }
+                        Some(until) => until,
                     }
-                    Some(until) => until,
+                } else {
+                    return;
                 }
             };
             tokio::time::sleep_until(wait).await;
@@ -181,6 +188,7 @@ impl Limiter {
     pub fn pause_until(&self, until: Instant) {
         let mut state = self.lock();
         state.next = state.next.max(until);
+        state.paused_until = state.paused_until.max(until);
     }
 }
 
@@ -254,6 +262,30 @@ mod tests {
         }
         assert_eq!(window.wait_until(ms(1010)), Some(ms(1040)));
         assert_eq!(window.wait_until(ms(1040)), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_pause_holds_requests_whose_turn_was_already_given() {
+        let limiter = std::sync::Arc::new(Limiter::new(Some(RateLimit::parse("10/1s").unwrap())));
+        let start = Instant::now();
+        limiter.acquire().await;
+        // The next request has its turn (101 ms from now) and sleeps; then Braze says to wait.
+        let waiting = tokio::spawn({
+            let limiter = limiter.clone();
+            async move {
+                limiter.acquire().await;
+                Instant::now()
+            }
+        });
+        tokio::task::yield_now().await;
+        limiter.pause_until(start + Duration::from_secs(2));
+        assert_eq!(waiting.await.unwrap(), start + Duration::from_secs(2));
+        // Without a limit, a pause holds everyone too.
+        let unlimited = Limiter::new(None);
+        let until = Instant::now() + Duration::from_secs(1);
+        unlimited.pause_until(until);
+        unlimited.acquire().await;
+        assert_eq!(Instant::now(), until);
     }
 
     #[tokio::test(start_paused = true)]
