@@ -93,6 +93,24 @@ pub(super) struct Finished {
     pub stderr: String,
 }
 
+impl Finished {
+    /// Fails, showing both outputs, unless the run exited with `code`.
+    pub fn exited(&self, code: i32) -> &Finished {
+        assert_eq!(self.code, Some(code), "{}\n{}", self.stdout, self.stderr);
+        self
+    }
+
+    /// Fails, showing stdout, unless it says `text`.
+    pub fn says(&self, text: &str) -> &Finished {
+        assert!(
+            self.stdout.contains(text),
+            "{text:?} not in:\n{}",
+            self.stdout
+        );
+        self
+    }
+}
+
 pub(super) async fn run(braze: &FakeBraze, vars: &[(&str, &str)], args: &[&str]) -> Finished {
     let output = command(braze, vars)
         .args(args)
@@ -175,18 +193,8 @@ async fn ten_thousand_users_land_with_the_endpoints_lists_in_batches_under_the_r
         ],
     )
     .await;
-    assert_eq!(
-        finished.code,
-        Some(0),
-        "{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
-    assert!(
-        finished.stdout.contains("10000 users sent"),
-        "{}",
-        finished.stdout
-    );
+    finished.exited(0);
+    finished.says("10000 users sent");
 
     let requests = braze.accepted();
     assert_eq!(requests.len(), 134, "10,000 users in batches of 75");
@@ -268,13 +276,7 @@ async fn braze_429s_and_5xx_are_waited_out_and_every_user_lands_once() {
         ],
     )
     .await;
-    assert_eq!(
-        finished.code,
-        Some(0),
-        "{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
+    finished.exited(0);
     let (rate_limited, server_errors, _) = braze.refusals();
     assert_eq!(server_errors, 3);
     // Braze's headers drive the waiting: `X-RateLimit-Remaining: 0` pauses every sender until
@@ -294,11 +296,7 @@ async fn braze_429s_and_5xx_are_waited_out_and_every_user_lands_once() {
     let received = braze.by_user();
     assert_eq!(received.len(), users.len());
     assert!(received.values().all(|objects| objects.len() == 1));
-    assert!(
-        finished.stdout.contains("answered 429"),
-        "{}",
-        finished.stdout
-    );
+    finished.says("answered 429");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,13 +344,7 @@ async fn a_run_killed_midway_resumes_and_sends_only_the_in_flight_batches_twice(
     assert!(before < 134, "the run finished before the kill");
 
     let resumed = run(&braze, &[], &args).await;
-    assert_eq!(
-        resumed.code,
-        Some(0),
-        "{}\n{}",
-        resumed.stdout,
-        resumed.stderr
-    );
+    resumed.exited(0);
     assert!(resumed.stdout.contains("resumed"), "{}", resumed.stdout);
 
     let received = braze.by_user();
@@ -407,13 +399,7 @@ async fn a_malformed_line_is_named_by_number_and_nothing_else_is_lost() {
     ];
 
     let finished = run(&braze, &[], &args).await;
-    assert_eq!(
-        finished.code,
-        Some(1),
-        "{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
+    finished.exited(1);
     assert!(
         finished.stderr.contains("line 250: malformed line"),
         "{}",
@@ -426,11 +412,7 @@ async fn a_malformed_line_is_named_by_number_and_nothing_else_is_lost() {
         "{}",
         finished.stderr
     );
-    assert!(
-        finished.stdout.contains("498 users sent"),
-        "{}",
-        finished.stdout
-    );
+    finished.says("498 users sent");
     let received = braze.by_user();
     assert_eq!(received.len(), 498);
     for (i, (user, _)) in users.iter().enumerate() {
@@ -440,11 +422,7 @@ async fn a_malformed_line_is_named_by_number_and_nothing_else_is_lost() {
     // Run again: the checkpoint knows every line is done, so nothing is sent twice.
     let again = run(&braze, &[], &args).await;
     assert!(again.stdout.contains("0 users sent"), "{}", again.stdout);
-    assert!(
-        again.stdout.contains("500 lines were done"),
-        "{}",
-        again.stdout
-    );
+    again.says("500 lines were done");
     assert_eq!(braze.by_user().len(), 498);
     assert!(braze.by_user().values().all(|o| o.len() == 1));
 }
@@ -467,13 +445,7 @@ async fn users_braze_refuses_are_reported_and_their_batch_mates_land() {
         ],
     )
     .await;
-    assert_eq!(
-        finished.code,
-        Some(1),
-        "{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
+    finished.exited(1);
     for user in ["user-17", "user-160"] {
         assert!(
             finished
@@ -483,11 +455,7 @@ async fn users_braze_refuses_are_reported_and_their_batch_mates_land() {
             finished.stderr
         );
     }
-    assert!(
-        finished.stdout.contains("298 users sent"),
-        "{}",
-        finished.stdout
-    );
+    finished.says("298 users sent");
     let received = braze.by_user();
     assert_eq!(received.len(), users.len() - 2);
 
@@ -505,11 +473,7 @@ async fn users_braze_refuses_are_reported_and_their_batch_mates_land() {
     )
     .await;
     assert_eq!(wrong.code, Some(3));
-    assert!(
-        wrong.stdout.contains("Braze refused the API key (HTTP 401"),
-        "{}",
-        wrong.stdout
-    );
+    wrong.says("Braze refused the API key (HTTP 401");
     // So does a key without the users.track permission.
     braze.forbid(true);
     let forbidden = run(
@@ -549,18 +513,8 @@ async fn a_dry_run_sends_nothing_and_needs_no_key() {
         ],
     )
     .await;
-    assert_eq!(
-        finished.code,
-        Some(0),
-        "{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
-    assert!(
-        finished.stdout.contains("200 users ready to send (dry run"),
-        "{}",
-        finished.stdout
-    );
+    finished.exited(0);
+    finished.says("200 users ready to send (dry run");
     assert!(braze.accepted().is_empty());
 }
 
@@ -612,13 +566,7 @@ async fn an_s3_input_streams_from_a_real_s3_server() {
         ],
     )
     .await;
-    assert_eq!(
-        finished.code,
-        Some(0),
-        "{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
+    finished.exited(0);
     assert_eq!(braze.by_user().len(), users.len());
     // The checkpoint names the object and its ETag.
     let header = std::fs::read_to_string(&cp).unwrap();

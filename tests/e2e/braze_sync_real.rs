@@ -199,13 +199,7 @@ async fn a_real_catalog_reaches_every_user_who_has_an_item_exactly_once_with_the
         ],
     )
     .await;
-    assert_eq!(
-        finished.code,
-        Some(0),
-        "{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
+    finished.exited(0);
     let reachable: Vec<&(String, Vec<String>)> = lines
         .iter()
         .filter(|(_, ranked)| ranked.iter().any(|id| known.contains(id)))
@@ -273,13 +267,7 @@ async fn a_real_catalog_reaches_every_user_who_has_an_item_exactly_once_with_the
         ],
     )
     .await;
-    assert_eq!(
-        finished.code,
-        Some(0),
-        "{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
+    finished.exited(0);
     assert!(
         finished
             .stdout
@@ -327,23 +315,9 @@ async fn a_wrong_endpoint_or_a_failing_braze_stops_the_run_and_marks_nobody_done
     // A path Braze does not serve answers 404.
     let wrong = format!("{}/v2", braze.endpoint);
     let finished = run(&braze, &[("BRAZE_REST_ENDPOINT", &wrong)], &args).await;
-    assert_eq!(
-        finished.code,
-        Some(3),
-        "{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
-    assert!(
-        finished.stdout.contains("answered HTTP 404"),
-        "{}",
-        finished.stdout
-    );
-    assert!(
-        finished.stdout.contains("check BRAZE_REST_ENDPOINT"),
-        "{}",
-        finished.stdout
-    );
+    finished.exited(3);
+    finished.says("answered HTTP 404");
+    finished.says("check BRAZE_REST_ENDPOINT");
     assert!(
         finished
             .stdout
@@ -371,18 +345,8 @@ async fn a_wrong_endpoint_or_a_failing_braze_stops_the_run_and_marks_nobody_done
     // With the endpoint right, the rerun sends everyone, once.
     braze.answer_all(None);
     let finished = run(&braze, &[], &args).await;
-    assert_eq!(
-        finished.code,
-        Some(0),
-        "{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
-    assert!(
-        finished.stdout.contains("300 users sent"),
-        "{}",
-        finished.stdout
-    );
+    finished.exited(0);
+    finished.says("300 users sent");
     assert_eq!(braze.by_user().len(), 300);
     assert!(braze.by_user().values().all(|o| o.len() == 1));
 
@@ -444,13 +408,7 @@ async fn users_refused_inside_a_201_are_failed_once_each_and_the_rest_land() {
         ],
     )
     .await;
-    assert_eq!(
-        finished.code,
-        Some(1),
-        "{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
+    finished.exited(1);
     assert!(
         finished
             .stdout
@@ -505,18 +463,8 @@ async fn a_related_items_file_is_refused_and_sends_nothing() {
     std::fs::write(&file, text).unwrap();
     let braze = FakeBraze::start(KEY).await;
     let finished = sync(&braze, &file, &items, "similar").await;
-    assert_eq!(
-        finished.code,
-        Some(3),
-        "{}\n{}",
-        finished.stdout,
-        finished.stderr
-    );
-    assert!(
-        finished.stdout.contains("related-items (Similar-Items)"),
-        "{}",
-        finished.stdout
-    );
+    finished.exited(3);
+    finished.says("related-items (Similar-Items)");
     assert!(braze.accepted().is_empty());
 }
 
@@ -568,11 +516,7 @@ async fn the_next_days_run_sends_only_the_lists_that_changed() {
     )
     .await;
     assert_eq!(one.code, Some(0), "{}\n{}", one.stdout, one.stderr);
-    assert!(
-        one.stdout.contains("1000 users sent, 0 skipped"),
-        "{}",
-        one.stdout
-    );
+    one.says("1000 users sent, 0 skipped");
 
     let second = write_batch("day-two", &day_two);
     let args_two = args(&second, &checkpoint("day-two"));

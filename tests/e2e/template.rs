@@ -607,16 +607,20 @@ const BRAZE_SECRET: &str =
     "arn:aws:secretsmanager:us-east-1:123456789012:secret:braze-users-track-AbCdEf";
 
 fn with_braze_sync() -> Value {
-    deploy(
-        &template_path(),
-        &[
-            ("PersonalizeArn", CAMPAIGN),
-            ("BatchOutputBucket", "batch-out"),
-            ("BatchOutputPrefix", "personalize/output/"),
-            ("BrazeRestEndpoint", "https://rest.iad-01.braze.com"),
-            ("BrazeApiKeySecretArn", BRAZE_SECRET),
-        ],
-    )
+    with_braze_sync_and(&[])
+}
+
+/// The stack with the batch sync, and `more` parameters.
+fn with_braze_sync_and(more: &[(&str, &str)]) -> Value {
+    let mut parameters = vec![
+        ("PersonalizeArn", CAMPAIGN),
+        ("BatchOutputBucket", "batch-out"),
+        ("BatchOutputPrefix", "personalize/output/"),
+        ("BrazeRestEndpoint", "https://rest.iad-01.braze.com"),
+        ("BrazeApiKeySecretArn", BRAZE_SECRET),
+    ];
+    parameters.extend_from_slice(more);
+    deploy(&template_path(), &parameters)
 }
 
 #[test]
@@ -740,19 +744,11 @@ fn a_file_that_fails_every_try_waits_in_a_queue_and_raises_alarms() {
 
 #[test]
 fn delta_sync_may_write_its_one_state_object_and_nothing_else() {
-    let deployed = deploy(
-        &template_path(),
-        &[
-            ("PersonalizeArn", CAMPAIGN),
-            ("BatchOutputBucket", "batch-out"),
-            ("BatchOutputPrefix", "personalize/output/"),
-            ("BrazeRestEndpoint", "https://rest.iad-01.braze.com"),
-            ("BrazeApiKeySecretArn", BRAZE_SECRET),
-            ("BrazeSyncChangedOnly", "true"),
-            ("BrazeSyncFields", "id,name,description"),
-            ("BrazeSyncBatchSize", "50"),
-        ],
-    );
+    let deployed = with_braze_sync_and(&[
+        ("BrazeSyncChangedOnly", "true"),
+        ("BrazeSyncFields", "id,name,description"),
+        ("BrazeSyncBatchSize", "50"),
+    ]);
     let functions = resources_of_type(&deployed, "AWS::Lambda::Function");
     let (_, sync) = functions
         .iter()
