@@ -188,6 +188,8 @@ struct Builder<'u> {
     next: usize,
     total: usize,
     ids: Vec<&'u str>,
+    /// Long lists check repeats with a set; short ones scan `ids`.
+    seen: Option<HashSet<&'u str>>,
     full: bool,
 }
 
@@ -201,6 +203,7 @@ impl<'u> Builder<'u> {
             next: 0,
             total: user.item_ids.len(),
             ids: Vec::with_capacity(count.min(user.item_ids.len())),
+            seen: (count > 32).then(HashSet::new),
             full: false,
         }
     }
@@ -240,7 +243,11 @@ impl<'u> Builder<'u> {
                 }
             };
             self.list.found += 1;
-            if self.ids.contains(&id.as_str()) {
+            let repeated = match &self.seen {
+                Some(seen) => seen.contains(id.as_str()),
+                None => self.ids.contains(&id.as_str()),
+            };
+            if repeated {
                 continue;
             }
             let comma = usize::from(!self.list.items.is_empty());
@@ -254,6 +261,9 @@ impl<'u> Builder<'u> {
             self.list.bytes += comma + shaped.json.len();
             self.list.items.push(shaped.clone());
             self.ids.push(id);
+            if let Some(seen) = &mut self.seen {
+                seen.insert(id);
+            }
         }
     }
 }
