@@ -11,17 +11,17 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http_body_util::BodyExt;
-use personalize_braze::catalog::cache::{CacheBudget, CachedCatalog};
-use personalize_braze::catalog::file::FileCatalog;
 use personalize_braze::config::Config;
-use personalize_braze::dataset::read_items;
-use personalize_braze::item::UrlTemplates;
-use personalize_braze::metrics::{Metric, RequestLine};
-use personalize_braze::recommender::{
+use personalize_braze::startup;
+use personalize_braze_api::metrics::{Metric, RequestLine};
+use personalize_braze_core::catalog::cache::{CacheBudget, CachedCatalog};
+use personalize_braze_core::dataset::read_items;
+use personalize_braze_core::item::UrlTemplates;
+use personalize_braze_core::recommender::{
     Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Recorded,
 };
-use personalize_braze::startup;
-use personalize_braze::upstream::UpstreamError;
+use personalize_braze_core::upstream::UpstreamError;
+use personalize_braze_local::file_catalog::FileCatalog;
 use tower::ServiceExt;
 
 /// Answers like Personalize would, instantly: the first `count` ids of a fixed ranking, each
@@ -91,7 +91,7 @@ fn sample_catalog() -> (FileCatalog, Vec<String>) {
 
 /// The router `startup` builds, with the default configuration (10 items by default, at most 100,
 /// a 1.5 s budget).
-fn app<C: personalize_braze::catalog::Catalog>(recommender: Ranked, catalog: C) -> Router {
+fn app<C: personalize_braze_core::catalog::Catalog>(recommender: Ranked, catalog: C) -> Router {
     let config = Config::from_lookup(|_| None).expect("the defaults are a configuration");
     startup::app(&config, recommender, catalog)
 }

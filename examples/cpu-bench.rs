@@ -17,17 +17,13 @@
 //!       invocation (event handed out to its answer), CPU per invocation, invocations per second,
 //!       and p50 / p99 from event to answer. Every answer must be a 200 with items.
 
-#[path = "../tests/e2e/lambda_emulator.rs"]
-#[allow(dead_code)] // The tests' poll counting is not used here.
-mod lambda_emulator;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use lambda_emulator::Emulator;
+use personalize_braze_testkit::lambda_emulator::Emulator;
 
 const USAGE: &str = "usage: cpu-bench http --pid PID --url URL [--requests N] [--warmup N]\n       \
      cpu-bench lambda [--invocations N] [--warmup N] [--concurrency N] [--count N] [--log FILE] -- COMMAND [ARGS…]";

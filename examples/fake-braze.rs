@@ -9,14 +9,10 @@
 //! Braze's 255-character limit in a 201's `errors`; and it counts what it accepts without keeping
 //! it: `GET /stats` gives requests, users, the largest request, 429s and 400s.
 
-#[path = "../tests/e2e/fake_braze.rs"]
-#[allow(dead_code)] // The tests' switches and records are not used here.
-mod fake_braze;
-
 use std::process::ExitCode;
 
-use fake_braze::FakeBraze;
-use personalize_braze::sync::limiter::RateLimit;
+use braze_sync::limiter::RateLimit;
+use personalize_braze_testkit::fake_braze::FakeBraze;
 
 const USAGE: &str = "usage: fake-braze [--port N] [--key KEY] [--limit N/Ds]";
 

@@ -9,16 +9,12 @@
 //! endpoints). It answers `metadataColumns` from the items file's columns, so
 //! `ITEM_METADATA_SOURCE=personalize ITEM_METADATA_COLUMNS=NAME,PRICE` works without a table.
 
-#[path = "../tests/e2e/fake_personalize.rs"]
-#[allow(dead_code)] // The tests' switches and records are not used here.
-mod fake_personalize;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use fake_personalize::{FakePersonalize, Mode};
-use personalize_braze::dataset::read_items;
+use personalize_braze_core::dataset::read_items;
+use personalize_braze_testkit::fake_personalize::{FakePersonalize, Mode};
 
 const USAGE: &str = "usage: fake-personalize [--port N] [--items FILE] [--latency-ms N]";
 

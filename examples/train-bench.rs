@@ -11,8 +11,8 @@ mod sample_data;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use personalize_braze::dataset;
-use personalize_braze::recommender::cooccurrence::Model;
+use personalize_braze_core::dataset;
+use personalize_braze_local::cooccurrence::Model;
 
 fn peak_rss_mb() -> f64 {
     // SAFETY: getrusage only writes into the struct we hand it.

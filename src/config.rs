@@ -4,14 +4,16 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::item::UrlTemplates;
-use crate::limits::{MAX_METADATA_COLUMNS, MAX_RESULTS, MAX_RESULTS_WITH_METADATA};
-use crate::metrics;
-pub use crate::recommender::Promotion;
-use crate::recommender::filter::LocalFilter;
-use crate::recommender::local::LOCAL_RECOMMENDERS;
-use crate::recommender::personalize::arn::{ArnKind, parse_arn};
-pub use crate::recommender::personalize::arn::{PersonalizeArn, TargetKind};
+use personalize_braze_api::metrics;
+use personalize_braze_aws::personalize::arn::{ArnKind, parse_arn};
+pub use personalize_braze_aws::personalize::arn::{PersonalizeArn, TargetKind};
+use personalize_braze_core::item::UrlTemplates;
+use personalize_braze_core::limits::{
+    MAX_METADATA_COLUMNS, MAX_RESULTS, MAX_RESULTS_WITH_METADATA,
+};
+pub use personalize_braze_core::recommender::Promotion;
+use personalize_braze_local::embedded::LOCAL_RECOMMENDERS;
+use personalize_braze_local::filter::LocalFilter;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {

@@ -1,22 +1,10 @@
-//! personalize-braze: an Amazon Personalize recommendation endpoint for Braze Connected Content.
+//! The Lambda function: the endpoint Braze's Connected Content calls.
 //!
-//! The request flow lives in [`service`]; it talks to two ports, [`recommender::Recommender`]
-//! (ranked item ids) and [`catalog::Catalog`] (item metadata), and never sees an AWS type.
-//! [`api`] turns HTTP into service calls and service results into the contract Braze sees.
-//! [`startup`] builds all of it from a [`config::Config`]; nothing below it reads the config.
-//! [`sync`] is the batch path: Personalize batch inference output into Braze user attributes.
+//! This crate is only the composition root. [`config`] reads the environment once; [`startup`]
+//! builds the app it describes from the other crates: the request flow and its ports
+//! (`personalize_braze_core`), their AWS adapters (`personalize_braze_aws`) or the embedded model
+//! (`personalize_braze_local`), behind the HTTP contract (`personalize_braze_api`). Nothing below
+//! this crate reads the configuration.
 
-pub mod api;
-pub mod catalog;
 pub mod config;
-pub mod dataset;
-pub mod encoding;
-pub mod evaluation;
-pub mod item;
-pub mod limits;
-pub mod metrics;
-pub mod recommender;
-pub mod service;
 pub mod startup;
-pub mod sync;
-pub mod upstream;

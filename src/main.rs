@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use personalize_braze::config::{Backend, Config, LogFormat, RuntimeFlavor};
 use personalize_braze::startup::{self, SdkClients};
+use personalize_braze_aws::sdk::ca_bundle;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
@@ -33,11 +34,11 @@ fn main() -> ExitCode {
     }
 }
 
-/// The SDK's TLS roots from the system's CA bundle file alone (see `startup::ca_bundle`).
+/// The SDK's TLS roots from the system's CA bundle file alone (see `ca_bundle`).
 fn trust_the_ca_bundle() {
     let set = |name| std::env::var_os(name).is_some();
     let probed = openssl_probe::probe().cert_file;
-    if let Some(bundle) = startup::ca_bundle(set("SSL_CERT_FILE"), set("SSL_CERT_DIR"), probed) {
+    if let Some(bundle) = ca_bundle(set("SSL_CERT_FILE"), set("SSL_CERT_DIR"), probed) {
         // SAFETY: no other thread exists yet: the runtime is built after this, and nothing
         // before it starts one.
         unsafe { std::env::set_var("SSL_CERT_FILE", bundle) };

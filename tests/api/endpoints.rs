@@ -482,7 +482,7 @@ async fn metadata_from_personalize_skips_dynamodb_and_keeps_the_shape() {
     let setup = Setup {
         ranking: Some(RANKING_ARN),
         metadata_columns: Some(&["NAME", "PRICE"]),
-        templates: personalize_braze::item::UrlTemplates {
+        templates: personalize_braze_core::item::UrlTemplates {
             url: Some("https://shop.example/p/{id}".into()),
             image: None,
         },

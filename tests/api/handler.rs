@@ -9,7 +9,7 @@ use aws_smithy_mocks::mock;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use personalize_braze::config::TargetKind;
-use personalize_braze::item::UrlTemplates;
+use personalize_braze_core::item::UrlTemplates;
 
 fn catalog() -> Table {
     Table::from([

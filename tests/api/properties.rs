@@ -6,8 +6,8 @@ use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use personalize_braze::api::query::{Limits, parse_recommendations};
-use personalize_braze::recommender::Subject;
+use personalize_braze_api::query::{Limits, parse_recommendations};
+use personalize_braze_core::recommender::Subject;
 use proptest::prelude::*;
 use serde_json::Value;
 

@@ -17,8 +17,8 @@ use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use personalize_braze::config::{Backend, Config, TargetKind};
-use personalize_braze::item::UrlTemplates;
 use personalize_braze::startup::{self, Clients};
+use personalize_braze_core::item::UrlTemplates;
 use tower::ServiceExt;
 
 pub const CAMPAIGN_ARN: &str = "arn:aws:personalize:us-east-1:123456789012:campaign/shop";

@@ -69,7 +69,8 @@ pub(super) fn joined(ranked: &[String], known: &HashSet<String>, count: usize) -
 }
 
 pub(super) fn command(braze: &FakeBraze, vars: &[(&str, &str)]) -> Command {
-    let mut std_command = std::process::Command::new(env!("CARGO_BIN_EXE_braze-sync"));
+    let mut std_command =
+        std::process::Command::new(personalize_braze_testkit::binaries::path("braze-sync"));
     std_command
         .env_clear()
         .env("AWS_ACCESS_KEY_ID", "AKIDTESTTESTTEST")
@@ -133,7 +134,7 @@ pub(super) fn checkpoint(name: &str) -> String {
 
 pub(super) fn sample_ids() -> Vec<String> {
     let items = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/items.csv");
-    personalize_braze::dataset::read_items(&items)
+    personalize_braze_core::dataset::read_items(&items)
         .unwrap()
         .into_iter()
         .map(|r| r.id)
@@ -176,7 +177,7 @@ async fn ten_thousand_users_land_with_the_endpoints_lists_in_batches_under_the_r
             ("ITEM_URL_TEMPLATE", URL_TEMPLATE),
             ("IMAGE_URL_TEMPLATE", IMAGE_TEMPLATE),
             // Each request's departure, as the limiter counts it.
-            ("RUST_LOG", "warn,personalize_braze::sync::limiter=debug"),
+            ("RUST_LOG", "warn,braze_sync::limiter=debug"),
         ],
         &[
             file.to_str().unwrap(),

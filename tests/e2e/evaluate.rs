@@ -26,7 +26,7 @@ fn dataset() -> PathBuf {
 
 async fn evaluate(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output {
     tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_evaluate"))
+        Command::new(personalize_braze_testkit::binaries::path("evaluate"))
             .args(&args)
             .env("AWS_ACCESS_KEY_ID", "AKIDTESTTESTTEST")
             .env("AWS_SECRET_ACCESS_KEY", "test-secret")

@@ -10,7 +10,7 @@ use super::catalog::{client, create_table};
 use super::processes::shared_dynamodb;
 
 fn load_items(args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_load-items"))
+    std::process::Command::new(personalize_braze_testkit::binaries::path("load-items"))
         .env_clear()
         .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
         .env("AWS_SECRET_ACCESS_KEY", "secret")

@@ -10,13 +10,8 @@ mod braze_sync;
 mod braze_sync_real;
 mod catalog;
 mod choices;
-mod emf;
 mod endpoints;
 mod evaluate;
-mod fake_braze;
-mod fake_personalize;
-mod http;
-mod lambda_emulator;
 mod loader;
 mod local_mode;
 mod metrics;
@@ -25,6 +20,8 @@ mod processes;
 mod runtime_api;
 mod template;
 mod template_operations;
+
+use personalize_braze_testkit::{emf, fake_braze, fake_personalize, http, lambda_emulator};
 
 use std::time::{Duration, Instant};
 

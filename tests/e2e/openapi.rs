@@ -9,9 +9,9 @@ use std::process::Command;
 
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
-use personalize_braze::api::ROUTES;
 use personalize_braze::config::{Backend, Config};
 use personalize_braze::startup;
+use personalize_braze_api::ROUTES;
 use serde_json::Value;
 use tower::ServiceExt;
 

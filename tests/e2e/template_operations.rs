@@ -1,10 +1,10 @@
 //! What the template deploys to operate the service: alarms, the dashboard and canary deploys,
 //! checked on the SAM-transformed stack, and checked against the metrics the code writes
-//! (`personalize_braze::metrics::Metric`, the names the request lines carry).
+//! (`personalize_braze_api::metrics::Metric`, the names the request lines carry).
 
 use std::collections::BTreeSet;
 
-use personalize_braze::metrics::Metric;
+use personalize_braze_api::metrics::Metric;
 use serde_json::{Value, json};
 
 use super::template::{CAMPAIGN, deploy, one_of_type, resources_of_type, template_path, variable};

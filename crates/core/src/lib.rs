@@ -1,0 +1,16 @@
+//! The domain of personalize-braze, free of AWS and HTTP.
+//!
+//! - [`item`]: the item model and the answer's fields; [`dataset`]: Personalize-format CSV files.
+//! - [`recommender::Recommender`] (ranked ids) and [`catalog::Catalog`] (item metadata): the two
+//!   ports every adapter implements, in the AWS crate, the local model and the tests.
+//! - [`service`]: the request flow over the ports: ask, join the catalog, diversify, promote.
+//! - [`limits`], [`upstream`] (what can go wrong upstream) and [`encoding`] (shared rules).
+
+pub mod catalog;
+pub mod dataset;
+pub mod encoding;
+pub mod item;
+pub mod limits;
+pub mod recommender;
+pub mod service;
+pub mod upstream;

@@ -1,0 +1,14 @@
+//! The embedded model: local mode's recommender and catalog, trained from Personalize-format CSV
+//! files at start, so the same service runs with no AWS account.
+//!
+//! - [`cooccurrence`]: the model; [`embedded`]: the `Recommender` over it, with [`filter`]s and
+//!   promotions; [`popularity`]: the baseline.
+//! - [`file_catalog`]: the `Catalog` over the items CSV.
+//! - [`evaluation`]: offline scores on a held-out split (`evaluate`).
+
+pub mod cooccurrence;
+pub mod embedded;
+pub mod evaluation;
+pub mod file_catalog;
+pub mod filter;
+pub mod popularity;

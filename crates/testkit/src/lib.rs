@@ -1,0 +1,15 @@
+//! For tests and benches only, never a dependency of a product: the services nothing emulates,
+//! each speaking the real wire protocol, and the plumbing to drive real processes.
+//!
+//! - [`fake_personalize`]: Personalize's runtime and events APIs as the SDK sees them.
+//! - [`fake_braze`]: Braze's `/users/track`, with its limits, errors and rate-limit headers.
+//! - [`lambda_emulator`]: the Lambda Runtime API a function's `bootstrap` polls.
+//! - [`emf`]: reads the request lines' CloudWatch Embedded Metric Format back.
+//! - [`http`]: a plain HTTP client for tests; [`binaries`]: the workspace's built binaries.
+
+pub mod binaries;
+pub mod emf;
+pub mod fake_braze;
+pub mod fake_personalize;
+pub mod http;
+pub mod lambda_emulator;
