@@ -185,7 +185,7 @@ const MODULES: &[(&str, Layers)] = &[
             // The vocabulary: limits, upstream failures, the item model, datasets, encodings.
             &["limits", "upstream", "item", "dataset", "encoding"],
             // The ports.
-            &["catalog", "recommender"],
+            &["catalog", "recommender", "env"],
             // The flow over them.
             &["service"],
         ],

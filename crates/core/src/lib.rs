@@ -9,6 +9,7 @@
 pub mod catalog;
 pub mod dataset;
 pub mod encoding;
+pub mod env;
 pub mod item;
 pub mod limits;
 pub mod recommender;
