@@ -30,7 +30,7 @@ use personalize_braze_core::catalog::Catalog;
 use personalize_braze_core::catalog::cache::{CacheBudget, CachedCatalog};
 use personalize_braze_core::dataset;
 use personalize_braze_core::encoding::form_decode;
-use personalize_braze_core::item::UrlTemplates;
+use personalize_braze_core::env::{self, Env, EnvError, invalid};
 use personalize_braze_local::file_catalog::FileCatalog;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -154,14 +154,6 @@ impl From<Cli> for Args {
 }
 
 /// A number from `min` to `max`, or an error naming the variable.
-fn number(name: &str, text: &str, min: usize, max: usize) -> Result<usize, String> {
-    text.trim()
-        .parse()
-        .ok()
-        .filter(|n| (min..=max).contains(n))
-        .ok_or_else(|| format!("{name} needs a number from {min} to {max}, not {text:?}"))
-}
-
 /// Braze's custom attribute names: at most 255 characters, no spaces, not starting with `$`.
 fn attribute_name(name: &str) -> Result<String, String> {
     if name.is_empty()
@@ -302,7 +294,8 @@ async fn cli(args: Args) -> Result<Summary, String> {
     let summary = match (&args.items, &args.table) {
         (Some(items), _) => {
             let records = dataset::read_items(items).map_err(|e| e.to_string())?;
-            let catalog = FileCatalog::new(&records, &url_templates()?);
+            let templates = env::process().url_templates().map_err(|e| e.to_string())?;
+            let catalog = FileCatalog::new(&records, &templates);
             drop(records);
             run(
                 reader,
@@ -489,22 +482,11 @@ fn progress(len: Option<u64>) -> ProgressBar {
     bar
 }
 
-fn url_templates() -> Result<UrlTemplates, String> {
-    // Empty is unset, as the template passes an empty parameter.
-    let template = |name: &str| match std::env::var(name).ok().filter(|t| !t.is_empty()) {
-        Some(t) if !t.contains("{id}") => Err(format!("{name} must contain {{id}}")),
-        other => Ok(other),
-    };
-    Ok(UrlTemplates {
-        url: template("ITEM_URL_TEMPLATE")?,
-        image: template("IMAGE_URL_TEMPLATE")?,
-    })
-}
-
 /// The items table through a cache: a batch file names the same popular items again and again.
 fn table_catalog(sdk: &SdkConfig, table: &str) -> Result<CachedCatalog<DynamoDbCatalog>, String> {
     let client = aws_sdk_dynamodb::Client::new(sdk);
-    let catalog = DynamoDbCatalog::new(client, table, url_templates()?);
+    let templates = env::process().url_templates().map_err(|e| e.to_string())?;
+    let catalog = DynamoDbCatalog::new(client, table, templates);
     let budget = CacheBudget {
         items: 200_000,
         bytes: 256 * 1024 * 1024,
@@ -519,16 +501,17 @@ fn table_catalog(sdk: &SdkConfig, table: &str) -> Result<CachedCatalog<DynamoDbC
 /// The Braze client from `BRAZE_REST_ENDPOINT` and the key: `BRAZE_API_KEY`, or the secret
 /// `BRAZE_API_KEY_SECRET_ARN` names (its plain text, or an `api_key` field of its JSON).
 async fn braze_from_env(sdk: &SdkConfig) -> Result<Braze, String> {
-    let endpoint = std::env::var("BRAZE_REST_ENDPOINT").map_err(|_| {
+    let env = env::process();
+    let endpoint = env.get("BRAZE_REST_ENDPOINT").ok_or_else(|| {
         "BRAZE_REST_ENDPOINT is not set (your workspace's REST endpoint, e.g. https://rest.iad-01.braze.com)".to_owned()
     })?;
     let key = match (
-        std::env::var("BRAZE_API_KEY"),
-        std::env::var("BRAZE_API_KEY_SECRET_ARN"),
+        env.get("BRAZE_API_KEY"),
+        env.get("BRAZE_API_KEY_SECRET_ARN"),
     ) {
-        (Ok(key), _) => key,
-        (Err(_), Ok(secret)) => secret_key(sdk, &secret).await?,
-        (Err(_), Err(_)) => {
+        (Some(key), _) => key,
+        (None, Some(secret)) => secret_key(sdk, &secret).await?,
+        (None, None) => {
             return Err("BRAZE_API_KEY (or BRAZE_API_KEY_SECRET_ARN) is not set; the key needs the users.track permission".into());
         }
     };
@@ -631,18 +614,21 @@ async fn open_s3(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result
 async fn lambda() -> Result<(), lambda_runtime::Error> {
     let sdk = personalize_braze_aws::sdk::batch_sdk_config().await;
     let braze = Mutex::new(Arc::new(braze_from_env(&sdk).await?));
-    let table = std::env::var("ITEMS_TABLE").map_err(|_| "ITEMS_TABLE is not set")?;
+    let env = env::process();
+    let table = env.required(
+        "ITEMS_TABLE",
+        " (the items table the lists are joined with)",
+    )?;
     let catalog = table_catalog(&sdk, &table)?;
-    let options = lambda_options()?;
-    let rate = match std::env::var("BRAZE_RATE_LIMIT").as_deref() {
-        Ok("off") => None,
-        Ok(rate) => Some(RateLimit::parse(rate).map_err(|e| format!("BRAZE_RATE_LIMIT: {e}"))?),
-        Err(_) => Some(RateLimit::BRAZE_DEFAULT),
+    let options = lambda_options(&env)?;
+    let rate = match env.get("BRAZE_RATE_LIMIT") {
+        Some(off) if off.trim() == "off" => None,
+        Some(rate) => {
+            Some(RateLimit::parse(&rate).map_err(|e| invalid("BRAZE_RATE_LIMIT", &rate, e))?)
+        }
+        None => Some(RateLimit::BRAZE_DEFAULT),
     };
-    let state = std::env::var("BRAZE_SYNC_STATE")
-        .ok()
-        .filter(|s| !s.is_empty())
-        .map(StateStore::parse);
+    let state = env.get("BRAZE_SYNC_STATE").map(StateStore::parse);
     if let Some(StateStore::File(_)) = &state {
         return Err("BRAZE_SYNC_STATE must be s3://BUCKET/KEY inside Lambda".into());
     }
@@ -768,34 +754,28 @@ async fn sync_object(
     Ok(summary)
 }
 
-/// The run's settings from the function's environment.
-fn lambda_options() -> Result<Options, String> {
+/// The run's settings from the function's environment, by the rule every binary shares.
+fn lambda_options<F: Fn(&str) -> Option<String>>(env: &Env<F>) -> Result<Options, EnvError> {
     let mut options = Options::default();
-    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-    if let Some(name) = var("BRAZE_ATTRIBUTE") {
-        options.attribute = attribute_name(&name)?;
+    if let Some(name) = env.parsed("BRAZE_ATTRIBUTE", attribute_name)? {
+        options.attribute = name;
     }
-    if let Some(count) = var("RECOMMENDATION_COUNT") {
-        options.count = number("RECOMMENDATION_COUNT", &count, 1, 500)?;
+    if let Some(count) = env.optional_number("RECOMMENDATION_COUNT", 1, 500)? {
+        options.count = count as usize;
     }
-    if let Some(fields) = var("BRAZE_FIELDS") {
-        options.fields = Fields::parse(&fields).map_err(|e| format!("BRAZE_FIELDS: {e}"))?;
+    if let Some(fields) = env.parsed("BRAZE_FIELDS", |f| {
+        Fields::parse(f).map_err(|e| e.to_string())
+    })? {
+        options.fields = fields;
     }
-    if let Some(size) = var("BRAZE_BATCH_SIZE") {
-        options.batch_size = number("BRAZE_BATCH_SIZE", &size, 1, MAX_OBJECTS_PER_REQUEST)?;
+    let most = MAX_OBJECTS_PER_REQUEST as u32;
+    if let Some(size) = env.optional_number("BRAZE_BATCH_SIZE", 1, most)? {
+        options.batch_size = size as usize;
     }
-    if let Some(bytes) = var("BRAZE_MAX_ARRAY_BYTES") {
-        options.max_array_bytes = number("BRAZE_MAX_ARRAY_BYTES", &bytes, 256, 1 << 20)?;
+    if let Some(bytes) = env.optional_number("BRAZE_MAX_ARRAY_BYTES", 256, 1 << 20)? {
+        options.max_array_bytes = bytes as usize;
     }
-    match var("BRAZE_CREATE_PROFILES").as_deref() {
-        None | Some("false") => {}
-        Some("true") => options.update_existing_only = false,
-        Some(other) => {
-            return Err(format!(
-                "BRAZE_CREATE_PROFILES is true or false, not {other:?}"
-            ));
-        }
-    }
+    options.update_existing_only = !env.flag("BRAZE_CREATE_PROFILES", false)?;
     Ok(options)
 }
 
