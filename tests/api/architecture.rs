@@ -196,7 +196,9 @@ const MODULES: &[(&str, Layers)] = &[
             &["parameter", "metrics"],
             &["json"],
             &["query"],
-            &["error", "events"],
+            &["error", "events", "render"],
+            // The layer that writes each request's line (`lib.rs`, the router, uses it).
+            &["request_line"],
         ],
     ),
     (

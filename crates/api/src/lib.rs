@@ -8,24 +8,24 @@ pub mod json;
 pub mod metrics;
 pub mod parameter;
 pub mod query;
+mod render;
+mod request_line;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequestParts, MatchedPath, RawQuery, Request as HttpRequest, State};
-use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{MatchedPath, RawQuery, Request as HttpRequest, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
+use axum::middleware;
 use axum::routing::{get, post};
 use tower::ServiceExt;
 
-use crate::metrics::{Metric, RequestLine, RequestLog};
+use crate::metrics::RequestLog;
+use crate::request_line::Reply;
 pub use error::ApiError;
 use personalize_braze_core::catalog::Catalog;
-use personalize_braze_core::item::{self, Item};
-use personalize_braze_core::limits::MAX_ANSWER_ITEM_BYTES;
 use personalize_braze_core::recommender::{Operation, Recommender};
 use personalize_braze_core::service::{Observed, Recommended, Service};
 use query::{Format, Limits, Names, Params};
@@ -134,27 +134,26 @@ pub fn router<R: Recommender, C: Catalog>(app: Arc<App<R, C>>) -> Router {
     let routes = Router::new()
         .route(
             "/recommendations",
-            get(recommendations::<R, C>).fallback(wrong_method::<R, C>),
+            get(recommendations::<R, C>).fallback(wrong_method),
         )
         .route(
             "/related-items",
-            get(related_items::<R, C>).fallback(wrong_method::<R, C>),
+            get(related_items::<R, C>).fallback(wrong_method),
         )
         .route(
             "/rankings",
             get(rankings_get::<R, C>)
                 .post(rankings_post::<R, C>)
-                .fallback(wrong_method::<R, C>),
+                .fallback(wrong_method),
         )
-        .route(
-            "/events",
-            post(events::<R, C>).fallback(wrong_method::<R, C>),
-        )
-        .route(
-            "/health",
-            get(health::<R, C>).fallback(wrong_method::<R, C>),
-        )
-        .fallback(not_found::<R, C>)
+        .route("/events", post(events::<R, C>).fallback(wrong_method))
+        .route("/health", get(health).fallback(wrong_method))
+        .fallback(not_found)
+        // After routing, so the line names the route matched; the fallback's line says `other`.
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            request_line::write::<R, C>,
+        ))
         .with_state(app);
     // `Router::layer` runs after routing, too late to change the path; wrap the routes instead.
     Router::new().fallback_service(routes.map_request(strip_stage))
@@ -162,28 +161,20 @@ pub fn router<R: Recommender, C: Catalog>(app: Arc<App<R, C>>) -> Router {
 
 async fn recommendations<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
-    correlation: Correlation,
     RawQuery(query): RawQuery,
-) -> Response {
-    let mut request = Request::begin("/recommendations", correlation);
-    let result = recommend(
-        &app,
-        query,
-        Operation::Recommendations,
-        &mut request.observed,
-    )
-    .await;
-    request.end(&app.log, result)
+) -> Reply {
+    let mut observed = Observed::default();
+    let result = recommend(&app, query, Operation::Recommendations, &mut observed).await;
+    Reply::new(observed, result)
 }
 
 async fn related_items<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
-    correlation: Correlation,
     RawQuery(query): RawQuery,
-) -> Response {
-    let mut request = Request::begin("/related-items", correlation);
-    let result = recommend(&app, query, Operation::RelatedItems, &mut request.observed).await;
-    request.end(&app.log, result)
+) -> Reply {
+    let mut observed = Observed::default();
+    let result = recommend(&app, query, Operation::RelatedItems, &mut observed).await;
+    Reply::new(observed, result)
 }
 
 /// `GET /recommendations` and `GET /related-items`: one flow, each with its own parameters.
@@ -227,31 +218,29 @@ async fn recommend<R: Recommender, C: Catalog>(
 
 async fn rankings_get<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
-    correlation: Correlation,
     RawQuery(query): RawQuery,
-) -> Response {
-    let mut request = Request::begin("/rankings", correlation);
+) -> Reply {
+    let mut observed = Observed::default();
     let params = Params::from_query(query.as_deref()).map_err(ApiError::from);
-    let result = rankings(&app, params, Method::GET, &mut request.observed).await;
-    request.end(&app.log, result)
+    let result = rankings(&app, params, Method::GET, &mut observed).await;
+    Reply::new(observed, result)
 }
 
 /// The same as `GET`, for lists too long for a URL.
 async fn rankings_post<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
-    correlation: Correlation,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let mut request = Request::begin("/rankings", correlation);
+) -> Reply {
+    let mut observed = Observed::default();
     let params = match declared_json(&headers) {
         Ok(()) => read_body(body)
             .await
             .and_then(|bytes| Ok(Params::from_json(&bytes)?)),
         Err(e) => Err(e),
     };
-    let result = rankings(&app, params, Method::POST, &mut request.observed).await;
-    request.end(&app.log, result)
+    let result = rankings(&app, params, Method::POST, &mut observed).await;
+    Reply::new(observed, result)
 }
 
 async fn rankings<R: Recommender, C: Catalog>(
@@ -282,13 +271,12 @@ async fn rankings<R: Recommender, C: Catalog>(
 /// `202 {"accepted": n}` once the recommender has the events.
 async fn events<R: Recommender, C: Catalog>(
     State(app): State<Arc<App<R, C>>>,
-    correlation: Correlation,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    let mut request = Request::begin("/events", correlation);
-    let result = record(&app, &headers, body, &mut request.observed).await;
-    request.end(&app.log, result)
+) -> Reply {
+    let mut observed = Observed::default();
+    let result = record(&app, &headers, body, &mut observed).await;
+    Reply::new(observed, result)
 }
 
 async fn record<R: Recommender, C: Catalog>(
@@ -334,43 +322,6 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
         })
 }
 
-/// The ids that join a request's log line to Lambda's own lines, API Gateway's access log (keyed
-/// on its request id) and X-Ray. Outside Lambda there are none.
-#[derive(Debug, Default)]
-struct Correlation {
-    lambda_request_id: Option<String>,
-    api_request_id: Option<String>,
-    trace_id: Option<String>,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Correlation {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        use lambda_http::request::RequestContext;
-        let lambda = parts.extensions.get::<lambda_http::Context>();
-        let api_request_id = match parts.extensions.get::<RequestContext>() {
-            Some(RequestContext::ApiGatewayV1(context)) => context.request_id.clone(),
-            Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone(),
-            _ => None,
-        };
-        // Lambda's context has the trace when X-Ray is on; API Gateway also passes it as a header.
-        let trace_id = lambda
-            .and_then(|context| context.xray_trace_id.clone())
-            .or_else(|| {
-                let header = parts.headers.get("x-amzn-trace-id")?;
-                header.to_str().ok().map(str::to_owned)
-            });
-        Ok(Correlation {
-            lambda_request_id: lambda
-                .map(|context| context.request_id.clone())
-                .filter(|id| !id.is_empty()),
-            api_request_id,
-            trace_id,
-        })
-    }
-}
-
 /// What a flow produced, before it becomes a response.
 enum Answer {
     /// A read endpoint's items.
@@ -395,199 +346,21 @@ pub const ROUTES: [(&str, &str); 5] = [
     ("/health", "GET"),
 ];
 
-/// Routes that call an upstream, whose lines say whether it failed and how.
-fn calls_upstream(route: &str) -> bool {
-    !matches!(route, "/health" | "other")
+async fn health() -> Reply {
+    Reply::new(Observed::default(), Ok(Answer::Healthy))
 }
 
-/// One request from start to answer: every request ends in `end`, which makes the response and
-/// writes the request's one line, with its metrics.
-struct Request {
-    route: &'static str,
-    correlation: Correlation,
-    started: Instant,
-    /// What the service saw; the flow fills it in.
-    observed: Observed,
-}
-
-impl Request {
-    fn begin(route: &'static str, correlation: Correlation) -> Request {
-        Request {
-            route,
-            correlation,
-            started: Instant::now(),
-            observed: Observed::default(),
-        }
-    }
-
-    fn end(self, log: &RequestLog, result: Result<Answer, ApiError>) -> Response {
-        let (route, observed) = (self.route, &self.observed);
-        // The metrics that depend on how the flow ended, set as the response is made.
-        let mut line = RequestLine::new(route, 0);
-        let mut failed_upstream = None;
-        let response = match result {
-            Ok(Answer::Items {
-                mut found,
-                format,
-                cache_control,
-            }) => {
-                let fitting = fitting_items(&found.items);
-                if fitting < found.items.len() {
-                    tracing::warn!(
-                        route,
-                        items = found.items.len(),
-                        kept = fitting,
-                        "answer cut to the items that fit Lambda's 6 MB response limit"
-                    );
-                    found.items.truncate(fitting);
-                }
-                line.count(Metric::ItemsReturned, found.items.len())
-                    .flag(Metric::EmptyAnswers, found.items.is_empty())
-                    .count(Metric::CatalogMisses, observed.catalog_misses);
-                ok_response(&found, format, cache_control)
-            }
-            Ok(Answer::Accepted(accepted)) => {
-                line.count(Metric::EventsAccepted, accepted)
-                    .count(Metric::EventsRejected, 0);
-                json_response(
-                    StatusCode::ACCEPTED,
-                    format!(r#"{{"accepted":{accepted}}}"#).into_bytes(),
-                    HeaderValue::from_static("no-store"),
-                )
-            }
-            Ok(Answer::Healthy) => json_response(
-                StatusCode::OK,
-                br#"{"status":"ok"}"#.to_vec(),
-                HeaderValue::from_static("no-store"),
-            ),
-            Err(error) => {
-                if let ApiError::PartlyRecorded(e) = &error {
-                    line.count(Metric::EventsAccepted, e.accepted)
-                        .count(Metric::EventsRejected, observed.events_rejected);
-                }
-                failed_upstream = error.upstream().and_then(Metric::for_upstream);
-                error.into_response_logged()
-            }
-        };
-        if calls_upstream(route) {
-            for metric in Metric::UPSTREAM {
-                line.flag(metric, failed_upstream == Some(metric));
-            }
-        }
-
-        let status = response.status();
-        line.status = status.as_u16();
-        line.count(Metric::Requests, 1)
-            .duration(Metric::Latency, self.started.elapsed())
-            .flag(Metric::Errors4xx, status.is_client_error())
-            .flag(Metric::Errors5xx, status.is_server_error());
-        if let Some(d) = observed.recommender {
-            line.duration(Metric::RecommenderLatency, d);
-        }
-        if let Some(d) = observed.catalog {
-            line.duration(Metric::CatalogLatency, d);
-        }
-        if observed.cache.hits + observed.cache.misses > 0 {
-            line.count(Metric::ItemCacheHits, observed.cache.hits)
-                .count(Metric::ItemCacheMisses, observed.cache.misses);
-        }
-        let ids = &self.correlation;
-        line.lambda_request_id = ids.lambda_request_id.as_deref();
-        line.api_request_id = ids.api_request_id.as_deref();
-        line.trace_id = ids.trace_id.as_deref();
-        log.write(&line);
-        response
-    }
-}
-
-/// How many of `items`, best first, fit in `MAX_ANSWER_ITEM_BYTES`: the rest are cut rather
-/// than have the whole answer refused.
-fn fitting_items(items: &[Arc<Item>]) -> usize {
-    let mut bytes = 0;
-    items
-        .iter()
-        .take_while(|item| {
-            bytes += item.wire_len() + 1;
-            bytes <= MAX_ANSWER_ITEM_BYTES
-        })
-        .count()
-}
-
-/// The body is the items' pre-rendered JSON joined: no per-request serialization of items.
-/// Promoted items get their promotion's name (`"promotion"`); an object answer names the
-/// recommender that answered, when it has a name.
-fn ok_response(found: &Recommended, format: Format, cache_control: HeaderValue) -> Response {
-    let items_len = item::json_array_len(&found.items);
-    let promoted = &found.promoted;
-    let json = match format {
-        Format::List => {
-            let mut json = Vec::with_capacity(items_len);
-            item::write_json_array(&found.items, promoted, &mut json);
-            json
-        }
-        Format::Object => {
-            let id = found.recommendation_id.as_deref();
-            let mut json = Vec::with_capacity(items_len + 64 + id.map_or(0, str::len));
-            json.extend_from_slice(br#"{"items":"#);
-            item::write_json_array(&found.items, promoted, &mut json);
-            json.extend_from_slice(br#","recommendation_id":"#);
-            write_json_string(id, &mut json);
-            if let Some(name) = &found.recommender {
-                json.extend_from_slice(br#","recommender":"#);
-                write_json_string(Some(name), &mut json);
-            }
-            json.push(b'}');
-            json
-        }
-    };
-    json_response(StatusCode::OK, json, cache_control)
-}
-
-/// A JSON string, or `null`.
-fn write_json_string(text: Option<&str>, json: &mut Vec<u8>) {
-    match text {
-        // A `str` always serializes; writing into a `Vec` cannot fail.
-        Some(text) => serde_json::to_writer(json, text).unwrap_or_default(),
-        None => json.extend_from_slice(b"null"),
-    }
-}
-
-fn json_response(status: StatusCode, json: Vec<u8>, cache_control: HeaderValue) -> Response {
-    let mut response = (status, json).into_response();
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    headers.insert(header::CACHE_CONTROL, cache_control);
-    response
-}
-
-async fn health<R: Recommender, C: Catalog>(
-    State(app): State<Arc<App<R, C>>>,
-    correlation: Correlation,
-) -> Response {
-    Request::begin("/health", correlation).end(&app.log, Ok(Answer::Healthy))
-}
-
-async fn not_found<R: Recommender, C: Catalog>(
-    State(app): State<Arc<App<R, C>>>,
-    correlation: Correlation,
-) -> Response {
-    Request::begin("other", correlation).end(&app.log, Err(ApiError::NotFound))
+async fn not_found() -> Reply {
+    Reply::new(Observed::default(), Err(ApiError::NotFound))
 }
 
 /// A 405 on a known route, with `Allow` listing the methods it takes.
-async fn wrong_method<R: Recommender, C: Catalog>(
-    State(app): State<Arc<App<R, C>>>,
-    path: MatchedPath,
-    correlation: Correlation,
-) -> Response {
-    let (route, allow) = ROUTES
+async fn wrong_method(path: MatchedPath) -> Reply {
+    let allow = ROUTES
         .into_iter()
         .find(|(route, _)| *route == path.as_str())
-        .unwrap_or(("other", "GET"));
-    Request::begin(route, correlation).end(&app.log, Err(ApiError::MethodNotAllowed(allow)))
+        .map_or("GET", |(_, allow)| allow);
+    Reply::new(Observed::default(), Err(ApiError::MethodNotAllowed(allow)))
 }
 
 /// API Gateway REST stages (and named HTTP API stages) put `/{stage}` in front of the path
@@ -626,7 +399,15 @@ fn strip_stage(mut request: HttpRequest) -> HttpRequest {
 
 #[cfg(test)]
 mod tests {
+    use axum::extract::FromRequestParts;
     use http_body_util::BodyExt;
+
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use personalize_braze_core::item::Item;
+
+    use crate::render::ok_response;
+    use crate::request_line::Correlation;
 
     use super::*;
     use personalize_braze_core::item::{UrlTemplates, Value};
@@ -656,8 +437,7 @@ mod tests {
             format: Format::Object,
             cache_control: HeaderValue::from_static("private"),
         };
-        let response = Request::begin("/recommendations", Correlation::default())
-            .end(&RequestLog::Text, Ok(answer));
+        let response = Reply::new(Observed::default(), Ok(answer)).into_response();
         assert_eq!(response.status(), StatusCode::OK);
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
         let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
