@@ -183,7 +183,7 @@ const MODULES: &[(&str, Layers)] = &[
         "crates/core",
         &[
             // The vocabulary: limits, upstream failures, the item model, datasets, encodings.
-            &["limits", "upstream", "item", "dataset", "encoding"],
+            &["limits", "upstream", "item", "dataset", "encoding", "join"],
             // The ports.
             &["catalog", "recommender", "env"],
             // The flow over them.

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 use super::fields::{Fields, Shaped, shape};
 use super::reader::User;
 use personalize_braze_core::catalog::Catalog;
+use personalize_braze_core::join::{RankedIds, window_len};
 use personalize_braze_core::upstream::UpstreamError;
 
 /// What the run learned of one id.
@@ -107,8 +108,7 @@ pub const PAST_SIZE_LIMIT: &str = "past Braze's size limit for an array of objec
 impl<C: Catalog> Join<'_, C> {
     /// The lists of `users`, in their order.
     pub async fn lists(&self, users: &[User]) -> Result<Vec<List>, UpstreamError> {
-        let mut lists: Vec<Builder<'_>> =
-            users.iter().map(|u| Builder::new(u, self.count)).collect();
+        let mut lists: Vec<Builder<'_>> = users.iter().map(Builder::new).collect();
         loop {
             let windows: Vec<(usize, std::ops::Range<usize>)> = lists
                 .iter()
@@ -120,9 +120,7 @@ impl<C: Catalog> Join<'_, C> {
             }
             let answers = self.answers(users, &windows).await?;
             for (i, window) in windows {
-                let ids = &users[i].item_ids[window.clone()];
-                lists[i].take(ids, &answers, self.count, self.max_array_bytes);
-                lists[i].next = window.end;
+                lists[i].take(window, &answers, self.count, self.max_array_bytes);
             }
         }
         Ok(lists.into_iter().map(|b| b.list).collect())
@@ -181,54 +179,49 @@ impl<C: Catalog> Join<'_, C> {
     }
 }
 
-/// A list being filled, in rank order.
+/// A list being filled, in rank order, by the join's rule (`personalize_braze_core::join`).
 struct Builder<'u> {
     list: List,
-    /// The next of the user's ids to look at.
-    next: usize,
-    total: usize,
-    ids: Vec<&'u str>,
-    /// Long lists check repeats with a set; short ones scan `ids`.
-    seen: Option<HashSet<&'u str>>,
+    ranking: RankedIds<'u>,
     full: bool,
 }
 
 impl<'u> Builder<'u> {
-    fn new(user: &'u User, count: usize) -> Builder<'u> {
+    fn new(user: &'u User) -> Builder<'u> {
         Builder {
             list: List {
                 bytes: 2,
                 ..List::default()
             },
-            next: 0,
-            total: user.item_ids.len(),
-            ids: Vec::with_capacity(count.min(user.item_ids.len())),
-            seen: (count > 32).then(HashSet::new),
+            ranking: RankedIds::new(&user.item_ids),
             full: false,
         }
     }
 
-    /// The ids to look at next: as many as the list lacks and a margin (a fifth, at least 5),
-    /// or `None` when the list is done.
+    /// The ids to look at next, or `None` when the list is done.
     fn window(&self, count: usize) -> Option<std::ops::Range<usize>> {
         let lacking = count.saturating_sub(self.list.items.len());
-        if self.full || lacking == 0 || self.next >= self.total {
+        if self.full || lacking == 0 {
             return None;
         }
-        let len = lacking + (lacking / 5).max(5);
-        Some(self.next..self.total.min(self.next + len))
+        self.ranking.window(window_len(lacking))
     }
 
+    /// The list's next items from the ids in `window`, as `answers` has them.
     fn take(
         &mut self,
-        ids: &'u [String],
+        window: std::ops::Range<usize>,
         answers: &Map<&str, Known>,
         count: usize,
         max_bytes: usize,
     ) {
+        let ids = self.ranking.read_window(window);
         for (at, id) in ids.iter().enumerate() {
             if self.full || self.list.items.len() == count {
                 return;
+            }
+            if !self.ranking.first_time(id) {
+                continue;
             }
             let shaped = match answers.get(id.as_str()) {
                 Some(Known::Item(shaped)) => shaped,
@@ -243,27 +236,17 @@ impl<'u> Builder<'u> {
                 }
             };
             self.list.found += 1;
-            let repeated = match &self.seen {
-                Some(seen) => seen.contains(id.as_str()),
-                None => self.ids.contains(&id.as_str()),
-            };
-            if repeated {
-                continue;
-            }
             let comma = usize::from(!self.list.items.is_empty());
             if self.list.bytes + comma + shaped.json.len() > max_bytes {
                 // The list ends with the items that fit; the rest it would have held are counted.
                 self.full = true;
-                let rest = (self.total - (self.next + at)).min(count - self.list.items.len());
+                let rest =
+                    (ids.len() - at + self.ranking.unread()).min(count - self.list.items.len());
                 *self.list.left_out.entry(PAST_SIZE_LIMIT).or_default() += rest as u64;
                 return;
             }
             self.list.bytes += comma + shaped.json.len();
             self.list.items.push(shaped.clone());
-            self.ids.push(id);
-            if let Some(seen) = &mut self.seen {
-                seen.insert(id);
-            }
         }
     }
 }

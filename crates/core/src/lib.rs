@@ -11,6 +11,7 @@ pub mod dataset;
 pub mod encoding;
 pub mod env;
 pub mod item;
+pub mod join;
 pub mod limits;
 pub mod recommender;
 pub mod service;

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use crate::catalog::{CacheCounts, Catalog};
 use crate::item::{Item, Value};
+use crate::join::RankedIds;
 use crate::limits::MAX_RESULTS;
 use crate::recommender::{
     Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Subject,
@@ -304,19 +305,19 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         let ids = std::mem::take(&mut ranked.item_ids);
         let brought = ranked.items.take();
         let mut groups = diversify.map(Groups::new);
-        let mut seen: HashSet<&str> = HashSet::with_capacity(ids.len());
+        let mut ranking = RankedIds::new(&ids);
         let mut items = Vec::with_capacity(count.min(ids.len()));
         let first_batch = match diversify {
             None => ids.len(),
             Some(_) => over_fetch(count.min(MAX_RESULTS as usize) as u32) as usize,
         };
         let late = deadline - self.budget / 10;
-        let mut start = 0;
-        while start < ids.len() && items.len() < count {
-            let first = start == 0;
+        let mut first = true;
+        while items.len() < count {
             let batch_len = if first { first_batch } else { DIVERSIFY_BATCH };
-            let batch = &ids[start..ids.len().min(start + batch_len)];
-            start += batch.len();
+            let Some(batch) = ranking.read(batch_len) else {
+                break;
+            };
             let mut found = match &brought {
                 Some(items) => batch
                     .iter()
@@ -335,7 +336,7 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
                 }
             };
             for id in batch {
-                if exclude.contains(id) || !seen.insert(id) {
+                if exclude.contains(id) || !ranking.first_time(id) {
                     continue;
                 }
                 match found.remove(id) {
@@ -348,6 +349,7 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
                     Some(_) => {}
                 }
             }
+            first = false;
         }
         Ok(Recommended {
             items,
