@@ -119,9 +119,10 @@ fn the_documented_error_codes_are_the_services() {
             .iter()
             .map(|c| c.as_str().unwrap())
             .collect();
-    let source =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/api/error.rs"))
-            .unwrap();
+    let source = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/api/src/error.rs"),
+    )
+    .unwrap();
     // Codes are the string literals in `describe`'s answers: `StatusCode::…,\n "code",`.
     let in_code: BTreeSet<&str> = source
         .split("StatusCode::")

@@ -43,12 +43,17 @@ fn build() -> Result<PathBuf, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    // The directory of any plain binary cargo reports is the directory of all of them.
+    // The directory of any binary target cargo reports (not a test, not an example) is the
+    // directory of all of them.
+    let is_bin = |message: &serde_json::Value| {
+        let kinds = message["target"]["kind"].as_array();
+        kinds.is_some_and(|kinds| kinds.iter().any(|kind| kind == "bin"))
+    };
     String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .filter(|message| message["reason"] == "compiler-artifact")
-        .filter(|message| message["profile"]["test"] == false)
+        .filter(|message| message["profile"]["test"] == false && is_bin(message))
         .find_map(|message| message["executable"].as_str().map(PathBuf::from))
         .and_then(|binary| binary.parent().map(PathBuf::from))
         .ok_or_else(|| "cargo built no binary".to_owned())
