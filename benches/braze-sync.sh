@@ -5,7 +5,7 @@
 #   benches/braze-sync.sh [USERS...]   (default: 100000 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --quiet --bin braze-sync --example fake-braze
+cargo build --release --quiet -p braze-sync && cargo build --release --quiet --example fake-braze
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$work"' EXIT
 port=$((20000 + RANDOM % 20000))

@@ -23,7 +23,7 @@ curl -sf "http://127.0.0.1:$port" \
   -d '{"TableName":"bench","BillingMode":"PAY_PER_REQUEST","AttributeDefinitions":[{"AttributeName":"id","AttributeType":"S"}],"KeySchema":[{"AttributeName":"id","KeyType":"HASH"}]}' >/dev/null
 
 cargo run -q --release --example generate-data -- --items "$items" --users 1 --interactions 1 --out "$work/data" >/dev/null
-cargo build -q --release --bin load-items
+cargo build -q --release -p load-items
 AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true \
   AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$port" \
   target/release/load-items --table bench --items "$work/data/items.csv"

@@ -16,7 +16,7 @@ and popularity's rows come from the release `evaluate` binary (--json), run on t
 Run it from a virtualenv outside the repository with the pinned tools:
 
     venv=$(tests/python-tools benches/requirements.txt)   # implicit, numpy, scipy: pinned
-    cargo build --release --bin evaluate
+    cargo build --release -p evaluate
     "$venv/bin/python" benches/peers.py examples/data/interactions.csv
 """
 

@@ -14,7 +14,7 @@ pids=()
 unset SSL_CERT_FILE SSL_CERT_DIR
 trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
 
-cargo build -q --release --bin personalize-braze --bin load-items --example fake-personalize
+cargo build -q --release --bin personalize-braze --example fake-personalize && cargo build -q --release -p load-items
 
 export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
 export AWS_ENDPOINT_URL_DYNAMODB="http://127.0.0.1:$ddb_port"
