@@ -18,12 +18,11 @@ use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, RawQuery, Request as HttpRequest, State};
 use axum::http::{HeaderMap, HeaderValue, Method, Uri, header};
-use axum::middleware;
 use axum::routing::{get, post};
 use tower::ServiceExt;
 
 use crate::metrics::RequestLog;
-use crate::request_line::Reply;
+use crate::request_line::{Reply, RequestLines};
 pub use error::ApiError;
 use personalize_braze_core::catalog::Catalog;
 use personalize_braze_core::recommender::{Operation, Recommender};
@@ -150,10 +149,7 @@ pub fn router<R: Recommender, C: Catalog>(app: Arc<App<R, C>>) -> Router {
         .route("/health", get(health).fallback(wrong_method))
         .fallback(not_found)
         // After routing, so the line names the route matched; the fallback's line says `other`.
-        .layer(middleware::from_fn_with_state(
-            app.clone(),
-            request_line::write::<R, C>,
-        ))
+        .layer(RequestLines::new(app.log.clone()))
         .with_state(app);
     // `Router::layer` runs after routing, too late to change the path; wrap the routes instead.
     Router::new().fallback_service(routes.map_request(strip_stage))

@@ -2,26 +2,35 @@
 //!
 //! A handler returns a [`Reply`]: its flow's `Result<Answer, ApiError>` and what the service
 //! observed on the way. The reply becomes the response (items, a 202, an error's status and body)
-//! and leaves the metrics only it knows in the response's extensions; [`write`], the layer, adds
-//! what every request has (route, status, latency, correlation ids) and writes the line, as text
-//! or as CloudWatch EMF. No handler logs its own request.
+//! and hands the metrics only it knows to the request's [`RequestLines`] layer, through a
+//! task-local slot the layer opens for the request; the layer adds what every request has
+//! (route, status, latency, correlation ids) and writes the line, as text or as CloudWatch EMF.
+//! No handler logs its own request. (A task-local, not the response's extensions: it costs no
+//! allocation, and the request path is measured in microseconds.)
 
+use std::cell::Cell;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use personalize_braze_core::catalog::Catalog;
-use personalize_braze_core::recommender::Recommender;
 use personalize_braze_core::service::Observed;
 
 use crate::error::ApiError;
-use crate::metrics::{Metric, RequestLine};
+use crate::metrics::{Metric, RequestLine, RequestLog};
 use crate::render::{fitting_items, json_response, ok_response};
-use crate::{Answer, App, ROUTES};
+use crate::{Answer, ROUTES};
+
+tokio::task_local! {
+    /// The reply's part of the line, from the handler to the layer of the same request.
+    static OUTCOME: Cell<Option<Outcome>>;
+}
 
 /// What a handler hands back: how its flow ended, and what the service saw.
 pub(crate) struct Reply {
@@ -49,7 +58,7 @@ impl IntoResponse for Reply {
         let Reply { observed, result } = self;
         let mut outcome = Outcome::default();
         let line = &mut outcome.line;
-        let mut response = match result {
+        let response = match result {
             Ok(Answer::Items {
                 mut found,
                 format,
@@ -103,28 +112,95 @@ impl IntoResponse for Reply {
             line.count(Metric::ItemCacheHits, observed.cache.hits)
                 .count(Metric::ItemCacheMisses, observed.cache.misses);
         }
-        response.extensions_mut().insert(outcome);
+        // Outside a layer (a unit test rendering a reply) there is no line to write.
+        let _ = OUTCOME.try_with(|slot| slot.set(Some(outcome)));
         response
     }
 }
 
-/// The layer: runs the request, then writes its line with the reply's metrics and its own.
-pub(crate) async fn write<R: Recommender, C: Catalog>(
-    State(app): State<Arc<App<R, C>>>,
-    correlation: Correlation,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let route = route_of(request.extensions().get::<MatchedPath>());
-    let mut response = next.run(request).await;
+/// The layer that writes each request's line, around every route of the router (after routing,
+/// so the line names the route matched; the fallback's line says `other`).
+#[derive(Clone)]
+pub(crate) struct RequestLines {
+    log: Arc<RequestLog>,
+}
+
+impl RequestLines {
+    pub(crate) fn new(log: RequestLog) -> RequestLines {
+        RequestLines { log: Arc::new(log) }
+    }
+}
+
+impl<S> tower::Layer<S> for RequestLines {
+    type Service = Logged<S>;
+
+    fn layer(&self, inner: S) -> Logged<S> {
+        Logged {
+            inner,
+            log: self.log.clone(),
+        }
+    }
+}
+
+/// A route with its line written.
+#[derive(Clone)]
+pub(crate) struct Logged<S> {
+    inner: S,
+    log: Arc<RequestLog>,
+}
+
+impl<S> tower::Service<Request> for Logged<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible> + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let started = Instant::now();
+        let route = route_of(request.extensions().get::<MatchedPath>());
+        let correlation = Correlation::of(request.extensions(), request.headers());
+        let called = self.inner.call(request);
+        let answered = OUTCOME.scope(Cell::new(None), async move {
+            let response = called.await;
+            (response, OUTCOME.with(Cell::take))
+        });
+        let log = self.log.clone();
+        Box::pin(async move {
+            let (response, outcome) = answered.await;
+            let response = response?;
+            write(
+                &log,
+                route,
+                started,
+                &correlation,
+                outcome.unwrap_or_default(),
+                &response,
+            );
+            Ok(response)
+        })
+    }
+}
+
+/// The line of a request that ended in `response`.
+fn write(
+    log: &RequestLog,
+    route: &'static str,
+    started: Instant,
+    correlation: &Correlation,
+    outcome: Outcome,
+    response: &Response,
+) {
     let Outcome {
         mut line,
         failed_upstream,
-    } = response
-        .extensions_mut()
-        .remove::<Outcome>()
-        .unwrap_or_default();
+    } = outcome;
     line.route = route;
     if calls_upstream(route) {
         for metric in Metric::UPSTREAM {
@@ -140,8 +216,7 @@ pub(crate) async fn write<R: Recommender, C: Catalog>(
     line.lambda_request_id = correlation.lambda_request_id.as_deref();
     line.api_request_id = correlation.api_request_id.as_deref();
     line.trace_id = correlation.trace_id.as_deref();
-    app.log.write(&line);
-    response
+    log.write(&line);
 }
 
 /// The route as the line names it: one of [`ROUTES`], or `other`, never a path a caller made up
@@ -170,9 +245,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Correlation {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Correlation::of(&parts.extensions, &parts.headers))
+    }
+}
+
+impl Correlation {
+    fn of(extensions: &axum::http::Extensions, headers: &HeaderMap) -> Correlation {
         use lambda_http::request::RequestContext;
-        let lambda = parts.extensions.get::<lambda_http::Context>();
-        let api_request_id = match parts.extensions.get::<RequestContext>() {
+        let lambda = extensions.get::<lambda_http::Context>();
+        let api_request_id = match extensions.get::<RequestContext>() {
             Some(RequestContext::ApiGatewayV1(context)) => context.request_id.clone(),
             Some(RequestContext::ApiGatewayV2(context)) => context.request_id.clone(),
             _ => None,
@@ -181,15 +262,15 @@ impl<S: Send + Sync> FromRequestParts<S> for Correlation {
         let trace_id = lambda
             .and_then(|context| context.xray_trace_id.clone())
             .or_else(|| {
-                let header = parts.headers.get("x-amzn-trace-id")?;
+                let header = headers.get("x-amzn-trace-id")?;
                 header.to_str().ok().map(str::to_owned)
             });
-        Ok(Correlation {
+        Correlation {
             lambda_request_id: lambda
                 .map(|context| context.request_id.clone())
                 .filter(|id| !id.is_empty()),
             api_request_id,
             trace_id,
-        })
+        }
     }
 }
