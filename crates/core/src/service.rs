@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::catalog::{CacheCounts, Catalog};
 use crate::item::{Item, Value};
-use crate::join::RankedIds;
+use crate::join::{RankedIds, window_len};
 use crate::limits::MAX_RESULTS;
 use crate::recommender::{
     Event, RankingQuery, RecommendationQuery, Recommendations, Recommender, Subject,
@@ -120,7 +120,7 @@ pub struct PartlyRecorded {
 
 /// Ids the catalog lacks get dropped, so ask for a margin more: a fifth, at least 5.
 pub fn over_fetch(count: u32) -> u32 {
-    (count + (count / 5).max(5)).min(MAX_RESULTS)
+    (window_len(count as usize) as u32).min(MAX_RESULTS)
 }
 
 /// How many ids to ask for: the margin, and with `diversify` as many as the recommender gives
