@@ -395,7 +395,6 @@ fn strip_stage(mut request: HttpRequest) -> HttpRequest {
 
 #[cfg(test)]
 mod tests {
-    use axum::extract::FromRequestParts;
     use http_body_util::BodyExt;
 
     use axum::http::StatusCode;
@@ -451,19 +450,16 @@ mod tests {
     }
 
     /// The ids a request's log line carries, from the request as lambda_http hands it over.
-    #[tokio::test]
-    async fn correlation_ids_come_from_the_lambda_and_api_gateway_contexts() {
+    #[test]
+    fn correlation_ids_come_from_the_lambda_and_api_gateway_contexts() {
         let fixture = |name: &str| {
             // The SAM events at the workspace root.
             let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
             let json = std::fs::read_to_string(path).unwrap();
             lambda_http::request::from_str(&json).unwrap()
         };
-        let ids = |request: lambda_http::Request| async move {
-            let (mut parts, _) = request.into_parts();
-            Correlation::from_request_parts(&mut parts, &())
-                .await
-                .unwrap()
+        let ids = |request: lambda_http::Request| {
+            Correlation::of(request.extensions(), request.headers())
         };
 
         // Inside Lambda, lambda_http adds the invocation's context to the request.
@@ -472,7 +468,7 @@ mod tests {
         context.request_id = "8476a536-e9f4-11e8-9739-2dfe598c3fcd".into();
         context.xray_trace_id = Some("Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1".into());
         request.extensions_mut().insert(context);
-        let found = ids(request).await;
+        let found = ids(request);
         assert_eq!(
             found.lambda_request_id.as_deref(),
             Some("8476a536-e9f4-11e8-9739-2dfe598c3fcd")
@@ -487,7 +483,7 @@ mod tests {
         );
 
         // An HTTP API event without a Lambda context: API Gateway's id only.
-        let found = ids(fixture("http-api-get.json")).await;
+        let found = ids(fixture("http-api-get.json"));
         assert_eq!(found.api_request_id.as_deref(), Some("JKJaXmPLvHcESHA="));
         assert_eq!(found.lambda_request_id, None);
     }

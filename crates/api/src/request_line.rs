@@ -16,8 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use axum::extract::{FromRequestParts, MatchedPath, Request};
-use axum::http::request::Parts;
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use personalize_braze_core::service::Observed;
@@ -241,16 +240,9 @@ pub(crate) struct Correlation {
     pub(crate) trace_id: Option<String>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Correlation {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Correlation::of(&parts.extensions, &parts.headers))
-    }
-}
-
 impl Correlation {
-    fn of(extensions: &axum::http::Extensions, headers: &HeaderMap) -> Correlation {
+    /// The ids in a request's extensions (lambda_http puts its contexts there) and headers.
+    pub(crate) fn of(extensions: &axum::http::Extensions, headers: &HeaderMap) -> Correlation {
         use lambda_http::request::RequestContext;
         let lambda = extensions.get::<lambda_http::Context>();
         let api_request_id = match extensions.get::<RequestContext>() {
