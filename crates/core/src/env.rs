@@ -50,10 +50,6 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         (self.lookup)(name).filter(|value| !value.trim().is_empty())
     }
 
-    pub fn is_set(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
     /// The value of `name`, which must be set; `hint` follows "NAME is required".
     pub fn required(&self, name: &'static str, hint: &'static str) -> Result<String, EnvError> {
         self.get(name).ok_or(EnvError::Missing { var: name, hint })
