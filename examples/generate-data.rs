@@ -1,4 +1,5 @@
-//! Writes a sample dataset in Amazon Personalize's CSV schemas (`items.csv`, `interactions.csv`).
+//! Writes a sample dataset in Amazon Personalize's CSV schemas (`items.csv`, `interactions.csv`,
+//! `users.csv`).
 //!
 //! cargo run --release --example generate-data -- [--items 600] [--users 3000]
 //!     [--interactions 40000] [--seed 7] [--days 90] [--skew 1.1] [--session 6] [--walk 0]

@@ -129,17 +129,26 @@ pub fn local_app(config: &Config, data_dir: &Path) -> Result<(Router, String, St
     let try_user = model.example_user().unwrap_or("any-user").to_owned();
     drop(interactions);
 
+    // Users' metadata is optional, as in Personalize: filters' `IF CurrentUser.…` conditions read it.
+    let users_file = data_dir.join("users.csv");
+    let users = match users_file.exists() {
+        true => dataset::read_users(&users_file)?,
+        false => Vec::new(),
+    };
     let catalog = FileCatalog::new(&items, &config.url_templates);
-    let mut recommender = LocalRecommender::new(model, &items, filters).with_promotions(promotions);
+    let mut recommender = LocalRecommender::new(model, &items, filters)
+        .with_promotions(promotions)
+        .with_users(&users);
     if let Some(name) = &config.default_recommender {
         recommender = recommender.with_default_recommender(name);
     }
     let summary = format!(
-        "local mode: trained on {} interactions from {} users over {} items, catalog of {} items, from {} in {:.2} s; serving /recommendations (embedded or popularity), /related-items, /rankings and /events",
+        "local mode: trained on {} interactions from {} users over {} items, catalog of {} items, {} users with metadata, from {} in {:.2} s; serving /recommendations (embedded or popularity), /related-items, /rankings and /events",
         stats.interactions,
         stats.users,
         stats.items,
         catalog.len(),
+        users.len(),
         data_dir.display(),
         started.elapsed().as_secs_f64()
     );

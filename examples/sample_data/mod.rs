@@ -156,14 +156,37 @@ pub struct Item {
     pub category: usize,
 }
 
-/// Writes `items.csv` and `interactions.csv` into `dir`; returns (items, users, interactions).
+/// Writes `items.csv`, `interactions.csv` and `users.csv` into `dir`; returns (items, users,
+/// interactions).
 pub fn write(spec: &Spec, dir: &Path) -> std::io::Result<(usize, usize, usize)> {
     std::fs::create_dir_all(dir)?;
     let mut rng = fastrand::Rng::with_seed(spec.seed);
     let items = write_items(spec, &mut rng, &dir.join("items.csv"))?;
     let (users, interactions) =
         write_interactions(spec, &items, &mut rng, &dir.join("interactions.csv"))?;
+    write_users(spec, &dir.join("users.csv"))?;
     Ok((items.len(), users, interactions))
+}
+
+/// The users dataset: a loyalty tier (a fifth gold, two fifths silver, the rest bronze) and an
+/// age, from the user's number alone, so the other files stay as the seed makes them.
+fn write_users(spec: &Spec, path: &Path) -> std::io::Result<()> {
+    let mut out = csv::Writer::from_path(path)?;
+    out.write_record(["USER_ID", "TIER", "AGE"])?;
+    for u in 0..spec.users {
+        let tier = match u % 5 {
+            0 => "gold",
+            1 | 2 => "silver",
+            _ => "bronze",
+        };
+        let age = 18 + (u * 37) % 60;
+        out.write_record([
+            format!("user-{:05}", u + 1),
+            tier.to_owned(),
+            age.to_string(),
+        ])?;
+    }
+    out.flush()
 }
 
 fn write_items(spec: &Spec, rng: &mut fastrand::Rng, path: &Path) -> std::io::Result<Vec<Item>> {

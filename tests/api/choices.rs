@@ -319,3 +319,75 @@ async fn diversify_asks_for_more_and_reads_the_catalog_only_as_far_as_it_needs()
         assert_eq!(answer.json()["error"]["parameter"], "diversify");
     }
 }
+
+/// A filter with `IF CurrentUser.…` applies to the users whose metadata (the sample's
+/// `users.csv`) meets it, and lets everything through for the others, as Personalize's do.
+#[tokio::test]
+async fn a_current_user_condition_filters_for_gold_members_only() {
+    let filters = concat!(
+        r#"gold-bags=INCLUDE ItemID WHERE Items.CATEGORY IN ("bags") IF CurrentUser.TIER = "gold";"#,
+        r#"no-shoes-50=EXCLUDE ItemID WHERE Items.CATEGORY IN ("shoes") IF CurrentUser.AGE >= 50 AND CurrentUser.TIER NOT IN ("gold");"#,
+        r#"no-shoes-60=EXCLUDE ItemID WHERE Items.CATEGORY IN ("shoes") IF CurrentUser.AGE > 60"#
+    );
+    let app = local_app_with(&[("LOCAL_FILTERS", filters)]);
+    let categories = |body: &str| -> Vec<String> {
+        let items: serde_json::Value = serde_json::from_str(body).unwrap();
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["category"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // user-00001 is gold (18), user-00002 silver (55), user-00003 silver (18): users.csv.
+    let gold = get(
+        &app,
+        "/recommendations?user_id=user-00001&count=10&filter=gold-bags",
+    )
+    .await;
+    assert_eq!(gold.status, StatusCode::OK, "{}", gold.body);
+    let gold = categories(&gold.body);
+    assert_eq!(gold.len(), 10);
+    assert!(gold.iter().all(|c| c == "bags"), "{gold:?}");
+
+    let silver = get(
+        &app,
+        "/recommendations?user_id=user-00002&count=10&filter=gold-bags",
+    )
+    .await;
+    let unfiltered = get(&app, "/recommendations?user_id=user-00002&count=10").await;
+    assert_eq!(
+        silver.body, unfiltered.body,
+        "the condition fails: no filter"
+    );
+    assert!(categories(&silver.body).iter().any(|c| c != "bags"));
+
+    // AND: 55 and silver, user-00002 loses shoes (all of their list without the filter); past
+    // 60 they would not be, so that filter leaves their list alone.
+    let unfiltered = get(&app, "/recommendations?user_id=user-00002&count=25").await;
+    assert!(categories(&unfiltered.body).iter().all(|c| c == "shoes"));
+    let fifty = get(
+        &app,
+        "/recommendations?user_id=user-00002&count=25&filter=no-shoes-50",
+    )
+    .await;
+    let fifty = categories(&fifty.body);
+    assert!(
+        !fifty.is_empty() && fifty.iter().all(|c| c != "shoes"),
+        "{fifty:?}"
+    );
+    let sixty = get(
+        &app,
+        "/recommendations?user_id=user-00002&count=25&filter=no-shoes-60",
+    )
+    .await;
+    assert_eq!(sixty.body, unfiltered.body);
+    // A user the users file lacks meets no condition.
+    let unknown = get(
+        &app,
+        "/recommendations?user_id=nobody&count=5&filter=gold-bags",
+    )
+    .await;
+    let unknown_unfiltered = get(&app, "/recommendations?user_id=nobody&count=5").await;
+    assert_eq!(unknown.body, unknown_unfiltered.body);
+}

@@ -359,7 +359,17 @@ pub async fn send(app: &axum::Router, request: Request<Body>) -> Answer {
 
 /// Local mode over the sample data, as `cargo run` serves it.
 pub fn local_app() -> axum::Router {
-    let config = Config::from_lookup(|_| None).unwrap();
+    local_app_with(&[])
+}
+
+/// Local mode over the sample data, with these settings.
+pub fn local_app_with(vars: &[(&str, &str)]) -> axum::Router {
+    let config = Config::from_lookup(|name| {
+        vars.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap();
     let Backend::Local { data_dir, .. } = &config.backend else {
         panic!("no AWS setting is local mode: {:?}", config.backend)
     };

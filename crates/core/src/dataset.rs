@@ -1,6 +1,7 @@
 //! Reading datasets in Amazon Personalize's own CSV schemas, for local mode:
-//! interactions (`USER_ID,ITEM_ID,EVENT_TYPE,TIMESTAMP`, extra columns allowed) and
-//! items (`ITEM_ID` plus metadata columns). The same files a user imports into Personalize.
+//! interactions (`USER_ID,ITEM_ID,EVENT_TYPE,TIMESTAMP`, extra columns allowed), items
+//! (`ITEM_ID` plus metadata columns) and users (`USER_ID` plus metadata columns). The same files a
+//! user imports into Personalize.
 
 use std::path::{Path, PathBuf};
 
@@ -20,20 +21,38 @@ pub struct ItemRecord {
     pub fields: Vec<(String, String)>,
 }
 
-/// The item ids of a file so far: each must be given, and given once.
-#[derive(Default)]
+/// One row of the users file: the id and every non-empty metadata field (`TIER`, `AGE`, …), by
+/// original column name. Filters test them as `CurrentUser.FIELD`.
+pub type UserRecord = ItemRecord;
+
+/// The ids of a file so far (`ITEM_ID` unless made `for_column`): each must be given, and once.
 pub struct ItemIds {
+    column: &'static str,
     first_seen: std::collections::HashMap<String, u64>,
 }
 
+impl Default for ItemIds {
+    fn default() -> Self {
+        ItemIds::for_column("ITEM_ID")
+    }
+}
+
 impl ItemIds {
+    pub fn for_column(column: &'static str) -> ItemIds {
+        ItemIds {
+            column,
+            first_seen: std::collections::HashMap::new(),
+        }
+    }
+
     /// Takes the id found on `line`, or says what is wrong with it.
     pub fn check(&mut self, id: &str, line: u64) -> Result<(), String> {
+        let column = self.column;
         if id.is_empty() {
-            return Err("ITEM_ID is empty".to_owned());
+            return Err(format!("{column} is empty"));
         }
         match self.first_seen.insert(id.to_owned(), line) {
-            Some(first) => Err(format!("ITEM_ID {id:?} repeats line {first}")),
+            Some(first) => Err(format!("{column} {id:?} repeats line {first}")),
             None => Ok(()),
         }
     }
@@ -160,13 +179,23 @@ pub fn read_items(path: &Path) -> Result<Vec<ItemRecord>, DataError> {
 /// Reads the whole items file and reports every problem in it, not only the first, each with
 /// its line: what a loader needs to say before it refuses to write anything.
 pub fn check_items(path: &Path) -> Result<Vec<ItemRecord>, Vec<DataError>> {
+    check_records(path, "ITEM_ID")
+}
+
+/// The users file (`USER_ID` and metadata columns), or its first problem.
+pub fn read_users(path: &Path) -> Result<Vec<UserRecord>, DataError> {
+    check_records(path, "USER_ID").map_err(|mut problems| problems.remove(0))
+}
+
+/// Rows of an id column and metadata columns, with every problem, each with its line.
+fn check_records(path: &Path, id_column: &'static str) -> Result<Vec<ItemRecord>, Vec<DataError>> {
     let mut reader = open(path).map_err(|e| vec![e])?;
     let headers = header(path, &mut reader).map_err(|e| vec![e])?;
-    let id = column(path, &headers, "ITEM_ID").map_err(|e| vec![e])?;
+    let id = column(path, &headers, id_column).map_err(|e| vec![e])?;
 
     let mut items: Vec<ItemRecord> = Vec::new();
     let mut problems = Vec::new();
-    let mut seen = ItemIds::default();
+    let mut seen = ItemIds::for_column(id_column);
     for row in rows(path, reader, headers.len()) {
         let (line, record) = match row {
             Ok(row) => row,
@@ -202,6 +231,26 @@ pub fn check_items(path: &Path) -> Result<Vec<ItemRecord>, Vec<DataError>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn users_are_an_id_and_metadata_and_ids_come_once() {
+        let path = file("users.csv", b"USER_ID,TIER,AGE\nu1,gold,34\nu2,,51\n");
+        let users = read_users(&path).unwrap();
+        assert_eq!(users[0].id, "u1");
+        assert_eq!(
+            users[0].fields,
+            [
+                ("TIER".to_owned(), "gold".to_owned()),
+                ("AGE".to_owned(), "34".to_owned())
+            ]
+        );
+        assert_eq!(users[1].fields, [("AGE".to_owned(), "51".to_owned())]);
+        let twice = file("users-twice.csv", b"USER_ID,TIER\nu1,gold\nu1,silver\n");
+        assert_eq!(
+            read_users(&twice).unwrap_err().problem,
+            r#"USER_ID "u1" repeats line 2"#
+        );
+    }
 
     fn file(name: &str, content: &[u8]) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("pb-dataset-{}", std::process::id()));

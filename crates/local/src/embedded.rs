@@ -11,7 +11,7 @@ use crate::cooccurrence::{ItemIndex, Model};
 use crate::filter::{Action, Dataset, LocalFilter};
 use tokio::time::Instant;
 
-use personalize_braze_core::dataset::ItemRecord;
+use personalize_braze_core::dataset::{ItemRecord, UserRecord};
 use personalize_braze_core::recommender::{
     Event, Promotion, PromotionQuery, RankingQuery, RecommendationQuery, Recommendations,
     Recommender, Recorded, Refinement, Subject,
@@ -31,6 +31,8 @@ pub struct LocalRecommender {
     default_recommender: &'static str,
     /// Items-file fields for each model item (column names upper-cased), for `Items.FIELD` filters.
     item_fields: Vec<Vec<(String, String)>>,
+    /// Users-file fields by user id (column names upper-cased), for `IF CurrentUser.FIELD`.
+    user_fields: HashMap<String, Vec<(String, String)>>,
 }
 
 impl LocalRecommender {
@@ -57,7 +59,41 @@ impl LocalRecommender {
             promotions: BTreeMap::new(),
             default_recommender: LOCAL_RECOMMENDERS[0],
             item_fields,
+            user_fields: HashMap::new(),
         }
+    }
+
+    /// The users file's metadata, which filters' `IF CurrentUser.FIELD` conditions test.
+    pub fn with_users(mut self, users: &[UserRecord]) -> Self {
+        self.user_fields = users
+            .iter()
+            .map(|user| {
+                let fields = user
+                    .fields
+                    .iter()
+                    .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
+                    .collect();
+                (user.id.clone(), fields)
+            })
+            .collect();
+        self
+    }
+
+    /// Whether `filter` applies to this user: always, unless its `IF CurrentUser` condition fails.
+    fn applies_to(&self, filter: &LocalFilter, user_id: Option<&str>) -> bool {
+        if filter.condition.is_empty() {
+            return true;
+        }
+        let fields = user_id.and_then(|id| self.user_fields.get(id));
+        filter.condition.iter().all(|test| {
+            let value = fields.and_then(|fields| {
+                fields
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(&test.field))
+                    .map(|(_, value)| value.as_str())
+            });
+            test.holds(value)
+        })
     }
 
     pub fn with_promotions(mut self, promotions: BTreeMap<String, Promotion<LocalFilter>>) -> Self {
@@ -112,10 +148,10 @@ impl LocalRecommender {
         user_id: Option<&str>,
     ) -> Result<impl Fn(ItemIndex) -> bool + 'a, UpstreamError> {
         let resolved = match filter {
-            None => None,
-            Some(filter) => filter
+            Some(filter) if self.applies_to(filter, user_id) => filter
                 .resolve(filter_values)
                 .map_err(UpstreamError::Rejected)?,
+            _ => None,
         };
         let excluded: Vec<ItemIndex> = match (&resolved, user_id) {
             (Some(r), Some(user_id)) if *r.dataset == Dataset::InteractionEventType => {

@@ -10,12 +10,86 @@
 //! As in Personalize: `$PARAM` values come from the request (`filter_PARAM=`); an INCLUDE filter
 //! needs every parameter, an EXCLUDE filter skips a clause whose parameter is missing; an item field
 //! holding several values separated by `|` matches when any of them does.
+//!
+//! A filter may end in a condition on the requesting user's metadata (the users file), and then
+//! applies only to users who meet it; for the others, and for users the file lacks, it lets every
+//! item through:
+//!
+//! ```text
+//! INCLUDE ItemID WHERE Items.CATEGORY IN ("bags") IF CurrentUser.TIER = "gold"
+//! EXCLUDE ItemID WHERE Items.CATEGORY IN ("kids") IF CurrentUser.AGE >= 18 AND CurrentUser.TIER IN ("gold", "silver")
+//! ```
+//!
+//! Tests: `IN` / `NOT IN` a list of quoted values, `=` and `!=` (as numbers when both sides are),
+//! and `<`, `<=`, `>`, `>=` on numbers; the values are written in the filter, not parameters.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalFilter {
     pub action: Action,
     pub dataset: Dataset,
     pub values: Vec<Operand>,
+    /// `IF CurrentUser.…` tests, all of which a user must pass for the filter to apply.
+    pub condition: Vec<UserTest>,
+}
+
+/// One test of `IF CurrentUser.FIELD …`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserTest {
+    /// The users file's column, matched case-insensitively.
+    pub field: String,
+    pub test: Test,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Test {
+    In(Vec<String>),
+    NotIn(Vec<String>),
+    Compare(Comparison, String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Equal,
+    NotEqual,
+    Less,
+    LessOrEqual,
+    Greater,
+    GreaterOrEqual,
+}
+
+impl UserTest {
+    /// Whether a user whose `field` holds `value` (`None`: no such metadata) passes. A user
+    /// without the field passes no test, as in Personalize.
+    pub fn holds(&self, value: Option<&str>) -> bool {
+        let Some(value) = value else {
+            return false;
+        };
+        let number = |text: &str| text.trim().parse::<f64>().ok();
+        match &self.test {
+            Test::In(values) => values.iter().any(|v| v == value),
+            Test::NotIn(values) => !values.iter().any(|v| v == value),
+            Test::Compare(comparison, wanted) => {
+                let ordering = match (number(value), number(wanted)) {
+                    (Some(a), Some(b)) => a.partial_cmp(&b),
+                    _ if matches!(comparison, Comparison::Equal | Comparison::NotEqual) => {
+                        Some(value.cmp(wanted.as_str()))
+                    }
+                    _ => None,
+                };
+                let Some(ordering) = ordering else {
+                    return false;
+                };
+                match comparison {
+                    Comparison::Equal => ordering.is_eq(),
+                    Comparison::NotEqual => ordering.is_ne(),
+                    Comparison::Less => ordering.is_lt(),
+                    Comparison::LessOrEqual => ordering.is_le(),
+                    Comparison::Greater => ordering.is_gt(),
+                    Comparison::GreaterOrEqual => ordering.is_ge(),
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,15 +176,20 @@ impl LocalFilter {
                 None => return Err("a value list is not closed".into()),
             }
         }
-        if let Some(extra) = tokens.next() {
-            return Err(format!(
-                "only one clause is supported in local mode; found {extra:?} after it"
-            ));
-        }
+        let condition = match tokens.next() {
+            None => Vec::new(),
+            Some(t) if t.eq_ignore_ascii_case("IF") => parse_condition(&mut tokens)?,
+            Some(extra) => {
+                return Err(format!(
+                    "only one clause (and an IF CurrentUser condition) is supported in local mode; found {extra:?} after it"
+                ));
+            }
+        };
         Ok(LocalFilter {
             action,
             dataset,
             values,
+            condition,
         })
     }
 
@@ -137,6 +216,92 @@ impl LocalFilter {
             dataset: &self.dataset,
             values,
         }))
+    }
+}
+
+/// `CurrentUser.FIELD <test> [AND CurrentUser.FIELD <test>]…`, after `IF`.
+fn parse_condition(tokens: &mut Cursor<'_>) -> Result<Vec<UserTest>, String> {
+    let mut tests = Vec::new();
+    loop {
+        let field = tokens.next().ok_or("expected CurrentUser.FIELD after IF")?;
+        let field = match field.split_once('.') {
+            Some((d, f)) if d.eq_ignore_ascii_case("CurrentUser") && !f.is_empty() => f.to_owned(),
+            _ => {
+                return Err(format!(
+                    "{field:?}: an IF condition tests CurrentUser.FIELD"
+                ));
+            }
+        };
+        let operator = tokens.next().ok_or("expected IN, NOT IN or a comparison")?;
+        let test = if operator.eq_ignore_ascii_case("IN") {
+            Test::In(literal_list(tokens)?)
+        } else if operator.eq_ignore_ascii_case("NOT") {
+            tokens.expect("IN")?;
+            Test::NotIn(literal_list(tokens)?)
+        } else {
+            let comparison = match operator {
+                "=" => Comparison::Equal,
+                "!=" => Comparison::NotEqual,
+                "<" => Comparison::Less,
+                "<=" => Comparison::LessOrEqual,
+                ">" => Comparison::Greater,
+                ">=" => Comparison::GreaterOrEqual,
+                other => {
+                    return Err(format!(
+                        "{other:?}: expected IN, NOT IN, =, !=, <, <=, > or >="
+                    ));
+                }
+            };
+            let value = tokens.next().ok_or("a comparison needs a value")?;
+            let value = match value.strip_prefix('"') {
+                Some(literal) => literal.to_owned(),
+                None if value.parse::<f64>().is_ok() => value.to_owned(),
+                None => {
+                    return Err(format!(
+                        "{value:?}: compare with a \"quoted\" value or a number"
+                    ));
+                }
+            };
+            if !matches!(comparison, Comparison::Equal | Comparison::NotEqual)
+                && value.parse::<f64>().is_err()
+            {
+                return Err(format!("{value:?}: <, <=, > and >= compare numbers"));
+            }
+            Test::Compare(comparison, value)
+        };
+        tests.push(UserTest { field, test });
+        match tokens.next() {
+            None => return Ok(tests),
+            Some(t) if t.eq_ignore_ascii_case("AND") => continue,
+            Some(t) => {
+                return Err(format!(
+                    "expected AND or the end after a condition, found {t:?}"
+                ));
+            }
+        }
+    }
+}
+
+/// `("a", "b")`: quoted values only.
+fn literal_list(tokens: &mut Cursor<'_>) -> Result<Vec<String>, String> {
+    tokens.expect("(")?;
+    let mut values = Vec::new();
+    loop {
+        let token = tokens.next().ok_or("a value list is not closed")?;
+        match token.strip_prefix('"') {
+            Some(literal) => values.push(literal.to_owned()),
+            None => {
+                return Err(format!(
+                    "{token:?}: an IF condition's values are \"quoted\""
+                ));
+            }
+        }
+        match tokens.next() {
+            Some(",") => continue,
+            Some(")") => return Ok(values),
+            Some(t) => return Err(format!("expected , or ) after a value, found {t:?}")),
+            None => return Err("a value list is not closed".into()),
+        }
     }
 }
 
@@ -172,6 +337,17 @@ fn tokenize(expression: &str) -> Result<Vec<String>, String> {
                 tokens.push(c.to_string());
                 chars.next();
             }
+            '=' | '!' | '<' | '>' => {
+                let mut operator = String::new();
+                while let Some(&c) = chars.peek() {
+                    if !"=!<>".contains(c) {
+                        break;
+                    }
+                    operator.push(c);
+                    chars.next();
+                }
+                tokens.push(operator);
+            }
             '"' => {
                 chars.next();
                 let mut literal = String::from('"');
@@ -188,7 +364,7 @@ fn tokenize(expression: &str) -> Result<Vec<String>, String> {
             _ => {
                 let mut word = String::new();
                 while let Some(&c) = chars.peek() {
-                    if c.is_whitespace() || "(),\"".contains(c) {
+                    if c.is_whitespace() || "(),\"=!<>".contains(c) {
                         break;
                     }
                     word.push(c);
@@ -218,6 +394,7 @@ mod tests {
                     Operand::Literal("purchase".into()),
                     Operand::Literal("return".into())
                 ],
+                condition: Vec::new(),
             })
         );
         assert_eq!(
@@ -226,6 +403,7 @@ mod tests {
                 action: Action::Include,
                 dataset: Dataset::Items("CATEGORY".into()),
                 values: vec![Operand::Param("CATEGORY".into())],
+                condition: Vec::new(),
             })
         );
     }
@@ -250,6 +428,67 @@ mod tests {
             (
                 r#"EXCLUDE ItemID WHERE Items.X IN ("a") AND Items.Y IN ("b")"#,
                 "only one clause",
+            ),
+        ] {
+            let err = LocalFilter::parse(expression).expect_err(expression);
+            assert!(err.contains(reason), "{expression}: {err}");
+        }
+    }
+
+    #[test]
+    fn current_user_conditions_parse_and_test_like_personalize() {
+        let filter = LocalFilter::parse(
+            r#"INCLUDE ItemID WHERE Items.CATEGORY IN ("bags") IF CurrentUser.TIER IN ("gold", "silver") AND CurrentUser.AGE>=18 AND currentuser.country != "FR""#,
+        )
+        .unwrap();
+        let [tier, age, country] = &filter.condition[..] else {
+            panic!("{:?}", filter.condition)
+        };
+        assert_eq!(tier.field, "TIER");
+        assert!(tier.holds(Some("silver")) && !tier.holds(Some("bronze")) && !tier.holds(None));
+        assert_eq!(
+            age.test,
+            Test::Compare(Comparison::GreaterOrEqual, "18".into())
+        );
+        assert!(age.holds(Some("18")) && age.holds(Some("18.5")) && !age.holds(Some("9")));
+        assert!(!age.holds(Some("adult")), "not a number: no order");
+        assert!(country.holds(Some("DE")) && !country.holds(Some("FR")));
+        let not_in = LocalFilter::parse(
+            r#"EXCLUDE ItemID WHERE Items.X IN ("a") IF CurrentUser.TIER NOT IN ("gold")"#,
+        )
+        .unwrap();
+        assert!(
+            not_in.condition[0].holds(Some("silver")) && !not_in.condition[0].holds(Some("gold"))
+        );
+        assert!(
+            !not_in.condition[0].holds(None),
+            "no metadata meets no condition"
+        );
+
+        for (expression, reason) in [
+            (
+                r#"EXCLUDE ItemID WHERE Items.X IN ("a") IF Items.Y = "b""#,
+                "CurrentUser.FIELD",
+            ),
+            (
+                r#"EXCLUDE ItemID WHERE Items.X IN ("a") IF CurrentUser.AGE > "old""#,
+                "compare numbers",
+            ),
+            (
+                r#"EXCLUDE ItemID WHERE Items.X IN ("a") IF CurrentUser.T IN ($T)"#,
+                "quoted",
+            ),
+            (
+                r#"EXCLUDE ItemID WHERE Items.X IN ("a") IF CurrentUser.T == "b""#,
+                "expected IN",
+            ),
+            (
+                r#"EXCLUDE ItemID WHERE Items.X IN ("a") IF CurrentUser.T = "b" OR"#,
+                "AND or the end",
+            ),
+            (
+                r#"EXCLUDE ItemID WHERE Items.X IN ("a") IF"#,
+                "CurrentUser.FIELD after IF",
             ),
         ] {
             let err = LocalFilter::parse(expression).expect_err(expression);
