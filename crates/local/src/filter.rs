@@ -158,24 +158,15 @@ impl LocalFilter {
             }
         };
         tokens.expect("IN")?;
-        tokens.expect("(")?;
-        let mut values = Vec::new();
-        loop {
-            let token = tokens.next().ok_or("a value list is not closed")?;
-            values.push(if let Some(param) = token.strip_prefix('$') {
-                Operand::Param(param.to_owned())
+        let values = value_list(&mut tokens, |token| {
+            if let Some(param) = token.strip_prefix('$') {
+                Ok(Operand::Param(param.to_owned()))
             } else if let Some(literal) = token.strip_prefix('"') {
-                Operand::Literal(literal.to_owned())
+                Ok(Operand::Literal(literal.to_owned()))
             } else {
-                return Err(format!("{token:?}: values are \"quoted\" or $PARAMETERS"));
-            });
-            match tokens.next() {
-                Some(",") => continue,
-                Some(")") => break,
-                Some(t) => return Err(format!("expected , or ) after a value, found {t:?}")),
-                None => return Err("a value list is not closed".into()),
+                Err(format!("{token:?}: values are \"quoted\" or $PARAMETERS"))
             }
-        }
+        })?;
         let condition = match tokens.next() {
             None => Vec::new(),
             Some(t) if t.eq_ignore_ascii_case("IF") => parse_condition(&mut tokens)?,
@@ -284,18 +275,24 @@ fn parse_condition(tokens: &mut Cursor<'_>) -> Result<Vec<UserTest>, String> {
 
 /// `("a", "b")`: quoted values only.
 fn literal_list(tokens: &mut Cursor<'_>) -> Result<Vec<String>, String> {
+    value_list(tokens, |token| match token.strip_prefix('"') {
+        Some(literal) => Ok(literal.to_owned()),
+        None => Err(format!(
+            "{token:?}: an IF condition's values are \"quoted\""
+        )),
+    })
+}
+
+/// `(v, v, …)`, each value read by `value`.
+fn value_list<T>(
+    tokens: &mut Cursor<'_>,
+    value: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
     tokens.expect("(")?;
     let mut values = Vec::new();
     loop {
         let token = tokens.next().ok_or("a value list is not closed")?;
-        match token.strip_prefix('"') {
-            Some(literal) => values.push(literal.to_owned()),
-            None => {
-                return Err(format!(
-                    "{token:?}: an IF condition's values are \"quoted\""
-                ));
-            }
-        }
+        values.push(value(token)?);
         match tokens.next() {
             Some(",") => continue,
             Some(")") => return Ok(values),
