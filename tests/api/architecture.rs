@@ -41,6 +41,10 @@ const CRATES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "import-currents",
+        &["personalize-braze-core", "personalize-braze-aws"],
+    ),
+    (
         "load-items",
         &["personalize-braze-core", "personalize-braze-aws"],
     ),
