@@ -7,6 +7,7 @@
 //! different ids is as likely as guessing a random 128-bit number.
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -51,7 +52,7 @@ struct Stored {
     format: u32,
     output_bytes: u64,
     objects: BTreeMap<String, u64>,
-    /// Sorted hashes, 16 little-endian bytes each, base64.
+    /// The hashes, 16 little-endian bytes each, base64.
     seen_event_ids: String,
 }
 
@@ -59,14 +60,19 @@ const FORMAT: u32 = 1;
 
 impl State {
     pub fn to_json(&self) -> Vec<u8> {
-        let mut hashes: Vec<u128> = self.seen.0.iter().copied().collect();
-        hashes.sort_unstable();
-        let bytes: Vec<u8> = hashes.iter().flat_map(|h| h.to_le_bytes()).collect();
+        // Encoded straight from the set: no second copy of the hashes, sorted or raw.
+        let mut encoder =
+            base64::write::EncoderStringWriter::new(&base64::engine::general_purpose::STANDARD);
+        for hash in &self.seen.0 {
+            encoder
+                .write_all(&hash.to_le_bytes())
+                .expect("writing to a string");
+        }
         let stored = Stored {
             format: FORMAT,
             output_bytes: self.output_bytes,
             objects: self.objects.clone(),
-            seen_event_ids: base64::engine::general_purpose::STANDARD.encode(bytes),
+            seen_event_ids: encoder.into_inner(),
         };
         serde_json::to_vec(&stored).expect("a state serializes")
     }
