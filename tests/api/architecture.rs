@@ -20,6 +20,8 @@ const CRATES: &[(&str, &[&str])] = &[
     // The ports' adapters: AWS, and the embedded model of local mode.
     ("personalize-braze-aws", &["personalize-braze-core"]),
     ("personalize-braze-local", &["personalize-braze-core"]),
+    // Local paths and S3 objects for the batch tools.
+    ("personalize-braze-files", &[]),
     // The HTTP contract, over the core's service alone.
     ("personalize-braze-api", &["personalize-braze-core"]),
     // The products. The function carries none of the batch tools.
@@ -42,7 +44,19 @@ const CRATES: &[(&str, &[&str])] = &[
     ),
     (
         "import-currents",
-        &["personalize-braze-core", "personalize-braze-aws"],
+        &[
+            "personalize-braze-core",
+            "personalize-braze-aws",
+            "personalize-braze-files",
+        ],
+    ),
+    (
+        "check-datasets",
+        &[
+            "personalize-braze-core",
+            "personalize-braze-aws",
+            "personalize-braze-files",
+        ],
     ),
     (
         "load-items",
@@ -174,7 +188,7 @@ fn the_crate_rules_fail_on_an_edge_up_or_a_batch_tool_in_the_function() {
         ]
     );
     let mut new = members.clone();
-    new.insert("import-currents".to_owned());
+    new.insert("a-crate-nobody-placed".to_owned());
     assert_eq!(crate_violations(&new, &BTreeSet::new()).len(), 1);
 }
 
@@ -186,8 +200,11 @@ const MODULES: &[(&str, Layers)] = &[
     (
         "crates/core",
         &[
-            // The vocabulary: limits, upstream failures, the item model, datasets, encodings.
-            &["limits", "upstream", "item", "dataset", "encoding", "join"],
+            // The vocabulary: limits, upstream failures, encodings; Personalize's dataset rules,
+            // the item model; the dataset files read by those rules.
+            &["limits", "upstream", "encoding"],
+            &["rules", "item", "join"],
+            &["dataset"],
             // The ports.
             &["catalog", "recommender", "env"],
             // The flow over them.

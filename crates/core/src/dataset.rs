@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::rules;
+
 /// One interaction: `TIMESTAMP` is Unix epoch seconds, as Personalize requires.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interaction {
@@ -48,9 +50,7 @@ impl ItemIds {
     /// Takes the id found on `line`, or says what is wrong with it.
     pub fn check(&mut self, id: &str, line: u64) -> Result<(), String> {
         let column = self.column;
-        if id.is_empty() {
-            return Err(format!("{column} is empty"));
-        }
+        crate::rules::id(column, id)?;
         match self.first_seen.insert(id.to_owned(), line) {
             Some(first) => Err(format!("{column} {id:?} repeats line {first}")),
             None => Ok(()),
@@ -143,30 +143,32 @@ pub fn read_interactions(path: &Path) -> Result<Vec<Interaction>, DataError> {
         ["USER_ID", "ITEM_ID", "EVENT_TYPE", "TIMESTAMP"].map(|name| column(path, &headers, name));
     let (user, item, event, time) = (user?, item?, event?, time?);
 
+    let value = headers
+        .iter()
+        .position(|h| h.eq_ignore_ascii_case("EVENT_VALUE"));
+
     let mut interactions = Vec::new();
     for row in rows(path, reader, headers.len()) {
         let (line, record) = row?;
-        let field = |i: usize, name: &str| {
+        let at = |problem| error(path, Some(line), problem);
+        let id = |i: usize, name: &str| {
             let value = record[i].trim();
-            if value.is_empty() {
-                Err(error(path, Some(line), format!("{name} is empty")))
-            } else {
-                Ok(value.to_owned())
-            }
+            rules::id(name, value)
+                .map(|()| value.to_owned())
+                .map_err(at)
         };
-        let timestamp = field(time, "TIMESTAMP")?;
-        let timestamp = timestamp.parse::<i64>().map_err(|_| {
-            error(
-                path,
-                Some(line),
-                format!("TIMESTAMP {timestamp:?} is not Unix epoch seconds"),
-            )
-        })?;
+        let event_type = record[event].trim();
+        if event_type.is_empty() {
+            return Err(at("EVENT_TYPE is empty".to_owned()));
+        }
+        if let Some(value) = value {
+            rules::event_value(&record[value]).map_err(at)?;
+        }
         interactions.push(Interaction {
-            user_id: field(user, "USER_ID")?,
-            item_id: field(item, "ITEM_ID")?,
-            event_type: field(event, "EVENT_TYPE")?,
-            timestamp,
+            user_id: id(user, "USER_ID")?,
+            item_id: id(item, "ITEM_ID")?,
+            event_type: event_type.to_owned(),
+            timestamp: rules::timestamp(&record[time]).map_err(at)?,
         });
     }
     Ok(interactions)

@@ -5,12 +5,10 @@
 //!   engagement by field);
 //! - [`object`]: one Avro file, streamed;
 //! - [`state`]: the objects and event ids earlier runs took, so each event is written once;
-//! - [`location`]: local paths and S3.
 //!
 //! [`import`] ties them together: a run reads only the objects no earlier run read to the end,
 //! appends what they map to, and saves the state after the output.
 
-pub mod location;
 pub mod mapping;
 pub mod object;
 pub mod state;
@@ -19,9 +17,9 @@ use std::fs::OpenOptions;
 use std::io::{Seek, Write};
 use std::path::PathBuf;
 
-use location::{Location, Store};
 use mapping::Mapping;
 use object::{HEADER, ObjectReport};
+use personalize_braze_files::{Location, Store};
 use state::State;
 
 /// One run's settings.
@@ -85,7 +83,7 @@ pub fn import(settings: &Import, store: &Store) -> Result<Summary, ImportError> 
             .map_err(|e| ImportError(format!("cannot write {}: {e}", settings.output)))?;
     }
 
-    let listed = store.list(&settings.input).map_err(ImportError)?;
+    let listed = store.list(&settings.input, ".avro").map_err(ImportError)?;
     for object in listed {
         if state.objects.contains_key(&object.key) {
             summary.already_read += 1;
@@ -139,7 +137,9 @@ pub fn import(settings: &Import, store: &Store) -> Result<Summary, ImportError> 
         .len();
     drop(file);
     if let Some(path) = &path {
-        store.upload(path, &settings.output).map_err(ImportError)?;
+        store
+            .upload(path, &settings.output, "text/csv")
+            .map_err(ImportError)?;
         let _ = std::fs::remove_file(path);
     }
     store

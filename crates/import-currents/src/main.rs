@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use import_currents::location::{Location, Store};
 use import_currents::mapping::{CustomEvent, Engagement, Mapping};
 use import_currents::{Import, Summary, import};
+use personalize_braze_files::{Location, Store};
 
 /// Turns a Braze Currents export (Avro files, one folder per event type and date) into an Amazon
 /// Personalize interactions CSV: USER_ID (the Braze external id), ITEM_ID, EVENT_TYPE,

@@ -3,6 +3,7 @@
 //! and message engagement where the user names the field that holds the item.
 
 use apache_avro::types::Value;
+use personalize_braze_core::rules;
 
 /// Braze caps a custom event's properties at 50 KB. A `properties` string past this cannot have
 /// come from Braze intact, and is refused rather than parsed.
@@ -208,7 +209,12 @@ impl Mapping {
                 else {
                     return Outcome::NoExternalId;
                 };
-                match record.time() {
+                // Personalize's rules for the row, so the file imports as written.
+                let checked = rules::id("USER_ID", user_id)
+                    .and_then(|()| rules::id("ITEM_ID", &item_id))
+                    .and_then(|()| record.time())
+                    .and_then(|t| rules::timestamp(&t.to_string()));
+                match checked {
                     Ok(timestamp) => Outcome::Interaction(Interaction {
                         user_id: user_id.to_owned(),
                         item_id,
@@ -356,6 +362,17 @@ mod tests {
         assert_eq!(
             Mapping::default().map(PURCHASE, &Record(&anonymous)),
             Outcome::NoExternalId
+        );
+        let long_id = record(&[
+            ("external_user_id", some(&"u".repeat(257))),
+            ("time", Value::Int(1)),
+            ("product_id", Value::String("sku-9".into())),
+        ]);
+        assert_eq!(
+            Mapping::default().map(PURCHASE, &Record(&long_id)),
+            Outcome::Rejected(
+                "USER_ID is 257 characters; Personalize takes at most 256".to_owned()
+            )
         );
     }
 

@@ -1,5 +1,9 @@
-//! Where an import reads and writes: a local path, or an S3 object or prefix (`s3://BUCKET/KEY`).
-//! The S3 client takes its endpoint from the standard `AWS_ENDPOINT_URL_S3` when it is set.
+//! Where the batch tools read and write: a local path, or an S3 object or prefix
+//! (`s3://BUCKET/KEY`). The S3 client takes its endpoint from the standard `AWS_ENDPOINT_URL_S3`
+//! when it is set.
+//!
+//! [`Store`] is blocking, for a tool's worker thread: it drives the SDK on the runtime it is
+//! given, and streams an S3 object's body as an `io::Read`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -73,8 +77,9 @@ pub struct Listed {
 }
 
 impl Store {
-    /// The `.avro` objects under `input`, sorted by key.
-    pub fn list(&self, input: &Location) -> Result<Vec<Listed>, String> {
+    /// The objects under `input` whose names end in `suffix` (`.avro`), sorted by key. A local
+    /// file is one object, of key "".
+    pub fn list(&self, input: &Location, suffix: &str) -> Result<Vec<Listed>, String> {
         let mut listed = match input {
             Location::Local(path) if path.is_file() => vec![Listed {
                 key: String::new(),
@@ -82,7 +87,7 @@ impl Store {
             }],
             Location::Local(path) => {
                 let mut found = Vec::new();
-                walk(path, path, &mut found)?;
+                walk(path, path, suffix, &mut found)?;
                 found
             }
             Location::S3 { bucket, key } => self.runtime.block_on(async {
@@ -99,7 +104,7 @@ impl Store {
                         .map_err(|e| format!("cannot list {input}: {}", DisplayErrorContext(e)))?;
                     for object in page.contents() {
                         let key = object.key().unwrap_or_default();
-                        if key.ends_with(".avro") {
+                        if key.ends_with(suffix) {
                             found.push(Listed {
                                 key: key.to_owned(),
                                 size: object.size().unwrap_or(0).max(0) as u64,
@@ -239,7 +244,7 @@ impl Store {
     }
 
     /// Uploads a local file to an S3 object, streamed from disk.
-    pub fn upload(&self, from: &Path, at: &Location) -> Result<(), String> {
+    pub fn upload(&self, from: &Path, at: &Location, content_type: &str) -> Result<(), String> {
         let Location::S3 { bucket, key } = at else {
             return Err(format!("{at} is not in S3"));
         };
@@ -251,7 +256,7 @@ impl Store {
                 .put_object()
                 .bucket(bucket)
                 .key(key)
-                .content_type("text/csv")
+                .content_type(content_type)
                 .body(body)
                 .send()
                 .await
@@ -267,15 +272,15 @@ fn file_size(path: &Path) -> Result<u64, String> {
         .map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
-fn walk(root: &Path, dir: &Path, found: &mut Vec<Listed>) -> Result<(), String> {
+fn walk(root: &Path, dir: &Path, suffix: &str, found: &mut Vec<Listed>) -> Result<(), String> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
     for entry in entries {
         let entry = entry.map_err(|e| format!("cannot list {}: {e}", dir.display()))?;
         let path = entry.path();
         if path.is_dir() {
-            walk(root, &path, found)?;
-        } else if path.extension().is_some_and(|e| e == "avro") {
+            walk(root, &path, suffix, found)?;
+        } else if path.to_string_lossy().ends_with(suffix) {
             let key = path
                 .strip_prefix(root)
                 .unwrap_or(&path)
