@@ -168,3 +168,46 @@ async fn a_throttling_campaign_counts_failures_and_says_why() {
     // The embedded backends are unaffected.
     assert_eq!(backend(&report, "popularity")["scores"]["users"], 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_users_dataset_scores_come_per_segment_too() {
+    let users = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("evaluate/users.csv");
+    std::fs::write(
+        &users,
+        "USER_ID,TIER,AGE\nu1,gold,30\nu2,gold,41\nu3,bronze,25\n",
+    )
+    .unwrap();
+    let segmented = report(
+        &evaluate(
+            args(&["--users", users.to_str().unwrap(), "--by", "TIER"]),
+            vec![],
+        )
+        .await,
+    );
+    assert_eq!(segmented["segmented_by"], "TIER");
+    // u1 and u2 (gold) each find one of two at position 1; u3 (bronze) finds nothing.
+    for name in ["co-occurrence", "popularity"] {
+        let segments = &backend(&segmented, name)["segments"];
+        let gold = &segments["gold"];
+        assert_eq!(gold["users"], 2, "{name}: {segments}");
+        assert!(close(&gold["precision_at_k"], 0.5), "{name}: {segments}");
+        assert!(close(&gold["mrr_at_k"], 1.0), "{name}: {segments}");
+        let bronze = &segments["bronze"];
+        assert_eq!(bronze["users"], 1, "{name}: {segments}");
+        assert!(close(&bronze["mrr_at_k"], 0.0), "{name}: {segments}");
+    }
+    // By default, the first metadata field; a field nobody has is an error, said plainly.
+    let default = report(&evaluate(args(&["--users", users.to_str().unwrap()]), vec![]).await);
+    assert_eq!(default["segmented_by"], "TIER");
+    let missing = evaluate(
+        args(&["--users", users.to_str().unwrap(), "--by", "PLAN"]),
+        vec![],
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no user has a PLAN value"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+}

@@ -2,9 +2,12 @@
 //! coverage for the embedded co-occurrence model, a popularity baseline, and optionally a live
 //! Personalize campaign or recommender, side by side.
 //!
-//!   cargo run --release --bin evaluate -- --interactions interactions.csv [options]
+//!   cargo run --release -p evaluate -- --interactions interactions.csv [options]
+//!
+//! With the users dataset (`--users users.csv [--by TIER]`), every score is also given per
+//! segment, so a model that serves one kind of user worse shows it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,11 +19,11 @@ use futures_util::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use personalize_braze_aws::personalize::PersonalizeArn;
 use personalize_braze_aws::personalize::{Personalize, Target};
-use personalize_braze_core::dataset::{read_interactions, read_items};
+use personalize_braze_core::dataset::{read_interactions, read_items, read_users};
 use personalize_braze_core::recommender::{RecommendationQuery, Recommender, Subject};
 use personalize_braze_local::cooccurrence::Model;
 use personalize_braze_local::embedded::LocalRecommender;
-use personalize_braze_local::evaluation::{self, Scores, Split, Tally};
+use personalize_braze_local::evaluation::{self, Scores, Segmented, Split};
 use personalize_braze_local::popularity::Popularity;
 
 /// Offline quality of the embedded model and the popularity baseline (and, with
@@ -35,6 +38,12 @@ struct Cli {
     /// The catalog's items CSV: adds its items to the coverage denominator
     #[arg(long, value_name = "FILE")]
     items: Option<PathBuf>,
+    /// The users dataset (USER_ID and metadata): scores are also given per segment of --by
+    #[arg(long, value_name = "FILE")]
+    users: Option<PathBuf>,
+    /// The user field whose values are the segments [default: the users file's first field]
+    #[arg(long, requires = "users", value_name = "FIELD")]
+    by: Option<String>,
     /// Recommendations scored per user (1-500)
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=500))]
     k: u16,
@@ -81,6 +90,8 @@ fn arn(text: &str) -> Result<PersonalizeArn, String> {
 struct Args {
     interactions: PathBuf,
     items: Option<PathBuf>,
+    users: Option<PathBuf>,
+    by: Option<String>,
     k: usize,
     split: Split,
     personalize: Option<PersonalizeArn>,
@@ -101,6 +112,8 @@ impl From<Cli> for Args {
         Args {
             interactions: cli.interactions,
             items: cli.items,
+            users: cli.users,
+            by: cli.by,
             k: usize::from(cli.k),
             split,
             personalize: cli.personalize_arn,
@@ -141,7 +154,40 @@ fn parse_time(text: &str) -> Option<i64> {
 struct Outcome {
     name: &'static str,
     scores: Scores,
+    /// Per segment of the users' --by field, when there are users.
+    segments: Vec<(String, Scores)>,
     seconds: f64,
+}
+
+/// Each user's segment: their value of `by` (or of the first metadata field) in the users file.
+fn segments(
+    users: &std::path::Path,
+    by: Option<&str>,
+) -> Result<(String, HashMap<String, String>), String> {
+    let records = read_users(users).map_err(|e| e.to_string())?;
+    let field = match by {
+        Some(by) => by.to_owned(),
+        None => records
+            .iter()
+            .find_map(|r| r.fields.first().map(|(name, _)| name.clone()))
+            .ok_or_else(|| {
+                format!(
+                    "{}: no user has a metadata field to segment by",
+                    users.display()
+                )
+            })?,
+    };
+    let segment_of: HashMap<String, String> = records
+        .into_iter()
+        .filter_map(|r| {
+            let value = r.fields.into_iter().find(|(name, _)| *name == field)?.1;
+            Some((r.id, value))
+        })
+        .collect();
+    if segment_of.is_empty() {
+        return Err(format!("{}: no user has a {field} value", users.display()));
+    }
+    Ok((field, segment_of))
 }
 
 #[tokio::main]
@@ -177,23 +223,36 @@ async fn run(args: Args) -> Result<(), String> {
         );
     }
     let test = Arc::new(divided.test);
+    let (segment_field, segment_of) = match &args.users {
+        Some(users) => {
+            let (field, map) = segments(users, args.by.as_deref())?;
+            (Some(field), map)
+        }
+        None => (None, HashMap::new()),
+    };
 
     let mut outcomes = Vec::new();
     let clock = Instant::now();
     let model = Model::train(&divided.training);
     let cooccurrence = LocalRecommender::new(model, &[], BTreeMap::new());
+    let (scores, segments) =
+        evaluate_embedded(&cooccurrence, &test, &catalog, &segment_of, args.k).await;
     outcomes.push(Outcome {
         name: "co-occurrence",
-        scores: evaluate_embedded(&cooccurrence, &test, &catalog, args.k).await,
+        scores,
+        segments,
         seconds: clock.elapsed().as_secs_f64(),
     });
     drop(cooccurrence);
 
     let clock = Instant::now();
     let popularity = Popularity::train(&divided.training, !args.keep_seen);
+    let (scores, segments) =
+        evaluate_embedded(&popularity, &test, &catalog, &segment_of, args.k).await;
     outcomes.push(Outcome {
         name: "popularity",
-        scores: evaluate_embedded(&popularity, &test, &catalog, args.k).await,
+        scores,
+        segments,
         seconds: clock.elapsed().as_secs_f64(),
     });
 
@@ -212,9 +271,12 @@ async fn run(args: Args) -> Result<(), String> {
                 arn: target.clone(),
             },
         ));
+        let (scores, segments) =
+            evaluate_live(personalize, &test, &catalog, &segment_of, args.k, args.tps).await;
         outcomes.push(Outcome {
             name: "personalize",
-            scores: evaluate_live(personalize, &test, &catalog, args.k, args.tps).await,
+            scores,
+            segments,
             seconds: clock.elapsed().as_secs_f64(),
         });
     }
@@ -226,7 +288,14 @@ async fn run(args: Args) -> Result<(), String> {
     if args.json {
         let backends: Vec<_> = outcomes
             .iter()
-            .map(|o| serde_json::json!({ "backend": o.name, "seconds": o.seconds, "scores": o.scores }))
+            .map(|o| {
+                let segments: serde_json::Map<String, serde_json::Value> = o
+                    .segments
+                    .iter()
+                    .map(|(name, scores)| (name.clone(), serde_json::json!(scores)))
+                    .collect();
+                serde_json::json!({ "backend": o.name, "seconds": o.seconds, "scores": o.scores, "segments": segments })
+            })
             .collect();
         let report = serde_json::json!({
             "k": args.k,
@@ -236,6 +305,7 @@ async fn run(args: Args) -> Result<(), String> {
             "training_interactions": divided.training.len(),
             "test_users": test.len(),
             "catalog_items": catalog.len(),
+            "segmented_by": segment_field,
             "backends": backends,
         });
         println!("{report:#}");
@@ -251,29 +321,32 @@ async fn run(args: Args) -> Result<(), String> {
                 ""
             }
         );
-        print!("{}", table(&outcomes, args.k));
+        print!("{}", table(&outcomes, args.k, segment_field.as_deref()));
         eprintln!("evaluated in {:.1} s", started.elapsed().as_secs_f64());
     }
     Ok(())
 }
 
-fn table(outcomes: &[Outcome], k: usize) -> String {
+fn table(outcomes: &[Outcome], k: usize, segmented_by: Option<&str>) -> String {
     let mut out = format!(
         "| backend | users | precision@{k} | NDCG@{k} | MRR@{k} | coverage | failed | seconds |\n|---|---:|---:|---:|---:|---:|---:|---:|\n"
     );
     for o in outcomes {
-        let s = &o.scores;
-        out.push_str(&format!(
-            "| {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {:.1} |\n",
-            o.name,
-            s.users,
-            s.precision_at_k,
-            s.ndcg_at_k,
-            s.mrr_at_k,
-            s.coverage,
-            s.failed,
-            o.seconds
-        ));
+        let rows = std::iter::once((o.name.to_owned(), &o.scores, format!("{:.1}", o.seconds)))
+            .chain(o.segments.iter().map(|(segment, scores)| {
+                let field = segmented_by.unwrap_or("segment");
+                (
+                    format!("{} · {field}={segment}", o.name),
+                    scores,
+                    String::new(),
+                )
+            }));
+        for (name, s, seconds) in rows {
+            out.push_str(&format!(
+                "| {name} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {} | {seconds} |\n",
+                s.users, s.precision_at_k, s.ndcg_at_k, s.mrr_at_k, s.coverage, s.failed,
+            ));
+        }
     }
     out
 }
@@ -290,13 +363,14 @@ async fn evaluate_embedded(
     recommender: &impl Recommender,
     test: &[(String, HashSet<String>)],
     catalog: &HashSet<String>,
+    segment_of: &HashMap<String, String>,
     k: usize,
-) -> Scores {
-    let mut tally = Tally::new(k, catalog);
+) -> (Scores, Vec<(String, Scores)>) {
+    let mut tally = Segmented::new(k, catalog, segment_of);
     for (user, truth) in test {
         match recommender.recommend(&query(user, k)).await {
-            Ok(answer) => tally.add(&answer.item_ids, truth),
-            Err(_) => tally.fail(),
+            Ok(answer) => tally.add(user, &answer.item_ids, truth),
+            Err(_) => tally.fail(user),
         }
     }
     tally.scores()
@@ -307,9 +381,10 @@ async fn evaluate_live<R: Recommender>(
     recommender: Arc<R>,
     test: &Arc<Vec<(String, HashSet<String>)>>,
     catalog: &HashSet<String>,
+    segment_of: &HashMap<String, String>,
     k: usize,
     tps: u32,
-) -> Scores {
+) -> (Scores, Vec<(String, Scores)>) {
     let bar = ProgressBar::new(test.len() as u64);
     if let Ok(style) =
         ProgressStyle::with_template("personalize {bar:40} {pos}/{len} ({per_sec}, {eta} left)")
@@ -333,14 +408,15 @@ async fn evaluate_live<R: Recommender>(
         .buffer_unordered(in_flight);
     futures_util::pin_mut!(answers);
 
-    let mut tally = Tally::new(k, catalog);
+    let mut tally = Segmented::new(k, catalog, segment_of);
     let mut first_error = None;
     while let Some((index, answer)) = answers.next().await {
         bar.inc(1);
+        let (user, truth) = &test[index];
         match answer {
-            Ok(answer) => tally.add(&answer.item_ids, &test[index].1),
+            Ok(answer) => tally.add(user, &answer.item_ids, truth),
             Err(e) => {
-                tally.fail();
+                tally.fail(user);
                 first_error.get_or_insert(e);
             }
         }
@@ -349,7 +425,7 @@ async fn evaluate_live<R: Recommender>(
     if let Some(e) = first_error {
         eprintln!(
             "evaluate: {} Personalize requests failed, the first with: {e}",
-            tally.scores().failed
+            tally.all.scores().failed
         );
     }
     tally.scores()

@@ -199,6 +199,78 @@ impl<'a> Tally<'a> {
     }
 }
 
+/// A [`Tally`] over all users and one per segment: the value of a user field (`TIER`, …) from
+/// the users dataset, so a model that serves one segment worse shows it.
+pub struct Segmented<'a> {
+    pub all: Tally<'a>,
+    by: std::collections::BTreeMap<String, Tally<'a>>,
+    segment_of: &'a HashMap<String, String>,
+    k: usize,
+    catalog: &'a HashSet<String>,
+}
+
+/// The segment of a user the users dataset has no value for.
+pub const NO_SEGMENT: &str = "(none)";
+
+impl<'a> Segmented<'a> {
+    /// `segment_of` maps user ids to their segment; empty, there are no segments.
+    pub fn new(
+        k: usize,
+        catalog: &'a HashSet<String>,
+        segment_of: &'a HashMap<String, String>,
+    ) -> Self {
+        Segmented {
+            all: Tally::new(k, catalog),
+            by: std::collections::BTreeMap::new(),
+            segment_of,
+            k,
+            catalog,
+        }
+    }
+
+    fn segment(&mut self, user: &str) -> Option<&mut Tally<'a>> {
+        if self.segment_of.is_empty() {
+            return None;
+        }
+        let name = self
+            .segment_of
+            .get(user)
+            .map(String::as_str)
+            .unwrap_or(NO_SEGMENT);
+        let (k, catalog) = (self.k, self.catalog);
+        Some(
+            self.by
+                .entry(name.to_owned())
+                .or_insert_with(|| Tally::new(k, catalog)),
+        )
+    }
+
+    pub fn add(&mut self, user: &str, recommended: &[String], truth: &HashSet<String>) {
+        self.all.add(recommended, truth);
+        if let Some(tally) = self.segment(user) {
+            tally.add(recommended, truth);
+        }
+    }
+
+    pub fn fail(&mut self, user: &str) {
+        self.all.fail();
+        if let Some(tally) = self.segment(user) {
+            tally.fail();
+        }
+    }
+
+    /// Scores over everyone, and per segment (in segment order).
+    pub fn scores(&self) -> (Scores, Vec<(String, Scores)>) {
+        (
+            self.all.scores(),
+            self.by
+                .iter()
+                .map(|(name, tally)| (name.clone(), tally.scores()))
+                .collect(),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +361,32 @@ mod tests {
             0.0
         ));
         assert!(close(reciprocal_rank_at_k(&list(&["e"]), &truth, 25), 1.0));
+    }
+
+    #[test]
+    fn segments_score_their_own_users_and_the_rest_fall_in_none() {
+        let catalog = set(&["a", "b", "c"]);
+        let segment_of = HashMap::from([
+            ("gold-1".to_owned(), "gold".to_owned()),
+            ("bronze-1".to_owned(), "bronze".to_owned()),
+        ]);
+        let mut tally = Segmented::new(1, &catalog, &segment_of);
+        tally.add("gold-1", &list(&["a"]), &set(&["a"]));
+        tally.add("bronze-1", &list(&["b"]), &set(&["c"]));
+        tally.add("stranger", &list(&["c"]), &set(&["c"]));
+        tally.fail("gold-1");
+        let (all, by) = tally.scores();
+        assert!(close(all.precision_at_k, 2.0 / 3.0));
+        let by: HashMap<String, Scores> = by.into_iter().collect();
+        assert!(close(by["gold"].precision_at_k, 1.0));
+        assert_eq!(by["gold"].failed, 1);
+        assert!(close(by["bronze"].precision_at_k, 0.0));
+        assert!(close(by[NO_SEGMENT].precision_at_k, 1.0));
+
+        let none = HashMap::new();
+        let mut plain = Segmented::new(1, &catalog, &none);
+        plain.add("anyone", &list(&["a"]), &set(&["a"]));
+        assert!(plain.scores().1.is_empty());
     }
 
     #[test]
