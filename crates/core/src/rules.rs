@@ -229,23 +229,12 @@ fn widen(a: Kind, b: Kind) -> Kind {
 }
 
 /// What [`Schema::infer`] learns from the values of one column.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct ColumnStats {
     kind: Option<Kind>,
     empty: bool,
     longest: usize,
     has_separator: bool,
-}
-
-impl Default for ColumnStats {
-    fn default() -> Self {
-        ColumnStats {
-            kind: None,
-            empty: false,
-            longest: 0,
-            has_separator: false,
-        }
-    }
 }
 
 impl ColumnStats {
