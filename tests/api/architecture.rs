@@ -21,7 +21,7 @@ const CRATES: &[(&str, &[&str])] = &[
     ("personalize-braze-aws", &["personalize-braze-core"]),
     ("personalize-braze-local", &["personalize-braze-core"]),
     // Local paths and S3 objects for the batch tools.
-    ("personalize-braze-files", &[]),
+    ("personalize-braze-files", &["personalize-braze-aws"]),
     // The HTTP contract, over the core's service alone.
     ("personalize-braze-api", &["personalize-braze-core"]),
     // The products. The function carries none of the batch tools.
@@ -44,19 +44,11 @@ const CRATES: &[(&str, &[&str])] = &[
     ),
     (
         "import-currents",
-        &[
-            "personalize-braze-core",
-            "personalize-braze-aws",
-            "personalize-braze-files",
-        ],
+        &["personalize-braze-core", "personalize-braze-files"],
     ),
     (
         "check-datasets",
-        &[
-            "personalize-braze-core",
-            "personalize-braze-aws",
-            "personalize-braze-files",
-        ],
+        &["personalize-braze-core", "personalize-braze-files"],
     ),
     (
         "load-items",

@@ -50,25 +50,12 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
+    let (_runtime, store) = match personalize_braze_files::start() {
+        Ok(started) => started,
         Err(e) => {
-            eprintln!("check-datasets: cannot start: {e}");
+            eprintln!("check-datasets: {e}");
             return ExitCode::from(2);
         }
-    };
-    let sdk = runtime.block_on(personalize_braze_aws::sdk::batch_sdk_config());
-    let store = Store {
-        s3: aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
-                .build(),
-        ),
-        runtime: runtime.handle().clone(),
     };
     let files = [
         (
@@ -79,13 +66,7 @@ fn main() -> ExitCode {
         (Dataset::Items, &cli.items, &cli.items_schema),
         (Dataset::Users, &cli.users, &cli.users_schema),
     ];
-    let outcome = std::thread::scope(|scope| {
-        scope
-            .spawn(|| run(&cli, &store, &files))
-            .join()
-            .unwrap_or(Err("the check stopped".to_owned()))
-    });
-    match outcome {
+    match run(&cli, &store, &files) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {

@@ -63,10 +63,33 @@ impl Location {
     }
 }
 
-/// Blocking access to local files and S3, for the import's one worker thread.
+/// Blocking access to local files and S3, for a batch tool's main thread.
 pub struct Store {
     pub s3: aws_sdk_s3::Client,
     pub runtime: Handle,
+}
+
+/// What a batch tool starts with: a runtime for the SDK (one worker: the tool's own work is on
+/// the calling thread) and a [`Store`] on it, configured as every batch tool's SDK is (bounded
+/// timeouts, retries). With `AWS_ENDPOINT_URL_S3` set (an S3-compatible server), addresses are
+/// path-style. Keep the runtime for as long as the store is used.
+pub fn start() -> Result<(tokio::runtime::Runtime, Store), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start: {e}"))?;
+    let sdk = runtime.block_on(personalize_braze_aws::sdk::batch_sdk_config());
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
+            .build(),
+    );
+    let store = Store {
+        s3,
+        runtime: runtime.handle().clone(),
+    };
+    Ok((runtime, store))
 }
 
 /// One object of the input: its key (relative to a local folder, or the S3 key) and size.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use import_currents::mapping::{CustomEvent, Engagement, Mapping};
 use import_currents::{Import, Summary, import};
-use personalize_braze_files::{Location, Store};
+use personalize_braze_files::Location;
 
 /// Turns a Braze Currents export (Avro files, one folder per event type and date) into an Amazon
 /// Personalize interactions CSV: USER_ID (the Braze external id), ITEM_ID, EVENT_TYPE,
@@ -64,34 +64,15 @@ fn main() -> ExitCode {
         input: cli.input,
         output: cli.output,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
+    let (_runtime, store) = match personalize_braze_files::start() {
+        Ok(started) => started,
         Err(e) => {
-            eprintln!("import-currents: cannot start: {e}");
+            eprintln!("import-currents: {e}");
             return ExitCode::from(2);
         }
     };
-    let sdk = runtime.block_on(personalize_braze_aws::sdk::batch_sdk_config());
-    let store = Store {
-        s3: aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(std::env::var_os("AWS_ENDPOINT_URL_S3").is_some())
-                .build(),
-        ),
-        runtime: runtime.handle().clone(),
-    };
     let started = std::time::Instant::now();
-    let result = std::thread::scope(|scope| {
-        scope
-            .spawn(|| import(&settings, &store))
-            .join()
-            .unwrap_or_else(|_| Err(import_currents::ImportError("the import stopped".into())))
-    });
-    match result {
+    match import(&settings, &store) {
         Ok(summary) => report(&settings, &summary, started.elapsed()),
         Err(e) => {
             eprintln!("import-currents: {e}");
