@@ -51,6 +51,14 @@ const CRATES: &[(&str, &[&str])] = &[
         &["personalize-braze-core", "personalize-braze-files"],
     ),
     (
+        "personalize-setup",
+        &[
+            "personalize-braze-core",
+            "personalize-braze-local",
+            "personalize-braze-files",
+        ],
+    ),
+    (
         "load-items",
         &["personalize-braze-core", "personalize-braze-aws"],
     ),

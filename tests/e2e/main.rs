@@ -19,6 +19,7 @@ mod metrics;
 mod openapi;
 mod processes;
 mod runtime_api;
+mod setup;
 mod template;
 mod template_operations;
 

@@ -67,6 +67,8 @@ impl Location {
 pub struct Store {
     pub s3: aws_sdk_s3::Client,
     pub runtime: Handle,
+    /// The SDK's configuration, for the tool's other clients.
+    pub sdk: aws_config::SdkConfig,
 }
 
 /// What a batch tool starts with: a runtime for the SDK (one worker: the tool's own work is on
@@ -88,6 +90,7 @@ pub fn start() -> Result<(tokio::runtime::Runtime, Store), String> {
     let store = Store {
         s3,
         runtime: runtime.handle().clone(),
+        sdk,
     };
     Ok((runtime, store))
 }
