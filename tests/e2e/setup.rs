@@ -484,3 +484,70 @@ async fn teardown_asks_then_removes_what_setup_made_and_nothing_else() {
         expected
     });
 }
+
+#[test]
+fn the_iam_template_deploys_least_privilege() {
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("crates/setup/iam.yaml");
+    let deployed = super::template::deploy(&template, &[("BucketName", "shop-personalize")]);
+    let role = super::template::one_of_type(&deployed, "AWS::IAM::Role");
+    let trust = &role["Properties"]["AssumeRolePolicyDocument"]["Statement"][0];
+    assert_eq!(
+        trust["Principal"],
+        json!({"Service": "personalize.amazonaws.com"})
+    );
+    assert_eq!(
+        trust["Condition"]["StringEquals"]["aws:SourceAccount"],
+        "123456789012"
+    );
+    let statements = |policy: &serde_json::Value| -> Vec<serde_json::Value> {
+        policy["Statement"].as_array().cloned().unwrap_or_default()
+    };
+    let role_statements = statements(&role["Properties"]["Policies"][0]["PolicyDocument"]);
+    let operator = super::template::one_of_type(&deployed, "AWS::IAM::ManagedPolicy");
+    let operator_statements = statements(&operator["Properties"]["PolicyDocument"]);
+    for statement in role_statements.iter().chain(&operator_statements) {
+        let actions: Vec<&str> = match &statement["Action"] {
+            serde_json::Value::String(one) => vec![one.as_str()],
+            many => many
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap())
+                .collect(),
+        };
+        assert!(
+            !actions.iter().any(|a| a.contains('*')),
+            "a wildcard action: {statement}"
+        );
+        let resources = statement["Resource"].to_string();
+        if resources.contains("\"*\"") {
+            // Only account-wide listings, which take no resource.
+            assert!(
+                actions.iter().all(|a| a.starts_with("personalize:List")),
+                "{statement}"
+            );
+        }
+    }
+    // The role reads the datasets and batch input, and writes only batch output.
+    let writes: Vec<&serde_json::Value> = role_statements
+        .iter()
+        .filter(|s| s["Action"] == "s3:PutObject")
+        .collect();
+    assert_eq!(writes.len(), 1);
+    assert!(
+        writes[0]["Resource"]
+            .to_string()
+            .contains("shop-personalize/batch/*"),
+        "{}",
+        writes[0]
+    );
+    // The operator hands the role to Personalize and to nothing else.
+    let pass = operator_statements
+        .iter()
+        .find(|s| s["Action"] == "iam:PassRole")
+        .unwrap();
+    assert_eq!(
+        pass["Condition"]["StringEquals"]["iam:PassedToService"],
+        "personalize.amazonaws.com"
+    );
+}

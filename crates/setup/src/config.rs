@@ -325,3 +325,80 @@ impl Config {
         problems
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Config, String> {
+        let dir = std::env::temp_dir().join(format!("setup-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("i.json"), "{}").unwrap();
+        let path = dir.join(format!(
+            "{:x}.toml",
+            xxhash_rust::xxh3::xxh3_64(text.as_bytes())
+        ));
+        std::fs::write(&path, text).unwrap();
+        Config::load(&path)
+    }
+
+    const GOOD: &str = r#"
+role_arn = "arn:aws:iam::123456789012:role/PersonalizeS3Read"
+[dataset_group]
+name = "shop"
+[datasets.interactions]
+data = "s3://bucket/interactions.csv"
+schema = "i.json"
+[[solutions]]
+name = "for-you"
+[solutions.campaign]
+name = "for-you"
+"#;
+
+    #[test]
+    fn the_example_and_a_minimal_file_load_with_defaults() {
+        let config = load(GOOD).unwrap();
+        assert_eq!(config.solutions[0].recipe, "aws-user-personalization-v2");
+        assert_eq!(config.solutions[0].campaign.as_ref().unwrap().min_tps, 1);
+        assert_eq!(config.solutions[0].serves(), Serves::Recommendations);
+        let example =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/setup/personalize.toml");
+        let example = Config::load(&example).unwrap();
+        assert_eq!(example.solutions[1].serves(), Serves::RelatedItems);
+        assert!(
+            example
+                .filters
+                .iter()
+                .any(|f| f.expression.contains("CurrentUser.TIER"))
+        );
+    }
+
+    #[test]
+    fn every_problem_is_named_by_its_key_before_any_call() {
+        let bad = GOOD
+            .replace("name = \"shop\"", "name = \"-shop\"")
+            .replace("s3://bucket/interactions.csv", "interactions.csv")
+            .replace(
+                "name = \"for-you\"\n[solutions.campaign]",
+                "name = \"for-you\"\nrecipe = \"aws-magic\"\n[solutions.campaign]",
+            )
+            .replace("schema = \"i.json\"", "schema = \"missing.json\"");
+        let problems = load(&bad).unwrap_err();
+        for expected in [
+            "dataset_group.name = \"-shop\": 1-63 letters",
+            "datasets.interactions.data = \"interactions.csv\": s3://BUCKET/KEY",
+            "datasets.interactions.schema:",
+            "solutions[0].recipe = \"aws-magic\": one of",
+        ] {
+            assert!(
+                problems.contains(expected),
+                "{expected:?} not in {problems}"
+            );
+        }
+        let unknown = load(&format!("{GOOD}\n[dataset_group2]\nname = \"x\"\n")).unwrap_err();
+        assert!(
+            unknown.contains("unknown field `dataset_group2`"),
+            "{unknown}"
+        );
+    }
+}

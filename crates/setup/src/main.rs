@@ -264,7 +264,7 @@ fn comparison(versions: &Versions, embedded: Option<&Embedded>) -> String {
         }
         out.push('\n');
     }
-    if let Some(e) = embedded {
+    if let Some(e) = embedded.filter(|_| versions.for_users) {
         out.push_str("| embedded model (evaluate, 20% holdout) |");
         for (_, key) in COLUMNS {
             match e.get(*key) {

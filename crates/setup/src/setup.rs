@@ -65,6 +65,9 @@ pub struct Parameters {
 #[derive(Debug, Clone)]
 pub struct Versions {
     pub solution: String,
+    /// Whether it recommends for users, as the embedded model does (not related items or
+    /// rankings): only then is the embedded model's score beside its versions.
+    pub for_users: bool,
     pub versions: Vec<(String, std::collections::BTreeMap<String, f64>)>,
     pub serving: Option<String>,
 }
@@ -641,7 +644,8 @@ impl Setup<'_> {
             })
             .await?;
         }
-        let version = self.version(&arn, &name, imported_at).await?;
+        let for_users = spec.serves() == Serves::Recommendations;
+        let version = self.version(&arn, &name, imported_at, for_users).await?;
         Ok((arn, version))
     }
 
@@ -650,6 +654,7 @@ impl Setup<'_> {
         solution: &str,
         name: &str,
         imported_at: Option<i64>,
+        for_users: bool,
     ) -> Result<Option<String>, SetupError> {
         let mut versions = if solution.starts_with("(new") {
             Vec::new()
@@ -739,12 +744,17 @@ impl Setup<'_> {
             }
         })
         .await?;
-        self.compare(solution, name).await?;
+        self.compare(solution, name, for_users).await?;
         Ok(Some(arn))
     }
 
     /// Records the solution's active versions and their metrics, for the comparison.
-    async fn compare(&mut self, solution: &str, name: &str) -> Result<(), SetupError> {
+    async fn compare(
+        &mut self,
+        solution: &str,
+        name: &str,
+        for_users: bool,
+    ) -> Result<(), SetupError> {
         let mut versions = self
             .client
             .list_solution_versions()
@@ -764,6 +774,7 @@ impl Setup<'_> {
         }
         self.trained.push(Versions {
             solution: name.to_owned(),
+            for_users,
             versions: scored,
             serving: None,
         });

@@ -645,7 +645,12 @@ fn delete(shared: &mut Shared, k: &'static Kind, body: &Value) -> Response {
             && r.kind != "datasetImportJob"
             && r.kind != "batchInferenceJob"
             && r.kind != "solutionVersion"
-            && r.object.values().any(|v| v.as_str() == Some(arn.as_str()))
+            && r.object.values().any(|v| {
+                // A campaign serving one of a solution's versions holds the solution too.
+                v.as_str().is_some_and(|v| {
+                    v == arn || (r.kind == "campaign" && v.starts_with(&format!("{arn}/")))
+                })
+            })
     }) {
         return error(
             StatusCode::BAD_REQUEST,

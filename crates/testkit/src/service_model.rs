@@ -157,3 +157,81 @@ fn range(shape: &Value, n: f64, at: &str, problems: &mut Vec<String>) {
         problems.push(format!("{at}: above {}", shape["max"]));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn personalize() -> ServiceModel {
+        ServiceModel::parse(include_str!("../models/personalize-2018-05-22.json"))
+    }
+
+    #[test]
+    fn a_valid_request_passes() {
+        let model = personalize();
+        assert_eq!(model.target_prefix(), "AmazonPersonalize");
+        let ok = json!({
+            "name": "shop-for-you",
+            "datasetGroupArn": "arn:aws:personalize:us-east-1:123456789012:dataset-group/shop",
+            "recipeArn": "arn:aws:personalize:::recipe/aws-user-personalization-v2",
+            "solutionConfig": {"algorithmHyperParameters": {"max_user_history_length_percentile": "0.99"}},
+            "tags": [{"tagKey": "k", "tagValue": "v"}]
+        });
+        assert_eq!(model.validate("CreateSolution", &ok), Vec::<String>::new());
+    }
+
+    #[test]
+    fn what_the_service_refuses_is_refused_with_where() {
+        let model = personalize();
+        let cases = [
+            (
+                "CreateSolution",
+                json!({"name": "shop"}),
+                "the request: missing required member datasetGroupArn",
+            ),
+            (
+                "CreateSolution",
+                json!({"name": "-shop", "datasetGroupArn": "arn:aws:personalize:us-east-1:123456789012:dataset-group/shop"}),
+                "name: \"-shop\" does not match",
+            ),
+            (
+                "CreateCampaign",
+                json!({"name": "c", "solutionVersionArn": "arn:aws:personalize:us-east-1:123456789012:solution/s/1", "minProvisionedTPS": 0}),
+                "minProvisionedTPS: below 1",
+            ),
+            (
+                "CreateSolutionVersion",
+                json!({"solutionArn": "arn:aws:personalize:us-east-1:123456789012:solution/s", "trainingMode": "PARTIAL"}),
+                "trainingMode: \"PARTIAL\" is not one of",
+            ),
+            (
+                "CreateDatasetGroup",
+                json!({"name": "x".repeat(64)}),
+                "name: longer than 63",
+            ),
+            (
+                "CreateFilter",
+                json!({"name": "f", "datasetGroupArn": "not-an-arn", "filterExpression": "EXCLUDE ItemID"}),
+                "datasetGroupArn: \"not-an-arn\" does not match",
+            ),
+            (
+                "CreateEventTracker",
+                json!({"name": "t", "datasetGroupArn": 7}),
+                "datasetGroupArn: expected string",
+            ),
+            (
+                "CreateSchema",
+                json!({"name": "s", "schema": "{}", "colour": "red"}),
+                "colour: not a member of CreateSchemaRequest",
+            ),
+        ];
+        for (operation, body, expected) in cases {
+            let problems = model.validate(operation, &body);
+            assert!(
+                problems.iter().any(|p| p.starts_with(expected)),
+                "{operation} {body}: {problems:?}"
+            );
+        }
+    }
+}
