@@ -229,7 +229,20 @@ async fn plan_then_apply_gives_a_serving_personalize_and_the_stacks_parameters()
 
     // A rerun, and a plan after it, change nothing.
     let before = world.fake.operations().len();
-    let (stdout, _) = succeeded(&world.apply(&[]).await);
+    let samconfig = world.dir.join("samconfig.toml");
+    let (stdout, _) = succeeded(
+        &world
+            .apply(&["--samconfig", samconfig.to_str().unwrap()])
+            .await,
+    );
+    let section = std::fs::read_to_string(&samconfig).unwrap();
+    let overrides = line.trim_start_matches("sam deploy --parameter-overrides ");
+    assert_eq!(
+        section,
+        format!(
+            "version = 0.1\n\n[default.deploy.parameters]\nparameter_overrides = {overrides:?}\n"
+        )
+    );
     assert!(
         world.changes_since(before).is_empty(),
         "{:?}",
@@ -390,6 +403,34 @@ async fn a_failed_import_stops_with_personalizes_reason_and_a_killed_run_goes_on
         world.changes_since(before)
     );
 
+    // Failed training: Personalize's reason, and nothing served.
+    let training = World::start("training").await;
+    training.fake.fail_next(
+        "solutionVersion",
+        "Not enough interactions to train a model",
+    );
+    let output = training.apply(&[]).await;
+    let (_, stderr) = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("training shop-for-you-")
+            && stderr.contains("failed: Not enough interactions to train a model"),
+        "{stderr}"
+    );
+    assert!(
+        !training
+            .fake
+            .operations()
+            .contains(&"CreateCampaign".to_owned())
+    );
+    let again = training.apply(&[]).await;
+    let (_, stderr) = text(&again);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(
+        stderr.contains("Not enough interactions to train a model"),
+        "{stderr}"
+    );
+
     // A fresh group, killed while it waits on training, then run again: it goes on.
     let killed = World::start("killed").await;
     let mut child = killed
@@ -450,6 +491,40 @@ async fn teardown_asks_then_removes_what_setup_made_and_nothing_else() {
             "status": "ACTIVE"
         }),
     );
+
+    // A batch job on the serving version, and the braze-sync command for its output.
+    let input = format!("s3://{}/batch/users.jsonl", world.bucket);
+    let output = format!("s3://{}/batch/out/", world.bucket);
+    let (stdout, _) = succeeded(
+        &world
+            .run(&[
+                "batch",
+                world.file(),
+                "--solution",
+                "shop-for-you",
+                "--input",
+                &input,
+                "--output",
+                &output,
+                "--poll",
+                "0.01",
+            ])
+            .await,
+    );
+    assert!(
+        stdout.contains(&format!(
+            "braze-sync {output}users.jsonl.out --table ITEMS_TABLE"
+        )),
+        "{stdout}"
+    );
+    let job = world
+        .fake
+        .calls()
+        .into_iter()
+        .find(|c| c.operation == "CreateBatchInferenceJob")
+        .unwrap();
+    assert_eq!(job.body["jobInput"]["s3DataSource"]["path"], input.as_str());
+    assert_eq!(job.body["numResults"], 25);
 
     // Without a terminal and without --yes: refused, nothing deleted.
     let before = world.fake.operations().len();

@@ -659,12 +659,18 @@ fn delete(shared: &mut Shared, k: &'static Kind, body: &Value) -> Response {
         );
     }
     shared.resources.remove(&arn);
-    // What only lived under it goes with it.
+    // What only lived under it goes with it. (Import jobs, versions and batch jobs have no
+    // delete of their own: they are records of what they belong to, a batch job of a version of
+    // the solution.)
+    let below = format!("{arn}/");
     shared.resources.retain(|_, r| {
         !(matches!(
             r.kind,
             "datasetImportJob" | "solutionVersion" | "batchInferenceJob"
-        ) && r.object.values().any(|v| v.as_str() == Some(arn.as_str())))
+        ) && r.object.values().any(|v| {
+            v.as_str()
+                .is_some_and(|v| v == arn || v.starts_with(&below))
+        }))
     });
     ok(json!({}))
 }
