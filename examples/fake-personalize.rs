@@ -1,7 +1,9 @@
 //! The project's fake Personalize runtime (the one the end-to-end tests use) as a process, for
 //! load tests and for trying AWS mode on a laptop:
 //!
-//!   cargo run --release --example fake-personalize -- [--port 9100] [--items examples/data/items.csv] [--latency-ms 0]
+//!   cargo run --release --example fake-personalize -- [--port 9100] [--items examples/data/items.csv] [--latency-ms 0] [--throttle-half true]
+//!
+//! `--throttle-half true` throttles every other call, as a campaign past its TPS does.
 //!
 //! Then start the service with `PERSONALIZE_ARN=arn:aws:personalize:us-east-1:000000000000:campaign/fake`
 //! and `AWS_ENDPOINT_URL_PERSONALIZE_RUNTIME=http://127.0.0.1:9100` (plus `RELATED_ITEMS_ARN`,
@@ -16,13 +18,15 @@ use std::time::Duration;
 use personalize_braze_core::dataset::read_items;
 use personalize_braze_testkit::fake_personalize::{FakePersonalize, Mode};
 
-const USAGE: &str = "usage: fake-personalize [--port N] [--items FILE] [--latency-ms N]";
+const USAGE: &str =
+    "usage: fake-personalize [--port N] [--items FILE] [--latency-ms N] [--throttle-half true]";
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let mut port = 9100u16;
     let mut items = PathBuf::from("examples/data/items.csv");
     let mut latency = Duration::ZERO;
+    let mut throttle_half = false;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next();
@@ -32,6 +36,7 @@ async fn main() -> ExitCode {
                 items = PathBuf::from(v);
                 true
             }
+            ("--throttle-half", Some(v)) => v.parse().map(|t| throttle_half = t).is_ok(),
             ("--latency-ms", Some(v)) => v
                 .parse()
                 .map(|ms| latency = Duration::from_millis(ms))
@@ -66,6 +71,9 @@ async fn main() -> ExitCode {
     fake.set_metadata(metadata);
     if !latency.is_zero() {
         fake.set_mode(Mode::Slow(latency));
+    }
+    if throttle_half {
+        fake.set_mode(Mode::ThrottleHalf);
     }
     println!("fake Personalize runtime on {}", fake.endpoint);
     let _ = tokio::signal::ctrl_c().await;

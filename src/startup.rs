@@ -19,11 +19,17 @@ pub use personalize_braze_aws::sdk::{Clients, SdkClients};
 use personalize_braze_core::catalog::cache::{CacheBudget, CachedCatalog};
 use personalize_braze_core::catalog::{Catalog, NoCatalog};
 use personalize_braze_core::dataset::{self, DataError};
-use personalize_braze_core::recommender::Recommender;
+use personalize_braze_core::fallback::Fallbacks;
+use personalize_braze_core::recommender::{RecommendationQuery, Recommender, Subject};
 use personalize_braze_core::service::Service;
 use personalize_braze_local::cooccurrence::Model;
 use personalize_braze_local::embedded::LocalRecommender;
 use personalize_braze_local::file_catalog::FileCatalog;
+use personalize_braze_local::popularity::Popularity;
+
+/// How many ids the popular fallback list holds: enough for any `count` once the catalog drops
+/// what it lacks.
+const POPULAR_IDS: u32 = 150;
 
 /// AWS mode: a Personalize client for each configured endpoint, and the item source. The
 /// summary says which endpoints are served from what.
@@ -77,6 +83,12 @@ pub fn aws_app(config: &Config, aws: &Aws, clients: &impl Clients) -> (Router, S
         recommender = recommender.with_event_tracker(clients.events(region), tracking_id.clone());
         served.push("/events to its event tracker".to_owned());
     }
+    let fallbacks = fallbacks(config);
+    if let Some(arn) = &config.fallback.popular_arn {
+        let source = Personalize::new(BTreeMap::new()).with_recommender("popular", target(arn));
+        keep_popular_warm(fallbacks.clone(), source, config.fallback.refresh);
+        served.push(format!("fallbacks' popular list from {}", arn.arn));
+    }
     let served = served.join(", ");
 
     match items {
@@ -91,7 +103,7 @@ pub fn aws_app(config: &Config, aws: &Aws, clients: &impl Clients) -> (Router, S
                 config.item_cache_ttl,
             );
             let summary = format!("Personalize: {served}; items from DynamoDB table {table}");
-            (app(config, recommender, catalog), summary)
+            (app_with(config, recommender, catalog, fallbacks), summary)
         }
         ItemSource::Personalize { columns } => {
             let summary = format!(
@@ -100,10 +112,10 @@ pub fn aws_app(config: &Config, aws: &Aws, clients: &impl Clients) -> (Router, S
             );
             let recommender =
                 recommender.with_metadata(columns.clone(), config.url_templates.clone());
-            (app(config, recommender, NoCatalog), summary)
+            (app_with(config, recommender, NoCatalog, fallbacks), summary)
         }
         ItemSource::Unused => (
-            app(config, recommender, NoCatalog),
+            app_with(config, recommender, NoCatalog, fallbacks),
             format!("Personalize: {served}"),
         ),
     }
@@ -126,6 +138,12 @@ pub fn local_app(config: &Config, data_dir: &Path) -> Result<(Router, String, St
     let items = dataset::read_items(&data_dir.join("items.csv"))?;
     let model = Model::train(&interactions);
     let stats = model.stats(interactions.len());
+    // Local mode's popular fallback is its popularity model, unless a list is configured.
+    let fallbacks = fallbacks(config);
+    if config.fallback.popular_ids.is_empty() {
+        let popularity = Popularity::train(&interactions, false);
+        fallbacks.set_popular(popularity.top(POPULAR_IDS as usize));
+    }
     let try_user = model.example_user().unwrap_or("any-user").to_owned();
     drop(interactions);
 
@@ -152,15 +170,63 @@ pub fn local_app(config: &Config, data_dir: &Path) -> Result<(Router, String, St
         data_dir.display(),
         started.elapsed().as_secs_f64()
     );
-    let app = app(config, recommender, catalog);
+    let app = app_with(config, recommender, catalog, fallbacks);
     let try_path = format!("/recommendations?user_id={try_user}&count=3");
     Ok((app, summary, try_path))
 }
 
-/// The router over any recommender and catalog, with the configuration's limits, budget and
-/// caching.
+/// The router over any recommender and catalog, with the configuration's limits, budget,
+/// caching and fallbacks (their popular list as configured).
 pub fn app<R: Recommender, C: Catalog>(config: &Config, recommender: R, catalog: C) -> Router {
-    let service = Service::new(recommender, catalog, config.request_budget);
+    app_with(config, recommender, catalog, fallbacks(config))
+}
+
+/// The fallbacks `FALLBACK` describes, with `FALLBACK_POPULAR_IDS` as their popular list.
+fn fallbacks(config: &Config) -> Arc<Fallbacks> {
+    let fallbacks = Fallbacks::new(config.fallback.policy.clone());
+    if !config.fallback.popular_ids.is_empty() {
+        fallbacks.set_popular(config.fallback.popular_ids.clone());
+    }
+    Arc::new(fallbacks)
+}
+
+/// Reads the popular list from a popularity campaign or recommender now, and again every
+/// `every` (sooner after a failure), in the background: a fallback answers from memory and never
+/// calls Personalize itself.
+fn keep_popular_warm(fallbacks: Arc<Fallbacks>, source: Personalize, every: std::time::Duration) {
+    tokio::spawn(async move {
+        let query = RecommendationQuery {
+            // A popularity recipe ranks the same for everyone; Personalize still wants a user.
+            subject: Subject::User("fallback-popular-list".to_owned()),
+            count: POPULAR_IDS,
+            recommender: Some("popular".to_owned()),
+            ..RecommendationQuery::default()
+        };
+        loop {
+            let wait = match source.recommend(&query).await {
+                Ok(answer) => {
+                    tracing::info!(ids = answer.item_ids.len(), "fallbacks' popular list read");
+                    fallbacks.set_popular(answer.item_ids);
+                    every
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "fallbacks' popular list could not be read; trying again in 10 s");
+                    std::time::Duration::from_secs(10).min(every)
+                }
+            };
+            tokio::time::sleep(wait).await;
+        }
+    });
+}
+
+fn app_with<R: Recommender, C: Catalog>(
+    config: &Config,
+    recommender: R,
+    catalog: C,
+    fallbacks: Arc<Fallbacks>,
+) -> Router {
+    let service =
+        Service::new(recommender, catalog, config.request_budget).with_fallbacks(fallbacks);
     let limits = Limits {
         default_count: config.default_count,
         max_count: config.max_count,

@@ -4,6 +4,7 @@
 //! then here the choices a request falls back to, the limits and caches, logging, and the runtime.
 
 mod backend;
+mod fallback;
 
 use std::time::Duration;
 
@@ -16,6 +17,7 @@ pub use personalize_braze_core::recommender::Promotion;
 use personalize_braze_local::embedded::LOCAL_RECOMMENDERS;
 
 pub use backend::{Aws, Backend, DEFAULT_LOCAL_FILTERS, DEFAULT_LOCAL_PROMOTIONS, ItemSource};
+pub use fallback::Fallback;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -48,6 +50,8 @@ pub struct Config {
     pub in_lambda: bool,
     /// How the async runtime runs (`RUNTIME_FLAVOR`); see [`RuntimeFlavor`].
     pub runtime_flavor: RuntimeFlavor,
+    /// What answers when the recommender cannot (`FALLBACK`, off by default).
+    pub fallback: Fallback,
 }
 
 /// The Tokio runtime the binary runs on.
@@ -108,6 +112,7 @@ impl Config {
         let url_templates = env.url_templates()?;
         let (log_format, log_filter, metrics_namespace) = logging(&env)?;
         let (in_lambda, runtime_flavor) = runtime(&env)?;
+        let fallback = fallback::from_env(&env, &backend)?;
 
         Ok(Config {
             backend,
@@ -128,6 +133,7 @@ impl Config {
             metrics_namespace,
             in_lambda,
             runtime_flavor,
+            fallback,
         })
     }
 }

@@ -207,7 +207,8 @@ const MODULES: &[(&str, Layers)] = &[
             &["dataset"],
             // The ports.
             &["catalog", "recommender", "env"],
-            // The flow over them.
+            // Fallback answers, then the flow over them all.
+            &["fallback"],
             &["service"],
         ],
     ),

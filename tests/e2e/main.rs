@@ -12,6 +12,7 @@ mod catalog;
 mod choices;
 mod endpoints;
 mod evaluate;
+mod fallback;
 mod import_currents;
 mod loader;
 mod local_mode;

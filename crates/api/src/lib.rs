@@ -28,6 +28,7 @@ use personalize_braze_core::catalog::Catalog;
 use personalize_braze_core::recommender::{Operation, Recommender};
 use personalize_braze_core::service::{Observed, Recommended, Service};
 use query::{Format, Limits, Names, Params};
+pub use render::FALLBACK_HEADER;
 
 /// The largest request body taken (`POST /rankings`, `POST /events`): 500 ids of 256
 /// characters fit, with room for filters and context.
@@ -50,7 +51,13 @@ pub struct CacheControl {
     per_user: HeaderValue,
     /// `public, max-age=N`: the same answer for every caller (related items without a user).
     shared: HeaderValue,
+    /// `private, max-age=M`, M at most [`FALLBACK_MAX_AGE`]: a fallback answer, which the next
+    /// call should replace with a personal one as soon as the recommender is back.
+    fallback: HeaderValue,
 }
+
+/// The longest a caller may keep a fallback answer, in seconds.
+pub const FALLBACK_MAX_AGE: u32 = 30;
 
 impl CacheControl {
     pub fn new(max_age: u32) -> CacheControl {
@@ -61,6 +68,11 @@ impl CacheControl {
         CacheControl {
             per_user: header("private"),
             shared: header("public"),
+            fallback: HeaderValue::try_from(format!(
+                "private, max-age={}",
+                max_age.min(FALLBACK_MAX_AGE)
+            ))
+            .unwrap_or(HeaderValue::from_static("no-store")),
         }
     }
 
@@ -193,7 +205,7 @@ async fn recommend<R: Recommender, C: Catalog>(
             (query, Vec::new(), shape)
         }
     };
-    let cache_control = app.cache.for_user(query.subject.user_id()).clone();
+    let mut cache_control = app.cache.for_user(query.subject.user_id()).clone();
     let recommender = query.recommender.clone();
     let diversify = shape.diversify.as_ref();
     let mut found = match seeds.len() {
@@ -205,6 +217,9 @@ async fn recommend<R: Recommender, C: Catalog>(
         }
     };
     found.recommender = recommender;
+    if found.fallback.is_some() {
+        cache_control = app.cache.fallback.clone();
+    }
     Ok(Answer::Items {
         found,
         format: shape.format,

@@ -64,10 +64,14 @@ pub enum Metric {
     EventsAccepted,
     /// Events of a valid body that the recommender did not record (an invalid body is a 4xx).
     EventsRejected,
+    /// 1 when a fallback answered instead of the recommender, else 0 (answers with items only):
+    /// the average is the fallback rate. Also written by the fallback's source
+    /// (`fallback` dimension: `popular`, `last-good`) on the lines that had one.
+    FallbackAnswers,
 }
 
 impl Metric {
-    pub const ALL: [Metric; 17] = [
+    pub const ALL: [Metric; 18] = [
         Metric::Requests,
         Metric::Latency,
         Metric::RecommenderLatency,
@@ -85,6 +89,7 @@ impl Metric {
         Metric::ItemCacheMisses,
         Metric::EventsAccepted,
         Metric::EventsRejected,
+        Metric::FallbackAnswers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -106,6 +111,7 @@ impl Metric {
             Metric::ItemCacheMisses => "ItemCacheMisses",
             Metric::EventsAccepted => "EventsAccepted",
             Metric::EventsRejected => "EventsRejected",
+            Metric::FallbackAnswers => "FallbackAnswers",
         }
     }
 
@@ -148,6 +154,7 @@ impl Metric {
                 | Metric::UpstreamUnavailable
                 | Metric::UpstreamTimeout
                 | Metric::Misconfigured
+                | Metric::FallbackAnswers
         )
     }
 }
@@ -162,6 +169,9 @@ pub struct RequestLine<'a> {
     pub lambda_request_id: Option<&'a str>,
     pub api_request_id: Option<&'a str>,
     pub trace_id: Option<&'a str>,
+    /// The fallback that answered, if one did: a member of the line, and the `fallback`
+    /// dimension of `FallbackAnswers`.
+    pub fallback: Option<&'static str>,
     values: [Option<Value>; Metric::ALL.len()],
 }
 
@@ -240,6 +250,10 @@ impl<'a> RequestLine<'a> {
                 json_string(out, id);
             }
         }
+        if let Some(source) = self.fallback {
+            out.extend_from_slice(br#","fallback":"#);
+            json_string(out, source);
+        }
         out.extend_from_slice(br#","_aws":{"Timestamp":"#);
         write_u64(out, since_epoch.as_millis() as u64);
         out.extend_from_slice(br#","CloudWatchMetrics":["#);
@@ -247,6 +261,12 @@ impl<'a> RequestLine<'a> {
         if self.set().any(|(m, _)| m.across_routes()) {
             out.push(b',');
             self.write_directive(out, namespace, b"[[]]", Metric::across_routes);
+        }
+        if self.fallback.is_some() && self.get(Metric::FallbackAnswers).is_some() {
+            out.push(b',');
+            self.write_directive(out, namespace, br#"[["fallback"]]"#, |m| {
+                m == Metric::FallbackAnswers
+            });
         }
         out.extend_from_slice(b"]}");
         for (metric, value) in self.set() {

@@ -10,6 +10,7 @@ pub use crate::parameter::{InvalidParameter, invalid};
 use std::borrow::Cow;
 
 use personalize_braze_core::encoding::form_decode;
+use personalize_braze_core::fallback::{Choice, Source};
 use personalize_braze_core::limits::{
     MAX_CONTEXT_ENTRIES, MAX_CONTEXT_KEY_CHARS, MAX_CONTEXT_VALUE_CHARS, MAX_FILTER_NAME_CHARS,
     MAX_FILTER_PARAMS, MAX_FILTER_VALUES_CHARS, MAX_ID_CHARS, MAX_SEEDS,
@@ -85,6 +86,7 @@ pub struct Params {
     recommender: Option<String>,
     promotion: Option<String>,
     diversify: Option<String>,
+    fallback: Option<String>,
     item_ids: Option<Vec<String>>,
     filter_values: Vec<(String, Vec<String>)>,
     promotion_values: Vec<(String, Vec<String>)>,
@@ -199,6 +201,7 @@ impl Params {
             "recommender" => once(&mut self.recommender, name, value),
             "promotion" => once(&mut self.promotion, name, value),
             "diversify" => once(&mut self.diversify, name, value),
+            "fallback" => once(&mut self.fallback, name, value),
             _ => {
                 if let Some(param) = name.strip_prefix("filter_") {
                     add_filter_values(&mut self.filter_values, name, param, comma_list(&value))
@@ -276,6 +279,17 @@ impl Params {
             format: self.format()?,
             diversify,
         })
+    }
+
+    /// `fallback=off|popular|last-good`: what may answer if the recommender cannot.
+    fn fallback(&self) -> Result<Choice, InvalidParameter> {
+        match self.fallback.as_deref() {
+            None => Ok(Choice::Deployment),
+            Some("off") => Ok(Choice::Off),
+            Some(name) => Source::parse(name)
+                .map(Choice::Only)
+                .ok_or_else(|| invalid("fallback", "fallback must be off, popular or last-good")),
+        }
     }
 
     /// `recommender=` and `promotion=` mean something on `/recommendations` only.
@@ -388,6 +402,7 @@ pub fn parse_recommendations(
         refinement,
         recommender,
         promotion,
+        fallback: params.fallback()?,
     };
     Ok((query, shape))
 }
@@ -442,6 +457,7 @@ pub fn parse_related_items(
         },
         count,
         refinement,
+        fallback: params.fallback()?,
         ..RecommendationQuery::default()
     };
     Ok((query, seeds, shape))
@@ -455,6 +471,12 @@ pub fn parse_rankings(
     names: impl Names,
 ) -> Result<(RankingQuery, Option<u32>, Shape), InvalidParameter> {
     params.refuse_user_only("/rankings")?;
+    if params.fallback.is_some() {
+        return Err(invalid(
+            "fallback",
+            "fallback applies to /recommendations and /related-items, not /rankings",
+        ));
+    }
     let max_items = limits.max_ranking_items;
     let user_id = required_id(params.user_id.take(), "user_id")?;
     let mut item_ids = params
@@ -500,6 +522,7 @@ fn is_parameter(name: &str) -> bool {
             | "recommender"
             | "promotion"
             | "diversify"
+            | "fallback"
     ) || name.starts_with("filter_")
         || name.starts_with("promotion_")
         || name.starts_with("context_")

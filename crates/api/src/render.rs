@@ -51,12 +51,25 @@ pub(crate) fn ok_response(
                 json.extend_from_slice(br#","recommender":"#);
                 write_json_string(Some(name), &mut json);
             }
+            if let Some(source) = found.fallback {
+                json.extend_from_slice(br#","fallback":"#);
+                write_json_string(Some(source.name()), &mut json);
+            }
             json.push(b'}');
             json
         }
     };
-    json_response(StatusCode::OK, json, cache_control)
+    let mut response = json_response(StatusCode::OK, json, cache_control);
+    if let Some(source) = found.fallback {
+        response
+            .headers_mut()
+            .insert(FALLBACK_HEADER, HeaderValue::from_static(source.name()));
+    }
+    response
 }
+
+/// Says which fallback answered, on answers a fallback gave (the bare list has no room for it).
+pub const FALLBACK_HEADER: &str = "x-recommendations-fallback";
 
 /// A JSON string, or `null`.
 fn write_json_string(text: Option<&str>, json: &mut Vec<u8>) {

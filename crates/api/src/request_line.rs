@@ -74,7 +74,14 @@ impl IntoResponse for Reply {
                 }
                 line.count(Metric::ItemsReturned, found.items.len())
                     .flag(Metric::EmptyAnswers, found.items.is_empty())
-                    .count(Metric::CatalogMisses, observed.catalog_misses);
+                    .count(Metric::CatalogMisses, observed.catalog_misses)
+                    .flag(Metric::FallbackAnswers, found.fallback.is_some());
+                line.fallback = found.fallback.map(|source| source.name());
+                // Answered all the same, but the recommender's failure is still the upstream's.
+                outcome.failed_upstream = observed
+                    .recommender_failure
+                    .as_ref()
+                    .and_then(Metric::for_upstream);
                 ok_response(&found, format, cache_control)
             }
             Ok(Answer::Accepted(accepted)) => {

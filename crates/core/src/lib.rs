@@ -4,13 +4,15 @@
 //!   read by [`rules`], Personalize's rules for dataset files and schemas.
 //! - [`recommender::Recommender`] (ranked ids) and [`catalog::Catalog`] (item metadata): the two
 //!   ports every adapter implements, in the AWS crate, the local model and the tests.
-//! - [`service`]: the request flow over the ports: ask, join the catalog, diversify, promote.
+//! - [`service`]: the request flow over the ports: ask, join the catalog, diversify, promote;
+//!   [`fallback`]: what it answers from memory when the recommender cannot.
 //! - [`limits`], [`upstream`] (what can go wrong upstream) and [`encoding`] (shared rules).
 
 pub mod catalog;
 pub mod dataset;
 pub mod encoding;
 pub mod env;
+pub mod fallback;
 pub mod item;
 pub mod join;
 pub mod limits;

@@ -68,6 +68,9 @@ pub struct RecommendationQuery {
     pub recommender: Option<String>,
     /// For a user: a promotion by name, and the values of its filter's placeholders.
     pub promotion: Option<PromotionQuery>,
+    /// `fallback=`: what may answer if the recommender cannot. The service's alone: recommenders
+    /// never see a difference.
+    pub fallback: crate::fallback::Choice,
 }
 
 /// `promotion=NAME&promotion_CATEGORY=bags`: a share of the list (the promotion's) from the

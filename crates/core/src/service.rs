@@ -11,6 +11,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use crate::catalog::{CacheCounts, Catalog};
+use crate::fallback::{Fallbacks, RECOMMENDER_SHARE, Source};
 use crate::item::{Item, Value};
 use crate::join::{RankedIds, window_len};
 use crate::limits::MAX_RESULTS;
@@ -23,6 +24,7 @@ pub struct Service<R, C> {
     recommender: R,
     catalog: C,
     budget: Duration,
+    fallbacks: Arc<Fallbacks>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,6 +35,8 @@ pub struct Recommended {
     pub recommender: Option<String>,
     /// Ids a promotion placed in the list → the promotion's name.
     pub promoted: HashMap<String, String>,
+    /// The fallback that answered, when the recommender could not.
+    pub fallback: Option<Source>,
 }
 
 /// `diversify=FIELD:N`: at most `per_value` items for each value of the item attribute `field`,
@@ -81,7 +85,7 @@ impl<'d> Groups<'d> {
 
 /// What the service saw while answering, for the request's line and metrics: how long each
 /// upstream call took, and what the catalog lacked or the cache knew.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Observed {
     /// The recommender's call, if it was made.
     pub recommender: Option<Duration>,
@@ -92,6 +96,9 @@ pub struct Observed {
     pub cache: CacheCounts,
     /// Events of a valid body the recommender did not record.
     pub events_rejected: usize,
+    /// How the recommender failed when a fallback answered instead (the request succeeded, and
+    /// its line still says the upstream failed).
+    pub recommender_failure: Option<UpstreamError>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,7 +146,76 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
             recommender,
             catalog,
             budget,
+            fallbacks: Arc::new(Fallbacks::new(Default::default())),
         }
+    }
+
+    /// Answers from `fallbacks` when the recommender cannot (off unless their policy says).
+    pub fn with_fallbacks(mut self, fallbacks: Arc<Fallbacks>) -> Self {
+        self.fallbacks = fallbacks;
+        self
+    }
+
+    pub fn fallbacks(&self) -> &Arc<Fallbacks> {
+        &self.fallbacks
+    }
+
+    /// When the recommender must have answered: the whole budget, or its share of it when a
+    /// fallback may follow, so the fallback list can still be joined in time.
+    fn recommender_deadline(&self, started: Instant, query: &RecommendationQuery) -> Instant {
+        if self.fallbacks.may_answer(query.fallback) {
+            started + self.budget.mul_f64(RECOMMENDER_SHARE)
+        } else {
+            started + self.budget
+        }
+    }
+
+    /// What the request ends with once the recommender's part is known: a success is kept for
+    /// `last-good`; a recommender failure is answered by the first fallback that has a list,
+    /// joined with the catalog by the request's deadline, or else stands.
+    async fn settle_with_fallback(
+        &self,
+        query: &RecommendationQuery,
+        result: Result<Recommended, ServiceError>,
+        trim: Trim<'_>,
+        deadline: Instant,
+        observed: &mut Observed,
+    ) -> Result<Recommended, ServiceError> {
+        let error = match result {
+            Ok(found) => {
+                let ids = found
+                    .items
+                    .iter()
+                    .map(|item| item.id().to_owned())
+                    .collect();
+                self.fallbacks.remember(query, ids);
+                return Ok(found);
+            }
+            Err(ServiceError::Recommender(error)) => error,
+            Err(other) => return Err(other),
+        };
+        for source in self.fallbacks.sources(query.fallback, query, &error) {
+            let Some(ids) = self.fallbacks.ids(source, query) else {
+                continue;
+            };
+            let ranked = Recommendations {
+                item_ids: ids.to_vec(),
+                ..Recommendations::default()
+            };
+            let joined =
+                tokio::time::timeout_at(deadline, self.join(ranked, trim, deadline, observed))
+                    .await;
+            return match joined {
+                Ok(Ok(mut found)) => {
+                    found.fallback = Some(source);
+                    observed.recommender_failure = Some(error);
+                    Ok(found)
+                }
+                Ok(Err(catalog)) => Err(catalog),
+                Err(_late) => Err(ServiceError::Catalog(UpstreamError::TimedOut)),
+            };
+        }
+        Err(ServiceError::Recommender(error))
     }
 
     pub fn recommender(&self) -> &R {
@@ -160,20 +236,25 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         };
         let ask = RecommendationQuery {
             count: ask_count(query.count, diversify),
-            ..query
+            ..query.clone()
         };
-        let deadline = Instant::now() + self.budget;
+        let started = Instant::now();
+        let deadline = started + self.budget;
+        let asked_by = self.recommender_deadline(started, &query);
+        let trim = Trim {
+            count,
+            exclude: &source,
+            diversify,
+        };
         let work = self.ask_then_join(
-            self.recommender.recommend(&ask),
-            Trim {
-                count,
-                exclude: &source,
-                diversify,
-            },
+            within(asked_by, self.recommender.recommend(&ask)),
+            trim,
             deadline,
             observed,
         );
-        settle(tokio::time::timeout_at(deadline, work).await, observed)
+        let result = settle(tokio::time::timeout_at(deadline, work).await, observed);
+        self.settle_with_fallback(&query, result, trim, deadline, observed)
+            .await
     }
 
     /// Items related to several seeds ("more like this" for a cart): each seed's related items
@@ -192,9 +273,11 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
         let user_id = query.subject.user_id().map(str::to_owned);
         let started = Instant::now();
         let deadline = started + self.budget;
-        // A seed still unanswered at three quarters of the budget is given up, so the others'
-        // items can still be joined with the catalog in time.
-        let seeds_deadline = started + self.budget.mul_f64(0.75);
+        // A seed still unanswered at three quarters of the budget (or of the recommender's share
+        // of it, when a fallback may follow) is given up, so the others' items can still be
+        // joined with the catalog in time.
+        let asked_by = self.recommender_deadline(started, &query);
+        let seeds_deadline = started + (asked_by - started).mul_f64(0.75);
         let asks = seeds.iter().map(|seed| {
             let ask = RecommendationQuery {
                 subject: Subject::RelatedTo {
@@ -211,17 +294,20 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
                 answer.await.unwrap_or(Err(UpstreamError::TimedOut))
             }
         });
+        let trim = Trim {
+            count,
+            exclude: seeds,
+            diversify,
+        };
         let work = self.ask_then_join(
             futures_util::future::join_all(asks).map(merge_round_robin),
-            Trim {
-                count,
-                exclude: seeds,
-                diversify,
-            },
+            trim,
             deadline,
             observed,
         );
-        settle(tokio::time::timeout_at(deadline, work).await, observed)
+        let result = settle(tokio::time::timeout_at(deadline, work).await, observed);
+        self.settle_with_fallback(&query, result, trim, deadline, observed)
+            .await
     }
 
     /// The query's items in the user's order, at most `count` of them, without those the
@@ -356,6 +442,7 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
             recommendation_id: ranked.recommendation_id,
             recommender: None,
             promoted: ranked.promoted,
+            fallback: None,
         })
     }
 
@@ -381,6 +468,7 @@ impl<R: Recommender, C: Catalog> Service<R, C> {
 pub const DIVERSIFY_BATCH: usize = 100;
 
 /// What of the ranked list the answer keeps.
+#[derive(Clone, Copy)]
 struct Trim<'a> {
     count: usize,
     /// Never these ids (the seeds of related items).
@@ -437,6 +525,16 @@ fn merge_round_robin(
 }
 
 /// A timed-out request blames whichever call was still running.
+/// The recommender's answer by `deadline`, or `TimedOut`.
+async fn within<T>(
+    deadline: Instant,
+    answer: impl Future<Output = Result<T, UpstreamError>>,
+) -> Result<T, UpstreamError> {
+    tokio::time::timeout_at(deadline, answer)
+        .await
+        .unwrap_or(Err(UpstreamError::TimedOut))
+}
+
 fn settle<T>(
     result: Result<Result<T, ServiceError>, tokio::time::error::Elapsed>,
     observed: &Observed,

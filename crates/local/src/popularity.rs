@@ -45,6 +45,11 @@ impl Popularity {
             seen,
         }
     }
+
+    /// The `n` items with the most events, most first.
+    pub fn top(&self, n: usize) -> Vec<String> {
+        self.ranked.iter().take(n).cloned().collect()
+    }
 }
 
 impl Recommender for Popularity {

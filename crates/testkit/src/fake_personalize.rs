@@ -32,6 +32,9 @@ pub enum Mode {
     Normal,
     /// `ThrottlingException`, as the runtime sends when a campaign's TPS is exceeded.
     Throttle,
+    /// `ThrottlingException` for every other call, the rest answered normally: a campaign
+    /// just past its provisioned TPS in a big send.
+    ThrottleHalf,
     /// HTTP 500 `InternalServerError`.
     ServerError,
     /// Answer normally, after this long.
@@ -399,7 +402,18 @@ fn not_json() -> Response {
 }
 
 async fn apply_mode(mode: &Mode, arn: &str) -> Option<Response> {
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     match mode {
+        Mode::ThrottleHalf => {
+            let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (n % 2 == 0).then(|| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    "ThrottlingException",
+                    "Rate exceeded",
+                )
+            })
+        }
         Mode::Throttle => Some(error(
             StatusCode::BAD_REQUEST,
             "ThrottlingException",

@@ -2,7 +2,7 @@
 //! `file` (local mode's items CSV), and `cache` in front of either.
 
 pub mod cache;
-mod lru;
+pub(crate) mod lru;
 
 use std::collections::HashMap;
 use std::future::Future;
