@@ -21,42 +21,7 @@ use crate::catalog::lru::Lru;
 use crate::recommender::{RecommendationQuery, Subject};
 use crate::upstream::UpstreamError;
 
-/// A source of fallback answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Popular,
-    LastGood,
-}
-
-impl Source {
-    /// The name in settings, parameters, the answer's `fallback` field, the header and metrics.
-    pub fn name(self) -> &'static str {
-        match self {
-            Source::Popular => "popular",
-            Source::LastGood => "last-good",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Source> {
-        match name {
-            "popular" => Some(Source::Popular),
-            "last-good" => Some(Source::LastGood),
-            _ => None,
-        }
-    }
-}
-
-/// What a request asks of fallbacks (`fallback=`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Choice {
-    /// The deployment's order.
-    #[default]
-    Deployment,
-    /// None: the request fails as it would without fallbacks (503).
-    Off,
-    /// This source alone, if the deployment has it.
-    Only(Source),
-}
+pub use crate::recommender::{FallbackChoice as Choice, FallbackSource as Source};
 
 /// The deployment's settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

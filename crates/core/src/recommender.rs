@@ -70,7 +70,7 @@ pub struct RecommendationQuery {
     pub promotion: Option<PromotionQuery>,
     /// `fallback=`: what may answer if the recommender cannot. The service's alone: recommenders
     /// never see a difference.
-    pub fallback: crate::fallback::Choice,
+    pub fallback: FallbackChoice,
 }
 
 /// `promotion=NAME&promotion_CATEGORY=bags`: a share of the list (the promotion's) from the
@@ -221,4 +221,41 @@ impl Recorded {
             error: Some(error),
         }
     }
+}
+
+/// A source of fallback answers (`crate::fallback` keeps them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FallbackSource {
+    Popular,
+    LastGood,
+}
+
+impl FallbackSource {
+    /// The name in settings, parameters, the answer's `fallback` field, the header and metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            FallbackSource::Popular => "popular",
+            FallbackSource::LastGood => "last-good",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<FallbackSource> {
+        match name {
+            "popular" => Some(FallbackSource::Popular),
+            "last-good" => Some(FallbackSource::LastGood),
+            _ => None,
+        }
+    }
+}
+
+/// What a request asks of fallbacks (`fallback=`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum FallbackChoice {
+    /// The deployment's order.
+    #[default]
+    Deployment,
+    /// None: the request fails as it would without fallbacks (503).
+    Off,
+    /// This source alone, if the deployment has it.
+    Only(FallbackSource),
 }

@@ -406,7 +406,7 @@ async fn apply_mode(mode: &Mode, arn: &str) -> Option<Response> {
     match mode {
         Mode::ThrottleHalf => {
             let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            (n % 2 == 0).then(|| {
+            n.is_multiple_of(2).then(|| {
                 error(
                     StatusCode::BAD_REQUEST,
                     "ThrottlingException",
