@@ -24,21 +24,21 @@ pub fn from_env<F: Fn(&str) -> Option<String>>(
     backend: &Backend,
 ) -> Result<Fallback, ConfigError> {
     let mut order = Vec::new();
-    if let Some(text) = env.get("FALLBACK") {
-        if text.trim() != "off" {
-            for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-                let source = Source::parse(name).ok_or_else(|| {
-                    invalid(
-                        "FALLBACK",
-                        &text,
-                        "expected off, or popular and last-good in the order to try, e.g. last-good,popular",
-                    )
-                })?;
-                if order.contains(&source) {
-                    return Err(invalid("FALLBACK", &text, format!("{name} is named twice")));
-                }
-                order.push(source);
+    if let Some(text) = env.get("FALLBACK")
+        && text.trim() != "off"
+    {
+        for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let source = Source::parse(name).ok_or_else(|| {
+                invalid(
+                    "FALLBACK",
+                    &text,
+                    "expected off, or popular and last-good in the order to try, e.g. last-good,popular",
+                )
+            })?;
+            if order.contains(&source) {
+                return Err(invalid("FALLBACK", &text, format!("{name} is named twice")));
             }
+            order.push(source);
         }
     }
     let popular_ids: Vec<String> = env
