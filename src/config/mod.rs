@@ -273,6 +273,64 @@ mod tests {
     }
 
     #[test]
+    fn fallbacks_are_off_unless_set_and_popular_needs_a_source_in_aws_mode() {
+        use personalize_braze_core::fallback::Source;
+        let local = config(&[]).unwrap();
+        assert!(local.fallback.policy.order.is_empty());
+        let both = config(&[("FALLBACK", "last-good, popular")]).unwrap();
+        assert_eq!(
+            both.fallback.policy.order,
+            [Source::LastGood, Source::Popular]
+        );
+        assert_eq!(
+            config(&[("FALLBACK", "off")])
+                .unwrap()
+                .fallback
+                .policy
+                .order,
+            []
+        );
+
+        let aws = [("PERSONALIZE_ARN", CAMPAIGN), ("ITEMS_TABLE", "items")];
+        let with = |more: &[(&str, &str)]| {
+            let mut vars = aws.to_vec();
+            vars.extend_from_slice(more);
+            config(&vars)
+        };
+        let missing = with(&[("FALLBACK", "popular")]).unwrap_err().to_string();
+        assert!(missing.contains("FALLBACK_POPULAR_ARN"), "{missing}");
+        let ids = with(&[("FALLBACK", "popular"), ("FALLBACK_POPULAR_IDS", "a, b,,c")]).unwrap();
+        assert_eq!(ids.fallback.popular_ids, ["a", "b", "c"]);
+        let arn = "arn:aws:personalize:eu-west-1:123456789012:campaign/popular";
+        let warm = with(&[("FALLBACK", "popular"), ("FALLBACK_POPULAR_ARN", arn)]).unwrap();
+        assert_eq!(warm.fallback.popular_arn.unwrap().arn, arn);
+        assert_eq!(warm.fallback.refresh, Duration::from_secs(300));
+        for (vars, says) in [
+            (
+                vec![("FALLBACK", "popular,maybe")],
+                "expected off, or popular and last-good",
+            ),
+            (
+                vec![("FALLBACK", "popular,popular")],
+                "popular is named twice",
+            ),
+            (
+                vec![("FALLBACK_POPULAR_ARN", arn), ("FALLBACK_POPULAR_IDS", "a")],
+                "not both",
+            ),
+            (vec![("FALLBACK_POPULAR_ARN", "popular")], "not an ARN"),
+            (vec![("FALLBACK_LAST_GOOD_TTL", "5")], "60..=604800"),
+            (
+                vec![("FALLBACK_UNFILTERED", "yes")],
+                "expected true or false",
+            ),
+        ] {
+            let e = with(&vars).unwrap_err().to_string();
+            assert!(e.contains(says), "{vars:?}: {e}");
+        }
+    }
+
+    #[test]
     fn lambda_one_at_a_time_runs_on_one_thread_and_everything_else_on_workers() {
         let flavor = |vars: &[(&str, &str)]| config(vars).unwrap().runtime_flavor;
         let lambda = ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001");

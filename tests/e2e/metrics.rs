@@ -64,7 +64,8 @@ fn check(line: &Line, expect: &Expect) {
                 "UpstreamThrottled",
                 "UpstreamUnavailable",
                 "UpstreamTimeout",
-                "Misconfigured"
+                "Misconfigured",
+                "FallbackAnswers"
             ]
             .contains(&name),
             "{name} is written across routes"
@@ -75,7 +76,12 @@ fn check(line: &Line, expect: &Expect) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_line_is_emf_with_what_the_fakes_did() {
-    let stack = full_stack(&[("METRICS_NAMESPACE", "Shop/Test")]).await;
+    // With last-good fallbacks: a step below is answered by one.
+    let stack = full_stack(&[
+        ("METRICS_NAMESPACE", "Shop/Test"),
+        ("FALLBACK", "last-good"),
+    ])
+    .await;
     let http = HttpClient::new();
     let fake = &stack.fake;
     // Each step: what to do, and what its line must say.
@@ -100,6 +106,7 @@ async fn every_request_line_is_emf_with_what_the_fakes_did() {
             ("CatalogMisses", 0.0),
             ("ItemCacheHits", 0.0),
             ("ItemCacheMisses", 10.0),
+            ("FallbackAnswers", 0.0),
         ],
     });
     // Warm: all 10 from the cache.
@@ -113,6 +120,7 @@ async fn every_request_line_is_emf_with_what_the_fakes_did() {
             ("CatalogMisses", 0.0),
             ("ItemCacheHits", 10.0),
             ("ItemCacheMisses", 0.0),
+            ("FallbackAnswers", 0.0),
         ],
     });
     // Every third id (0, 3, 6, 9) is unknown: 4 misses of the cache and of the catalog.
@@ -128,6 +136,7 @@ async fn every_request_line_is_emf_with_what_the_fakes_did() {
             ("CatalogMisses", 4.0),
             ("ItemCacheHits", 6.0),
             ("ItemCacheMisses", 4.0),
+            ("FallbackAnswers", 0.0),
         ],
     });
     fake.set_mode(Mode::Empty);
@@ -142,14 +151,38 @@ async fn every_request_line_is_emf_with_what_the_fakes_did() {
             ("ItemsReturned", 0.0),
             ("EmptyAnswers", 1.0),
             ("CatalogMisses", 0.0),
+            ("FallbackAnswers", 0.0),
         ],
     });
     fake.set_mode(Mode::Throttle);
-    assert_eq!(stack.get("/recommendations?user_id=ivy").await.status, 503);
+    assert_eq!(
+        stack
+            .get("/recommendations?user_id=ivy&fallback=off")
+            .await
+            .status,
+        503
+    );
     expected.push(Expect {
         route: "/recommendations",
         status: 503,
         metrics: &[("UpstreamThrottled", 1.0)],
+    });
+    // The same question as ivy's last answer (the unknown-ids one): last-good answers it from
+    // the cache, and the line says both that Personalize throttled and that a fallback answered.
+    let fallback = stack.get("/recommendations?user_id=ivy&count=5").await;
+    assert_eq!(fallback.status, 200, "{}", fallback.body);
+    expected.push(Expect {
+        route: "/recommendations",
+        status: 200,
+        metrics: &[
+            ("ItemsReturned", 5.0),
+            ("EmptyAnswers", 0.0),
+            ("CatalogMisses", 0.0),
+            ("ItemCacheHits", 5.0),
+            ("ItemCacheMisses", 0.0),
+            ("FallbackAnswers", 1.0),
+            ("UpstreamThrottled", 1.0),
+        ],
     });
     fake.set_mode(Mode::MissingCampaign);
     assert_eq!(
@@ -213,7 +246,13 @@ async fn every_request_line_is_emf_with_what_the_fakes_did() {
 
     // Slower than the request budget: a timeout.
     fake.set_mode(Mode::Slow(Duration::from_millis(5_500)));
-    assert_eq!(stack.get("/recommendations?user_id=ivy").await.status, 503);
+    assert_eq!(
+        stack
+            .get("/recommendations?user_id=ivy&fallback=off")
+            .await
+            .status,
+        503
+    );
     expected.push(Expect {
         route: "/recommendations",
         status: 503,
@@ -226,6 +265,23 @@ async fn every_request_line_is_emf_with_what_the_fakes_did() {
     for (line, expect) in lines.iter().zip(&expected) {
         check(line, expect);
     }
+    // The fallback's line names its source, and counts it by source too.
+    let by_source: Vec<_> = lines
+        .iter()
+        .flat_map(|line| &line.data)
+        .filter(|d| d.dimensions.contains_key("fallback"))
+        .collect();
+    assert_eq!(by_source.len(), 1, "{by_source:?}");
+    assert_eq!(by_source[0].dimensions["fallback"], "last-good");
+    assert_eq!(
+        (by_source[0].name.as_str(), by_source[0].value),
+        ("FallbackAnswers", 1.0)
+    );
+    let fallback_line = lines
+        .iter()
+        .find(|l| l.root.contains_key("fallback"))
+        .unwrap();
+    assert_eq!(fallback_line.root["fallback"], "last-good");
     // The timed-out request's line says how long the recommender was given.
     let timed_out = lines.last().unwrap().by_route();
     assert!(timed_out["Latency"] >= 5_000.0, "{timed_out:?}");

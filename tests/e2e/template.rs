@@ -389,6 +389,39 @@ fn each_recommender_and_promotion_is_granted_by_its_own_arn() {
 }
 
 #[test]
+fn the_popular_fallback_reads_its_campaign_and_nothing_more() {
+    const POPULAR: &str = "arn:aws:personalize:us-east-1:123456789012:campaign/popular";
+    let deployed = deploy(
+        &template_path(),
+        &[
+            ("PersonalizeArn", CAMPAIGN),
+            ("Fallback", "last-good,popular"),
+            ("FallbackPopularArn", POPULAR),
+        ],
+    );
+    assert_sound(&deployed, &[]);
+    assert_eq!(
+        grants(&deployed),
+        pairs(&[
+            ("personalize:GetRecommendations", CAMPAIGN),
+            ("personalize:GetRecommendations", POPULAR),
+            ("dynamodb:BatchGetItem", TABLE_ARN),
+        ])
+    );
+    assert_eq!(variable(&deployed, "FALLBACK"), "last-good,popular");
+    assert_eq!(variable(&deployed, "FALLBACK_POPULAR_ARN"), POPULAR);
+    assert_eq!(variable(&deployed, "FALLBACK_UNFILTERED"), "false");
+    // Off by default, and no grant for a list nobody reads.
+    let plain = deploy(&template_path(), &[("PersonalizeArn", CAMPAIGN)]);
+    assert_eq!(variable(&plain, "FALLBACK"), "off");
+    assert!(
+        !grants(&plain)
+            .iter()
+            .any(|(_, resource)| resource.contains("popular"))
+    );
+}
+
+#[test]
 fn events_only_may_put_events_and_nothing_else() {
     let deployed = deploy(&template_path(), &[("EventTrackerId", "tracker-1")]);
     assert_sound(&deployed, &[]);

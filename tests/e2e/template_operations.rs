@@ -11,12 +11,24 @@ use super::template::{CAMPAIGN, deploy, one_of_type, resources_of_type, template
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:123456789012:on-call";
 
-/// The alarms the canary deploy rolls back on; every one of them.
-const ALARMS: [&str; 6] = [
+/// The alarms the canary deploy rolls back on.
+const ROLLBACK: [&str; 6] = [
     "Api5xxAlarm",
     "UpstreamThrottledAlarm",
     "MisconfiguredAlarm",
     "LatencyAlarm",
+    "FunctionErrorsAlarm",
+    "FunctionThrottlesAlarm",
+];
+
+/// Every alarm, in the dashboard's order: the rollback ones and the fallback rate, which says
+/// Personalize is struggling, not that the new code is wrong.
+const ALARMS: [&str; 7] = [
+    "Api5xxAlarm",
+    "UpstreamThrottledAlarm",
+    "MisconfiguredAlarm",
+    "LatencyAlarm",
+    "FallbackRateAlarm",
     "FunctionErrorsAlarm",
     "FunctionThrottlesAlarm",
 ];
@@ -97,6 +109,11 @@ fn alarms_watch_metrics_that_are_written_and_notify_the_topic() {
     assert!((0.6 * budget..budget).contains(&threshold), "{threshold}");
     assert_eq!(latency["ExtendedStatistic"], "p99");
     assert_eq!(latency["Unit"], Metric::Latency.unit());
+    // The fallback rate: the average of a 0/1 flag every answer with items carries.
+    let fallback = &deployed["Resources"]["FallbackRateAlarm"]["Properties"];
+    assert_eq!(fallback["MetricName"], Metric::FallbackAnswers.name());
+    assert_eq!(fallback["Statistic"], "Average");
+    assert_eq!(fallback["Threshold"], 0.05);
 
     let topic = one_of_type(&deployed, "AWS::SNS::Topic");
     assert_eq!(
@@ -231,7 +248,7 @@ fn deploys_are_canaries_that_the_alarms_roll_back_and_the_api_calls_the_alias() 
         .collect();
     assert_eq!(
         rollback_on,
-        ALARMS.map(Value::from).iter().collect::<Vec<_>>()
+        ROLLBACK.map(Value::from).iter().collect::<Vec<_>>()
     );
     let events = group["AutoRollbackConfiguration"]["Events"].to_string();
     assert!(events.contains("DEPLOYMENT_STOP_ON_ALARM"), "{events}");
