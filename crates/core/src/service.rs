@@ -524,7 +524,6 @@ fn merge_round_robin(
     })
 }
 
-/// A timed-out request blames whichever call was still running.
 /// The recommender's answer by `deadline`, or `TimedOut`.
 async fn within<T>(
     deadline: Instant,
@@ -535,6 +534,7 @@ async fn within<T>(
         .unwrap_or(Err(UpstreamError::TimedOut))
 }
 
+/// A timed-out request blames whichever call was still running.
 fn settle<T>(
     result: Result<Result<T, ServiceError>, tokio::time::error::Elapsed>,
     observed: &Observed,
@@ -681,6 +681,75 @@ mod tests {
             "{err:?}"
         );
         assert_eq!(started.elapsed(), Duration::from_millis(1500));
+    }
+
+    fn with_popular(
+        service: Service<SlowRecommender, SlowCatalog>,
+    ) -> Service<SlowRecommender, SlowCatalog> {
+        let fallbacks = Fallbacks::new(crate::fallback::Policy {
+            order: vec![Source::LastGood, Source::Popular],
+            ..crate::fallback::Policy::default()
+        });
+        fallbacks.set_popular(vec!["p1".into(), "x2".into(), "p2".into(), "p3".into()]);
+        service.with_fallbacks(Arc::new(fallbacks))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_recommender_leaves_time_for_the_popular_list() {
+        let started = Instant::now();
+        let mut observed = Observed::default();
+        let found = with_popular(service(5_000, 200))
+            .recommend(query(2), None, &mut observed)
+            .await
+            .unwrap();
+        // Given up at 70% of the 1.5 s budget; the popular list joined by 1.25 s.
+        assert_eq!(started.elapsed(), Duration::from_millis(1050 + 200));
+        assert_eq!(found.fallback, Some(Source::Popular));
+        let ids: Vec<&str> = found.items.iter().map(|i| i.id()).collect();
+        assert_eq!(
+            ids,
+            ["p1", "p2"],
+            "joined as any list: x2 is not in the catalog"
+        );
+        assert!(matches!(
+            observed.recommender_failure,
+            Some(UpstreamError::TimedOut)
+        ));
+        // A request that turns fallbacks off gets the whole budget, and the error.
+        let off = RecommendationQuery {
+            fallback: crate::fallback::Choice::Off,
+            ..query(2)
+        };
+        let started = Instant::now();
+        let err = with_popular(service(5_000, 0))
+            .recommend(off, None, &mut Observed::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, ServiceError::Recommender(UpstreamError::TimedOut)),
+            "{err:?}"
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(1500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_good_answer_is_kept_and_given_back_by_last_good() {
+        let fast = with_popular(service(10, 0));
+        let first = fast
+            .recommend(query(3), None, &mut Observed::default())
+            .await
+            .unwrap();
+        assert_eq!(first.fallback, None);
+        // The same question, the recommender now too slow: last-good, before popular.
+        let fallbacks = fast.fallbacks().clone();
+        let slow = service(5_000, 0).with_fallbacks(fallbacks);
+        let again = slow
+            .recommend(query(2), None, &mut Observed::default())
+            .await
+            .unwrap();
+        assert_eq!(again.fallback, Some(Source::LastGood));
+        let ids: Vec<&str> = again.items.iter().map(|i| i.id()).collect();
+        assert_eq!(ids, ["a", "b"]);
     }
 
     #[tokio::test(start_paused = true)]
