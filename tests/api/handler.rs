@@ -294,6 +294,23 @@ async fn format_object_wraps_items_with_the_recommendation_id() {
 }
 
 #[tokio::test]
+async fn format_ids_answers_the_ids_of_the_items_the_catalog_has() {
+    let recorded = Recorded::default();
+    let personalize = personalize_returns(&["b", "gone", "a"], &recorded);
+    let dynamodb = dynamodb_serves(catalog(), &[], &recorded);
+    let app = app(Setup::default(), &[&personalize], &[&dynamodb]);
+
+    let answer = get(&app, "/recommendations?user_id=u&format=ids").await;
+
+    // Joined as any answer: an id the catalog lacks is not one a catalog_items lookup could use.
+    assert_eq!(
+        (answer.status, answer.body.as_str()),
+        (StatusCode::OK, r#"["b","a"]"#)
+    );
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+}
+
+#[tokio::test]
 async fn no_recommendations_is_an_empty_list_without_a_catalog_call() {
     let recorded = Recorded::default();
     let personalize = personalize_returns(&[], &recorded);

@@ -521,8 +521,14 @@ mod tests {
             serde_json::json!({ "items": expected_items, "recommendation_id": "RID-\"1\"" })
         );
 
+        assert_eq!(
+            body(&found, Format::Ids).await,
+            serde_json::json!(["a", "b\""])
+        );
+
         let nothing = Recommended::default();
         assert_eq!(body(&nothing, Format::List).await, serde_json::json!([]));
+        assert_eq!(body(&nothing, Format::Ids).await, serde_json::json!([]));
         assert_eq!(
             body(&nothing, Format::Object).await,
             serde_json::json!({ "items": [], "recommendation_id": null })

@@ -40,6 +40,8 @@ pub enum Format {
     List,
     /// `{"items":[…],"recommendation_id":…}`, so Braze adds `__http_status_code__`.
     Object,
+    /// The ids alone, `["sku-1","sku-2"]`: for a Braze Catalog's `catalog_items` to look up.
+    Ids,
 }
 
 /// How to answer: the response's shape, and which of the ranked items it keeps.
@@ -234,7 +236,8 @@ impl Params {
         match self.format.as_deref() {
             None | Some("list") => Ok(Format::List),
             Some("object") => Ok(Format::Object),
-            Some(_) => Err(invalid("format", "format must be list or object")),
+            Some("ids") => Ok(Format::Ids),
+            Some(_) => Err(invalid("format", "format must be list, object or ids")),
         }
     }
 
@@ -864,7 +867,7 @@ mod tests {
                 "filter",
                 "not a configured filter name",
             ),
-            ("user_id=u&format=xml", "format", "list or object"),
+            ("user_id=u&format=xml", "format", "list, object or ids"),
             (
                 "user_id=u&filter_CATEGORY=shoes",
                 "filter_CATEGORY",

@@ -40,6 +40,19 @@ pub(crate) fn ok_response(
             item::write_json_array(&found.items, promoted, &mut json);
             json
         }
+        Format::Ids => {
+            let mut json =
+                Vec::with_capacity(2 + found.items.iter().map(|i| i.id().len() + 3).sum::<usize>());
+            json.push(b'[');
+            for (i, item) in found.items.iter().enumerate() {
+                if i > 0 {
+                    json.push(b',');
+                }
+                write_json_string(Some(item.id()), &mut json);
+            }
+            json.push(b']');
+            json
+        }
         Format::Object => {
             let id = found.recommendation_id.as_deref();
             let mut json = Vec::with_capacity(items_len + 64 + id.map_or(0, str::len));
