@@ -711,3 +711,52 @@ async fn upload_object(moto: &str, bucket: &str, key: &str, file: &Path) {
         .await
         .expect("put object");
 }
+
+/// `--ids-only`: each user's attribute is an array of the ids alone, in the endpoint's order,
+/// without repeats or the ids the catalog lacks, for a Braze Catalog to look up at send time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_only_sends_arrays_of_ids() {
+    let mut ids = sample_ids();
+    ids.push("not-in-the-catalog".to_owned());
+    let (file, users) = batch_file("ids-only", 150, &ids, 6, 31);
+    let braze = FakeBraze::start(KEY).await;
+    let finished = run(
+        &braze,
+        &[],
+        &[
+            file.to_str().unwrap(),
+            "--items",
+            &sample_items(),
+            "--ids-only",
+            "--checkpoint",
+            &checkpoint("ids-only"),
+        ],
+    )
+    .await;
+    finished.exited(0);
+    let received = braze.by_user();
+    let known: HashSet<String> = sample_ids().into_iter().collect();
+    let mut checked = 0;
+    for (user, listed) in &users {
+        // Known ids, each once (the file repeats some, as real output can).
+        let mut seen = HashSet::new();
+        let expected: Vec<&String> = listed
+            .iter()
+            .filter(|id| known.contains(*id) && seen.insert(id.as_str()))
+            .collect();
+        if expected.is_empty() {
+            continue;
+        }
+        let objects = &received[user];
+        assert_eq!(objects.len(), 1, "{user}");
+        let sent: Vec<&str> = objects[0]["recommendations"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{user}: {}", objects[0]))
+            .iter()
+            .map(|id| id.as_str().expect("an id, not an object"))
+            .collect();
+        assert_eq!(sent, expected, "{user}");
+        checked += 1;
+    }
+    assert!(checked > 100, "{checked}");
+}

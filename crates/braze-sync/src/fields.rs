@@ -22,6 +22,9 @@ pub const MAX_STRING_CHARS: usize = 255;
 pub enum Fields {
     /// Every attribute the catalog holds.
     All,
+    /// The ids alone: the attribute is an array of strings, the shape Braze's guide to
+    /// recommendations uses with a Catalog (`catalog_items` reads the rest at send time).
+    Ids,
     /// These, in this order, when the item has them.
     Only(Vec<String>),
 }
@@ -36,8 +39,10 @@ impl Fields {
     /// `all`, or names separated by commas (`id,url,name,price,image`). Names are the catalog's
     /// attribute names, lower-cased as the items CSV's columns are.
     pub fn parse(text: &str) -> Result<Fields, String> {
-        if text.trim() == "all" {
-            return Ok(Fields::All);
+        match text.trim() {
+            "all" => return Ok(Fields::All),
+            "ids" => return Ok(Fields::Ids),
+            _ => {}
         }
         let mut names: Vec<String> = Vec::new();
         for name in text.split(',').map(str::trim) {
@@ -64,6 +69,7 @@ impl fmt::Display for Fields {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Fields::All => f.write_str("all"),
+            Fields::Ids => f.write_str("ids"),
             Fields::Only(names) => {
                 f.write_str("id")?;
                 for name in names {
@@ -93,9 +99,19 @@ pub fn shape(item: &Item, fields: &Fields) -> Result<Shaped, &'static str> {
     if too_long(item.id()) {
         return Err(ID_TOO_LONG);
     }
+    if *fields == Fields::Ids {
+        // A JSON string: the attribute becomes an array of ids.
+        let json = serde_json::to_string(item.id()).unwrap_or_else(|_| String::from("\"\""));
+        return Ok(Shaped {
+            json: json.into_boxed_str(),
+            cut: 0,
+            dropped: 0,
+        });
+    }
     let mut counts = Counts::default();
     let mut entries: Vec<(&str, Fitted<'_>)> = Vec::new();
     let chosen: Vec<(&str, &Value)> = match fields {
+        Fields::Ids => Vec::new(),
         Fields::All => item
             .attributes()
             .iter()
@@ -222,6 +238,20 @@ impl Serialize for Fitted<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_only_makes_an_array_of_strings() {
+        assert_eq!(Fields::parse("ids").unwrap(), Fields::Ids);
+        assert_eq!(Fields::Ids.to_string(), "ids");
+        let item = Item::new(
+            "sku-\"1\"",
+            [("name".to_owned(), Value::String("Boot".into()))],
+            &personalize_braze_core::item::UrlTemplates::default(),
+        );
+        let shaped = shape(&item, &Fields::Ids).unwrap();
+        assert_eq!(&*shaped.json, r#""sku-\"1\"""#);
+        assert_eq!((shaped.cut, shaped.dropped), (0, 0));
+    }
     use personalize_braze_core::item::UrlTemplates;
 
     fn item(id: &str, attributes: &[(&str, Value)]) -> Item {

@@ -63,9 +63,13 @@ struct Cli {
     /// Items per user, the best first (1-500)
     #[arg(long, default_value_t = 25, value_parser = clap::value_parser!(u16).range(1..=500))]
     count: u16,
-    /// Item fields, by the catalog's names, or `all`
+    /// Item fields, by the catalog's names, or `all`; or `ids` for an array of ids alone (a
+    /// Braze Catalog holds the rest)
     #[arg(long, default_value = "id,url,name,price,image", value_parser = Fields::parse)]
     fields: Fields,
+    /// The same as --fields ids
+    #[arg(long, conflicts_with = "fields")]
+    ids_only: bool,
     /// Users per request (1-75; some Braze contracts allow 50)
     #[arg(long, default_value_t = 75, value_parser = clap::value_parser!(u8).range(1..=75))]
     batch_size: u8,
@@ -140,7 +144,11 @@ impl From<Cli> for Args {
             options: Options {
                 attribute: cli.attribute,
                 count: usize::from(cli.count),
-                fields: cli.fields,
+                fields: if cli.ids_only {
+                    Fields::Ids
+                } else {
+                    cli.fields
+                },
                 batch_size: usize::from(cli.batch_size),
                 max_array_bytes: cli.max_array_bytes as usize,
                 update_existing_only: !cli.create_profiles,
