@@ -22,6 +22,8 @@ const CRATES: &[(&str, &[&str])] = &[
     ("personalize-braze-local", &["personalize-braze-core"]),
     // Local paths and S3 objects for the batch tools.
     ("personalize-braze-files", &["personalize-braze-aws"]),
+    // Braze's Catalogs API, for the batch tools.
+    ("personalize-braze-catalogs", &[]),
     // The HTTP contract, over the core's service alone.
     ("personalize-braze-api", &["personalize-braze-core"]),
     // The products. The function carries none of the batch tools.
@@ -60,7 +62,11 @@ const CRATES: &[(&str, &[&str])] = &[
     ),
     (
         "load-items",
-        &["personalize-braze-core", "personalize-braze-aws"],
+        &[
+            "personalize-braze-core",
+            "personalize-braze-aws",
+            "personalize-braze-catalogs",
+        ],
     ),
     (
         "evaluate",

@@ -6,6 +6,7 @@
 //! This target needs Java 17 and Python (which `tests/run` provides), so it is built only with
 //! the `e2e` feature: plain `cargo test` runs everything else.
 
+mod braze_catalog;
 mod braze_sync;
 mod braze_sync_real;
 mod catalog;

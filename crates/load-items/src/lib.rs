@@ -5,11 +5,13 @@
 //! nothing is written. Then [`table`] writes it, and with `--prune` deletes the items the file no
 //! longer has, but refuses (before writing anything) to empty the table or delete more than a
 //! tenth of it unless forced, since a truncated export looks just like a shrunken catalog.
+//! [`catalog`] does the same into a Braze Catalog, sending only what differs.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+pub mod catalog;
 pub mod file;
 pub mod table;
 

@@ -1,4 +1,5 @@
 //! load-items --table TABLE --items items.csv|items.jsonl [--dry-run] [--prune [--force]] [--concurrency 8]
+//! load-items --braze-catalog NAME --items items.csv … (BRAZE_REST_ENDPOINT, BRAZE_API_KEY)
 //!
 //! The command line over the library (`load_items`): exit 0 when loaded, 1 when the file has
 //! problems (nothing written) or DynamoDB failed, 2 for a usage error.
@@ -22,6 +23,10 @@ struct Args {
     /// The DynamoDB items table (not needed for a plain --dry-run)
     #[arg(long, env = "ITEMS_TABLE", value_name = "TABLE", default_value = "")]
     table: String,
+    /// A Braze Catalog instead of the table (BRAZE_REST_ENDPOINT and BRAZE_API_KEY say where):
+    /// created if missing, and only items that differ are sent
+    #[arg(long, value_name = "NAME", conflicts_with = "table")]
+    braze_catalog: Option<String>,
     /// The items: a CSV with ITEM_ID and metadata columns, or JSON Lines
     #[arg(long, visible_alias = "file", value_name = "items.csv|items.jsonl")]
     items: PathBuf,
@@ -43,7 +48,7 @@ impl Args {
     /// The table is needed unless the run only checks the file.
     fn check(&self) -> Result<(), String> {
         let only_checks = self.dry_run && !self.prune;
-        if self.table.is_empty() && !only_checks {
+        if self.table.is_empty() && self.braze_catalog.is_none() && !only_checks {
             return Err("--table (or ITEMS_TABLE) is required, but for a plain --dry-run".into());
         }
         Ok(())
@@ -79,6 +84,10 @@ async fn main() -> ExitCode {
             rows.len()
         );
         return ExitCode::SUCCESS;
+    }
+
+    if let Some(catalog) = &args.braze_catalog {
+        return to_catalog(&args, catalog, rows).await;
     }
 
     let sdk = personalize_braze_aws::sdk::batch_sdk_config().await;
@@ -150,6 +159,114 @@ async fn main() -> ExitCode {
                 eprintln!("load-items: pruning {} failed: {e}", args.table);
                 return ExitCode::FAILURE;
             }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The items into a Braze Catalog: checked against its limits, then only what differs sent.
+async fn to_catalog(args: &Args, catalog: &str, rows: Vec<load_items::Row>) -> ExitCode {
+    use load_items::catalog;
+    let items: Vec<_> = rows.iter().map(catalog::to_json).collect();
+    drop(rows);
+    let problems = catalog::refusals(&items);
+    if !problems.is_empty() {
+        for p in &problems {
+            eprintln!("{}, {p}", args.items.display());
+        }
+        eprintln!(
+            "load-items: {} problem(s) for a Braze Catalog in {}; nothing was sent",
+            problems.len(),
+            args.items.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    if args.dry_run && !args.prune {
+        println!(
+            "{}: {} items, all valid for a Braze Catalog (dry run: nothing sent)",
+            args.items.display(),
+            items.len()
+        );
+        return ExitCode::SUCCESS;
+    }
+    let endpoint = std::env::var("BRAZE_REST_ENDPOINT").unwrap_or_default();
+    let key = std::env::var("BRAZE_API_KEY").unwrap_or_default();
+    let catalogs = match personalize_braze_catalogs::Catalogs::new(&endpoint, &key) {
+        Ok(catalogs) => catalogs,
+        Err(e) => {
+            eprintln!("load-items: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let failed = |what: &str, e: personalize_braze_catalogs::CatalogError| {
+        eprintln!("load-items: {what} catalog {catalog} failed: {e}");
+        ExitCode::FAILURE
+    };
+    let existing = match catalogs.fields(catalog).await {
+        Ok(Some(_)) => match catalogs.items(catalog).await {
+            Ok(items) => items,
+            Err(e) => return failed("reading", e),
+        },
+        Ok(None) => Default::default(),
+        Err(e) => return failed("reading", e),
+    };
+    let changes = catalog::changes(&items, &existing);
+    // A prune is decided, and refused if need be, before anything is sent.
+    if args.prune {
+        let verdict = changes.prune.verdict(args.force);
+        println!(
+            "{}",
+            changes.prune.describe(catalog, &args.items, args.dry_run)
+        );
+        if let Err(refusal) = &verdict {
+            eprintln!("load-items: {refusal}");
+        }
+        if args.dry_run {
+            return ExitCode::SUCCESS;
+        }
+        if verdict.is_err() {
+            eprintln!("load-items: nothing was sent");
+            return ExitCode::FAILURE;
+        }
+    }
+    match catalog::prepare(&catalogs, catalog, &catalog::fields(&items)).await {
+        Ok(Some(done)) => println!("{done}"),
+        Ok(None) => {}
+        Err(e) => return failed("preparing", e),
+    }
+    let started = Instant::now();
+    let bar = progress(changes.put.len(), "sending");
+    let on_sent = |n| bar.inc(n);
+    let to_send = changes.put.len();
+    let sent = catalog::send(
+        &catalogs,
+        catalog,
+        changes.put,
+        usize::from(args.concurrency),
+        &on_sent,
+    )
+    .await;
+    bar.finish_and_clear();
+    let sent = match sent {
+        Ok(sent) => sent,
+        Err(e) => {
+            eprintln!("load-items: the next run sends what is left (of {to_send})");
+            return failed("writing to", e);
+        }
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "sent {sent} items to catalog {catalog} ({} unchanged) in {elapsed:.1} s ({:.0} items/s)",
+        changes.unchanged,
+        sent as f64 / elapsed.max(1e-9)
+    );
+    if args.prune {
+        match catalog::delete(&catalogs, catalog, &changes.prune.stale).await {
+            Ok(deleted) => println!(
+                "pruned {deleted} items that {} no longer has",
+                args.items.display()
+            ),
+            Err(e) => return failed("pruning", e),
         }
     }
     ExitCode::SUCCESS
