@@ -42,6 +42,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "personalize-braze-core",
             "personalize-braze-aws",
             "personalize-braze-local",
+            "personalize-braze-catalogs",
         ],
     ),
     (

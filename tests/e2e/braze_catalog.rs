@@ -243,3 +243,83 @@ async fn brazes_rate_limit_is_kept_and_a_wrong_key_stops_the_run() {
         text(&wrong.stderr)
     );
 }
+
+/// A Similar-Items batch output lands as each item's `related_ids` column: at most `--count`
+/// ids, never the item itself or an id a catalog cannot hold, 50 items a request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn similar_items_output_lands_in_the_catalog_column() {
+    let fake = FakeBrazeCatalogs::start(KEY).await;
+    let file = items_csv("related.csv", 120, &[]);
+    assert!(run(&fake, args(&file, &[])).await.status.success());
+    let before = fake.item_requests().len();
+
+    let dir = file.parent().unwrap().to_owned();
+    let output = dir.join("similar.json.out");
+    let mut text = String::new();
+    for i in 0..120 {
+        let related: Vec<String> = std::iter::once(format!("sku-{i:05}"))
+            .chain(std::iter::once("not an id".to_owned()))
+            .chain((1..=8).map(|k| format!("sku-{:05}", (i + k * 7) % 120)))
+            .collect();
+        text.push_str(
+            &json!({"input": {"itemId": format!("sku-{i:05}")}, "output": {"recommendedItems": related, "scores": []}, "error": null})
+                .to_string(),
+        );
+        text.push('\n');
+    }
+    std::fs::write(&output, text).unwrap();
+    let endpoint = fake.endpoint.clone();
+    let synced = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(binaries::path("braze-sync"))
+            .env_clear()
+            .env("BRAZE_REST_ENDPOINT", endpoint)
+            .env("BRAZE_API_KEY", KEY)
+            .args([
+                output.to_str().unwrap(),
+                "--related-to-catalog",
+                "shop",
+                "--count",
+                "5",
+            ])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&synced.stdout);
+    assert!(
+        synced.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&synced.stderr)
+    );
+    assert!(
+        stdout.contains("120 items' related ids written to catalog shop, column related_ids"),
+        "{stdout}"
+    );
+
+    let catalog = fake.catalog("shop").unwrap();
+    assert!(
+        catalog
+            .fields
+            .contains(&("related_ids".to_owned(), "array".to_owned()))
+    );
+    assert_eq!(
+        catalog.items["sku-00003"]["related_ids"],
+        json!([
+            "sku-00010",
+            "sku-00017",
+            "sku-00024",
+            "sku-00031",
+            "sku-00038"
+        ])
+    );
+    // The item's own fields are kept: PATCH edits the column alone.
+    assert_eq!(catalog.items["sku-00003"]["name"], "Weekend Boot 3 – Brown");
+    let patches: Vec<_> = fake.item_requests()[before..].to_vec();
+    assert_eq!(patches.len(), 3, "{patches:?}");
+    assert!(
+        patches
+            .iter()
+            .all(|(method, n)| method == "PATCH" && *n <= 50)
+    );
+}

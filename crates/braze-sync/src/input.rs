@@ -16,7 +16,10 @@ pub enum Line {
     /// The ranked item ids for one Braze user (`userId`).
     Ranked { key: String, item_ids: Vec<String> },
     /// A related-items line: the ranked ids for one item (`itemId`), not for a user.
-    Related { item_id: String },
+    Related {
+        item_id: String,
+        item_ids: Vec<String>,
+    },
     /// Personalize failed for this input; the text is its `error`.
     Failed { key: Option<String>, error: String },
 }
@@ -61,7 +64,11 @@ pub fn parse_line(bytes: &[u8]) -> Result<Line, String> {
     if key.is_none()
         && let Some(item_id) = item_id
     {
-        return Ok(Line::Related { item_id });
+        let item_ids = raw
+            .output
+            .and_then(|o| o.recommended_items)
+            .unwrap_or_default();
+        return Ok(Line::Related { item_id, item_ids });
     }
     match raw.error {
         Some(serde_json::Value::Null) | None => {}
@@ -101,7 +108,8 @@ mod tests {
         assert_eq!(
             parse_line(item),
             Ok(Line::Related {
-                item_id: "i9".into()
+                item_id: "i9".into(),
+                item_ids: vec!["c".into()]
             })
         );
         let bom =

@@ -20,6 +20,7 @@ pub mod input;
 pub mod limiter;
 pub mod memory;
 pub mod reader;
+pub mod related;
 
 use std::collections::BTreeMap;
 use std::fmt;

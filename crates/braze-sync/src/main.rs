@@ -46,7 +46,7 @@ use sources::{StateStore, braze_from_env, open_input, table_catalog};
 /// failing, or the input), nothing past the last finished batch recorded as done.
 #[derive(Debug, Parser)]
 #[command(name = "braze-sync", version)]
-#[command(group(ArgGroup::new("catalog").required(true).args(["items", "table"])))]
+#[command(group(ArgGroup::new("catalog").required(true).args(["items", "table", "related_to_catalog"])))]
 struct Cli {
     /// The batch output: a file, or s3://BUCKET/KEY (streamed, never held whole)
     #[arg(value_name = "FILE|s3://BUCKET/KEY")]
@@ -57,6 +57,13 @@ struct Cli {
     /// The catalog as the DynamoDB items table
     #[arg(long, env = "ITEMS_TABLE", value_name = "TABLE")]
     table: Option<String>,
+    /// A related-items (Similar-Items) output instead: each item's related ids go into a column
+    /// of this Braze Catalog's items (--catalog-column), not to users
+    #[arg(long, value_name = "CATALOG")]
+    related_to_catalog: Option<String>,
+    /// The catalog column related ids go into
+    #[arg(long, default_value = "related_ids", value_name = "FIELD")]
+    catalog_column: String,
     /// The custom attribute each user's list is written to
     #[arg(long, default_value = "recommendations", value_parser = attribute_name)]
     attribute: String,
@@ -194,7 +201,11 @@ async fn main() -> ExitCode {
     }
     logs.init();
     // `--help` and `--version` on stdout with 0; a usage error names the flag, with 2.
-    let args = Args::from(Cli::parse());
+    let parsed = Cli::parse();
+    if let Some(catalog) = parsed.related_to_catalog.clone() {
+        return related_to_catalog(&parsed, &catalog).await;
+    }
+    let args = Args::from(parsed);
     match cli(args).await {
         Ok(summary) => {
             print!("{summary}");
@@ -203,6 +214,60 @@ async fn main() -> ExitCode {
         Err(e) => {
             eprintln!("braze-sync: {e}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// `--related-to-catalog`: a Similar-Items output into a catalog column.
+async fn related_to_catalog(cli: &Cli, catalog: &str) -> ExitCode {
+    let env = personalize_braze_core::env::process();
+    let needs_aws = cli.input.starts_with("s3://") || env.get("BRAZE_API_KEY").is_none();
+    let sdk = if needs_aws {
+        personalize_braze_aws::sdk::batch_sdk_config().await
+    } else {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .build()
+    };
+    let started = std::time::Instant::now();
+    let result = async {
+        let endpoint = env
+            .get("BRAZE_REST_ENDPOINT")
+            .ok_or("BRAZE_REST_ENDPOINT is not set (your workspace's REST endpoint)")?;
+        let key = match (env.get("BRAZE_API_KEY"), env.get("BRAZE_API_KEY_SECRET_ARN")) {
+            (Some(key), _) => key,
+            (None, Some(secret)) => sources::secret_key(&sdk, &secret).await?,
+            (None, None) => {
+                return Err("BRAZE_API_KEY (or BRAZE_API_KEY_SECRET_ARN) is not set; the key needs the catalogs permissions".to_owned());
+            }
+        };
+        let catalogs = personalize_braze_catalogs::Catalogs::new(&endpoint, &key)?;
+        let (reader, _, _) = open_input(&sdk, &cli.input).await?;
+        braze_sync::related::to_catalog(reader, &catalogs, catalog, &cli.catalog_column, usize::from(cli.count)).await
+    }
+    .await;
+    match result {
+        Ok(written) => {
+            for (line, why) in &written.problems {
+                eprintln!("line {line}: {why}");
+            }
+            println!(
+                "{} items' related ids written to catalog {catalog}, column {}, in {:.1} s ({} other lines skipped, {} problems)",
+                written.items,
+                cli.catalog_column,
+                started.elapsed().as_secs_f64(),
+                written.skipped,
+                written.problems.len()
+            );
+            if written.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("braze-sync: {e}");
+            ExitCode::from(3)
         }
     }
 }

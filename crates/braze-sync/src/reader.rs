@@ -125,12 +125,12 @@ impl<'a, R: AsyncBufRead + Unpin> Reader<'a, R> {
                         item_ids,
                     });
                 }
-                Ok(Line::Related { item_id }) if !self.seen_a_user => {
+                Ok(Line::Related { item_id, .. }) if !self.seen_a_user => {
                     return Err(Stop::Input(format!(
-                        "line {line} names an item (itemId {item_id:?}), not a user: this is a related-items (Similar-Items) batch output, one list per item. braze-sync sets per-user attributes, so it sends nothing rather than give item lists to users whose ids match item ids"
+                        "line {line} names an item (itemId {item_id:?}), not a user: this is a related-items (Similar-Items) batch output, one list per item. braze-sync sets per-user attributes, so it sends nothing rather than give item lists to users whose ids match item ids; --related-to-catalog NAME writes such a file into a Braze Catalog's items instead"
                     )));
                 }
-                Ok(Line::Related { item_id }) => batch.problems.push(Problem::new(
+                Ok(Line::Related { item_id, .. }) => batch.problems.push(Problem::new(
                     line,
                     None,
                     "malformed line",
