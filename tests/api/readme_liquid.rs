@@ -1,7 +1,9 @@
 //! Every ```liquid block in the README is valid Liquid and works on the answers the service
 //! really gives. Braze's own tags get faithful stand-ins: `connected_content` fetches the URL from
 //! the real router (local mode over the sample data) into its `:save` variable, adding
-//! `__http_status_code__` to object answers as Braze does; `abort_message` becomes a marker.
+//! `__http_status_code__` to object answers as Braze does; `abort_message` becomes a marker;
+//! `catalog_items` looks its ids up in the sample items, as a Braze Catalog loaded with
+//! `load-items --braze-catalog` would hold them, into `items`.
 
 use axum::body::Body;
 use axum::http::Request;
@@ -59,7 +61,9 @@ fn snippets() -> Vec<String> {
     let blocks = liquid_blocks();
     for block in &blocks {
         assert!(
-            block.contains("{% connected_content ") || block.contains(ATTRIBUTE),
+            block.contains("{% connected_content ")
+                || block.contains(ATTRIBUTE)
+                || block.contains(IDS_ATTRIBUTE),
             "a README Liquid block neither calls the endpoint nor reads the attribute:\n{block}"
         );
     }
@@ -71,6 +75,69 @@ fn snippets() -> Vec<String> {
 
 /// How a message reads the attribute braze-sync sets.
 const ATTRIBUTE: &str = "{{custom_attribute.${recommendations}}}";
+/// And the ids-only attribute (`braze-sync --ids-only --attribute recommended_ids`).
+const IDS_ATTRIBUTE: &str = "{{custom_attribute.${recommended_ids}}}";
+
+/// The sample items as a Braze Catalog holds them after `load-items --braze-catalog`: the id,
+/// and the other columns lower-cased, numbers as numbers.
+fn catalog_item(id: &str) -> Option<Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/items.csv");
+    let records = personalize_braze_core::dataset::read_items(&path).unwrap();
+    let record = records.into_iter().find(|r| r.id == id)?;
+    let mut item = serde_json::Map::new();
+    item.insert("id".into(), Value::from(record.id));
+    for (name, text) in record.fields {
+        let value = text
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or(Value::String(text));
+        item.insert(name.to_lowercase(), value);
+    }
+    Some(Value::Object(item))
+}
+
+/// `{% catalog_items NAME ids… %}` as Braze runs it: the ids (Liquid in them rendered first)
+/// looked up in the catalog, into `items`, in the order given.
+fn catalog_items(template: &mut String, globals: &mut liquid::Object) {
+    let Some(start) = template.find("{% catalog_items ") else {
+        return;
+    };
+    let end = start + template[start..].find("%}").unwrap() + 2;
+    let args = template[start + "{% catalog_items ".len()..end - 2]
+        .trim()
+        .to_owned();
+    let (_catalog, ids) = args.split_once(' ').expect("a catalog and ids");
+    // The ids may name a variable the template assigned before the tag (`{% assign ids = … %}`).
+    let mut scope = globals.clone();
+    for assign in template[..start].split("{% assign ").skip(1) {
+        let statement = assign.split("%}").next().unwrap_or_default();
+        if let Some((name, source)) = statement.split_once('=') {
+            let source = source.trim();
+            if let Some(value) = globals.get(source) {
+                scope.insert(name.trim().to_owned().into(), value.clone());
+            }
+        }
+    }
+    let ids = liquid::ParserBuilder::with_stdlib()
+        .build()
+        .unwrap()
+        .parse(ids)
+        .unwrap_or_else(|e| panic!("catalog_items' ids are not Liquid: {e}"))
+        .render(&scope)
+        .unwrap();
+    let items: Vec<Value> = ids
+        .split([' ', ','])
+        .filter(|id| !id.is_empty())
+        .filter_map(catalog_item)
+        .collect();
+    globals.insert(
+        "items".into(),
+        liquid::model::to_value(&Value::Array(items)).unwrap(),
+    );
+    template.replace_range(start..end, "");
+}
 
 /// The `{% connected_content URL … :save NAME … %}` tag: (the whole tag, URL, NAME).
 fn connected_content(snippet: &str) -> (String, String, String) {
@@ -168,16 +235,17 @@ fn render(snippet: &str, tag: &str, save: &str, answer: &Value) -> String {
             .to_owned();
         template.replace_range(start..end, &format!("ABORTED({reason})"));
     }
-    let parsed = liquid::ParserBuilder::with_stdlib()
-        .build()
-        .unwrap()
-        .parse(&template)
-        .unwrap_or_else(|e| panic!("not valid Liquid: {e}\n{template}"));
     let mut globals = liquid::Object::new();
     globals.insert(
         save.to_owned().into(),
         liquid::model::to_value(answer).unwrap(),
     );
+    catalog_items(&mut template, &mut globals);
+    let parsed = liquid::ParserBuilder::with_stdlib()
+        .build()
+        .unwrap()
+        .parse(&template)
+        .unwrap_or_else(|e| panic!("not valid Liquid: {e}\n{template}"));
     parsed
         .render(&globals)
         .unwrap_or_else(|e| panic!("does not render: {e}\n{template}"))
@@ -213,7 +281,18 @@ async fn every_readme_snippet_renders_against_real_answers() {
             "aborted on a real answer:\n{output}"
         );
 
-        let items = answer.get("items").unwrap_or(&answer).as_array().unwrap();
+        let answered = answer.get("items").unwrap_or(&answer).as_array().unwrap();
+        // `format=ids`: the items are what the catalog holds for them.
+        let looked_up: Vec<Value>;
+        let items = if answered.iter().all(Value::is_string) {
+            looked_up = answered
+                .iter()
+                .map(|id| catalog_item(id.as_str().unwrap()).expect("an id of the catalog"))
+                .collect();
+            &looked_up
+        } else {
+            answered
+        };
         let first = items[0]["name"].as_str().unwrap();
         // Snippets that show items show the real first one (HTML-escaped where they escape).
         if snippet.contains("[0].name") {
@@ -396,4 +475,34 @@ async fn the_readme_attribute_snippet_renders_the_synced_list_and_aborts_without
         let output = render(&template[..until], "", "synced", &missing);
         assert!(output.contains("ABORTED('no recommendations')"), "{output}");
     }
+}
+
+/// The ids-only attribute (`braze-sync --ids-only`), looked up in the catalog at send time.
+#[tokio::test]
+async fn the_readme_ids_attribute_snippet_looks_the_items_up_in_the_catalog() {
+    let blocks: Vec<String> = liquid_blocks()
+        .into_iter()
+        .filter(|b| b.contains(IDS_ATTRIBUTE))
+        .collect();
+    assert_eq!(blocks.len(), 1, "the catalog section's attribute snippet");
+    let template = blocks[0].replace(IDS_ATTRIBUTE, "synced");
+    let app = local_app();
+    let (status, answer) = fetch(
+        &app,
+        "/recommendations?user_id=user-00001&count=3&format=ids",
+    )
+    .await;
+    assert_eq!(status, 200);
+    let output = render(&template, "", "synced", &answer);
+    let first = catalog_item(answer[0].as_str().unwrap()).unwrap();
+    assert!(output.contains(first["name"].as_str().unwrap()), "{output}");
+    assert_eq!(
+        output.matches("<a href=\"https://shop.example/p/").count(),
+        3,
+        "{output}"
+    );
+    let guard = template.find("abort_message").unwrap();
+    let until = guard + template[guard..].find('\n').unwrap();
+    let output = render(&template[..until], "", "synced", &serde_json::json!([]));
+    assert!(output.contains("ABORTED('no recommendations')"), "{output}");
 }

@@ -58,6 +58,11 @@ pub struct FakeBrazeCatalogs {
 impl FakeBrazeCatalogs {
     pub async fn start(key: &str) -> FakeBrazeCatalogs {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        FakeBrazeCatalogs::serve(listener, key)
+    }
+
+    /// Serves on `listener` (a process of its own, for benchmarks).
+    pub fn serve(listener: tokio::net::TcpListener, key: &str) -> FakeBrazeCatalogs {
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let shared = Arc::new(Mutex::new(Shared {
             key: key.to_owned(),
