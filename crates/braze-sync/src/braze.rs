@@ -7,9 +7,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use personalize_braze_catalogs::rest::{HttpsClient, Rest};
 use serde::Deserialize;
 
 /// Attribute objects one `/users/track` request may carry (some contracts allow only 50).
@@ -63,7 +61,7 @@ pub struct Reply {
 
 /// A client for one Braze REST endpoint and API key.
 pub struct Braze {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpsClient,
     track: Uri,
     authorization: HeaderValue,
 }
@@ -72,38 +70,14 @@ impl Braze {
     /// `endpoint` is the workspace's REST endpoint (`https://rest.iad-01.braze.com`). The key
     /// travels only over TLS: plain `http://` is refused, but for a server on this machine.
     pub fn new(endpoint: &str, api_key: &str) -> Result<Braze, String> {
-        let track: Uri = format!("{}/users/track", endpoint.trim_end_matches('/'))
+        let Rest {
+            client,
+            base,
+            authorization,
+        } = Rest::new(endpoint, api_key)?;
+        let track: Uri = format!("{base}/users/track")
             .parse()
-            .map_err(|e| {
-                format!("BRAZE_REST_ENDPOINT {endpoint:?} is not a URL ({e}); it is your workspace's REST endpoint, an https:// URL such as https://rest.iad-01.braze.com")
-            })?;
-        let secure = match (track.scheme_str(), track.host()) {
-            (Some("https"), Some(_)) => true,
-            (Some("http"), Some(host)) => is_loopback(host),
-            _ => false,
-        };
-        if !secure {
-            return Err(format!(
-                "BRAZE_REST_ENDPOINT {endpoint:?} must be an https:// URL (the API key must not travel in clear text; http:// is only for a server on this machine)"
-            ));
-        }
-        let api_key = api_key.trim();
-        if api_key.is_empty() {
-            return Err("BRAZE_API_KEY is empty".into());
-        }
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {api_key}"))
-            .map_err(|_| "BRAZE_API_KEY holds characters a header cannot".to_owned())?;
-        authorization.set_sensitive(true);
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider)
-            .map_err(|e| format!("no TLS root certificates: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
+            .map_err(|e| format!("BRAZE_REST_ENDPOINT {endpoint:?} is not a URL ({e})"))?;
         Ok(Braze {
             client,
             track,
@@ -201,15 +175,6 @@ impl Braze {
         };
         (answer, window)
     }
-}
-
-/// `localhost`, `127.0.0.0/8` or `::1`: the only hosts a key may reach without TLS.
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    host.eq_ignore_ascii_case("localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Text from a server as it may be shown on a terminal or in a log: control characters (an

@@ -1,4 +1,5 @@
-//! A client for Braze's Catalogs API, for the batch tools: a catalog's fields, its items (paged
+//! Braze's REST API for the batch tools: [`rest`] (the endpoint, the key, the HTTPS client, as
+//! every Braze client starts), and a client for its Catalogs API: a catalog's fields, its items (paged
 //! 50 at a time through the `Link` header), and items replaced (`PUT`), edited (`PATCH`) or deleted
 //! (`DELETE`) at most 50 to a request. A 429 is waited out (`Retry-After`, else
 //! `X-RateLimit-Reset`), and a request is held back while `X-RateLimit-Remaining` says the window
@@ -10,11 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode, Uri};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Map, Value, json};
 
 /// Items one request takes, at most.
@@ -25,6 +23,10 @@ pub const MAX_ID_CHARS: usize = 250;
 pub const MAX_VALUE_CHARS: usize = 5000;
 /// A field name: letters, digits, `-` and `_`, at most this many.
 pub const MAX_FIELD_NAME_CHARS: usize = 250;
+
+pub mod rest;
+
+use rest::Rest;
 
 /// What Braze's catalogs take as an item id or a field name.
 pub fn valid_name(name: &str, max: usize) -> bool {
@@ -51,54 +53,15 @@ impl std::error::Error for CatalogError {}
 pub type Items = BTreeMap<String, Map<String, Value>>;
 
 pub struct Catalogs {
-    client: Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>,
-    base: String,
-    authorization: HeaderValue,
-}
-
-fn is_loopback(host: &str) -> bool {
-    host == "localhost" || host == "127.0.0.1" || host == "[::1]"
+    rest: Rest,
 }
 
 impl Catalogs {
     /// `endpoint` is the workspace's REST endpoint (`https://rest.iad-01.braze.com`); plain
     /// `http://` only for a server on this machine. The key needs the catalogs permissions.
     pub fn new(endpoint: &str, api_key: &str) -> Result<Catalogs, String> {
-        let base = endpoint.trim_end_matches('/').to_owned();
-        let uri: Uri = base.parse().map_err(|e| {
-            format!("BRAZE_REST_ENDPOINT {endpoint:?} is not a URL ({e}); it is your workspace's REST endpoint, such as https://rest.iad-01.braze.com")
-        })?;
-        let secure = match (uri.scheme_str(), uri.host()) {
-            (Some("https"), Some(_)) => true,
-            (Some("http"), Some(host)) => is_loopback(host),
-            _ => false,
-        };
-        if !secure {
-            return Err(format!(
-                "BRAZE_REST_ENDPOINT {endpoint:?} must be an https:// URL (http:// is only for a server on this machine)"
-            ));
-        }
-        let key = api_key.trim();
-        if key.is_empty() {
-            return Err("BRAZE_API_KEY is empty".into());
-        }
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {key}"))
-            .map_err(|_| "BRAZE_API_KEY holds characters a header cannot".to_owned())?;
-        authorization.set_sensitive(true);
-        let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_native_roots(provider)
-            .map_err(|e| format!("no TLS root certificates: {e}"))?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
         Ok(Catalogs {
-            client,
-            base,
-            authorization,
+            rest: Rest::new(endpoint, api_key)?,
         })
     }
 
@@ -109,7 +72,7 @@ impl Catalogs {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, hyper::HeaderMap, Value), CatalogError> {
-        let uri = format!("{}{path}", self.base);
+        let uri = format!("{}{path}", self.rest.base);
         let body = body.map(|b| Bytes::from(b.to_string())).unwrap_or_default();
         let mut attempt = 0u32;
         loop {
@@ -117,12 +80,13 @@ impl Catalogs {
             let request = Request::builder()
                 .method(method.clone())
                 .uri(&uri)
-                .header(AUTHORIZATION, self.authorization.clone())
+                .header(AUTHORIZATION, self.rest.authorization.clone())
                 .header(CONTENT_TYPE, "application/json")
                 .body(Full::new(body.clone()))
                 .map_err(|e| CatalogError(format!("{method} {path}: {e}")))?;
             let sent =
-                tokio::time::timeout(Duration::from_secs(30), self.client.request(request)).await;
+                tokio::time::timeout(Duration::from_secs(30), self.rest.client.request(request))
+                    .await;
             let response = match sent {
                 Ok(Ok(response)) => response,
                 Ok(Err(e)) if attempt < 5 => {
@@ -357,6 +321,7 @@ fn refusal(status: StatusCode, body: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::HeaderValue;
 
     #[test]
     fn names_and_ids_are_letters_digits_dashes_and_underscores() {
