@@ -101,6 +101,137 @@ fn tags(group: &str) -> Tag {
         .expect("key and value are set")
 }
 
+/// A resource setup waits on, by its ARN.
+enum Resource<'a> {
+    DatasetGroup(&'a str),
+    Dataset(&'a str),
+    ImportJob(&'a str),
+    Solution(&'a str),
+    Version(&'a str),
+    Campaign(&'a str),
+    Filter(&'a str),
+    EventTracker(&'a str),
+}
+
+/// A resource's status as `Describe…` gives it.
+struct Status {
+    state: String,
+    reason: Option<String>,
+    /// When it last changed (an import job's end, for retraining), Unix seconds.
+    updated: Option<i64>,
+}
+
+impl Resource<'_> {
+    async fn status(&self, client: &Client) -> Result<Status, SetupError> {
+        let status = |state: Option<&str>,
+                      reason: Option<&str>,
+                      updated: Option<&aws_smithy_types::DateTime>| Status {
+            state: state.unwrap_or_default().to_owned(),
+            reason: reason.map(str::to_owned),
+            updated: updated.map(|t| t.secs()),
+        };
+        Ok(match *self {
+            Resource::DatasetGroup(arn) => {
+                let d = client
+                    .describe_dataset_group()
+                    .dataset_group_arn(arn)
+                    .send()
+                    .await
+                    .map_err(sdk("describing the dataset group"))?;
+                let g = d.dataset_group();
+                status(
+                    g.and_then(|g| g.status()),
+                    g.and_then(|g| g.failure_reason()),
+                    None,
+                )
+            }
+            Resource::Dataset(arn) => {
+                let d = client
+                    .describe_dataset()
+                    .dataset_arn(arn)
+                    .send()
+                    .await
+                    .map_err(sdk("describing a dataset"))?;
+                status(d.dataset().and_then(|d| d.status()), None, None)
+            }
+            Resource::ImportJob(arn) => {
+                let d = client
+                    .describe_dataset_import_job()
+                    .dataset_import_job_arn(arn)
+                    .send()
+                    .await
+                    .map_err(sdk("describing an import job"))?;
+                let j = d.dataset_import_job();
+                status(
+                    j.and_then(|j| j.status()),
+                    j.and_then(|j| j.failure_reason()),
+                    j.and_then(|j| j.last_updated_date_time()),
+                )
+            }
+            Resource::Solution(arn) => {
+                let d = client
+                    .describe_solution()
+                    .solution_arn(arn)
+                    .send()
+                    .await
+                    .map_err(sdk("describing a solution"))?;
+                status(d.solution().and_then(|s| s.status()), None, None)
+            }
+            Resource::Version(arn) => {
+                let d = client
+                    .describe_solution_version()
+                    .solution_version_arn(arn)
+                    .send()
+                    .await
+                    .map_err(sdk("describing a solution version"))?;
+                let v = d.solution_version();
+                status(
+                    v.and_then(|v| v.status()),
+                    v.and_then(|v| v.failure_reason()),
+                    None,
+                )
+            }
+            Resource::Campaign(arn) => {
+                let d = client
+                    .describe_campaign()
+                    .campaign_arn(arn)
+                    .send()
+                    .await
+                    .map_err(sdk("describing a campaign"))?;
+                let c = d.campaign();
+                status(
+                    c.and_then(|c| c.status()),
+                    c.and_then(|c| c.failure_reason()),
+                    None,
+                )
+            }
+            Resource::Filter(arn) => {
+                let d = client
+                    .describe_filter()
+                    .filter_arn(arn)
+                    .send()
+                    .await
+                    .map_err(sdk("describing a filter"))?;
+                let f = d.filter();
+                status(
+                    f.and_then(|f| f.status()),
+                    f.and_then(|f| f.failure_reason()),
+                    None,
+                )
+            }
+            Resource::EventTracker(arn) => {
+                let d = client
+                    .describe_event_tracker()
+                    .event_tracker_arn(arn)
+                    .send()
+                    .await
+                    .map_err(sdk("describing an event tracker"))?;
+                status(d.event_tracker().and_then(|t| t.status()), None, None)
+            }
+        })
+    }
+}
+
 impl Setup<'_> {
     fn say(&mut self, line: impl Into<String>) {
         let line = line.into();
@@ -112,27 +243,28 @@ impl Setup<'_> {
         self.options.mode == Mode::Apply
     }
 
-    /// Waits until `status` says the resource is done: `Ok` when `ACTIVE`, the failure reason as
-    /// an error when it failed.
-    async fn wait<F, Fut>(&mut self, what: &str, mut status: F) -> Result<(), SetupError>
-    where
-        F: FnMut() -> Fut,
-        Fut: std::future::Future<Output = Result<(String, Option<String>), SetupError>>,
-    {
+    /// Waits until the resource is done, printing each change of its status: `Ok` with its last
+    /// description when `ACTIVE`, the failure reason as an error when it failed.
+    async fn wait_for(&mut self, what: &str, resource: Resource<'_>) -> Result<Status, SetupError> {
         let started = std::time::Instant::now();
         let mut last = String::new();
         loop {
-            let (now, reason) = status().await?;
-            if now != last {
-                eprintln!("  {what}: {now} ({:.0} s)", started.elapsed().as_secs_f64());
-                last = now.clone();
+            let now = resource.status(&self.client).await?;
+            if now.state != last {
+                eprintln!(
+                    "  {what}: {} ({:.0} s)",
+                    now.state,
+                    started.elapsed().as_secs_f64()
+                );
+                last = now.state.clone();
             }
-            match now.as_str() {
-                "ACTIVE" => return Ok(()),
+            match now.state.as_str() {
+                "ACTIVE" => return Ok(now),
                 s if s.contains("FAILED") => {
                     return Err(SetupError(format!(
                         "{what} failed: {}",
-                        reason.unwrap_or_else(|| "Personalize gave no reason".to_owned())
+                        now.reason
+                            .unwrap_or_else(|| "Personalize gave no reason".to_owned())
                     )));
                 }
                 _ => tokio::time::sleep(self.options.poll).await,
@@ -231,24 +363,9 @@ impl Setup<'_> {
         if !self.applying() {
             return Ok(());
         }
-        let client = self.client.clone();
-        self.wait("dataset group", || {
-            let client = client.clone();
-            async move {
-                let d = client
-                    .describe_dataset_group()
-                    .dataset_group_arn(arn)
-                    .send()
-                    .await
-                    .map_err(sdk("describing the dataset group"))?;
-                let g = d.dataset_group();
-                Ok((
-                    g.and_then(|g| g.status()).unwrap_or_default().to_owned(),
-                    g.and_then(|g| g.failure_reason()).map(str::to_owned),
-                ))
-            }
-        })
-        .await
+        self.wait_for("dataset group", Resource::DatasetGroup(arn))
+            .await
+            .map(drop)
     }
 
     /// The dataset of `kind`, with its schema (a new schema when the file's differs).
@@ -339,26 +456,9 @@ impl Setup<'_> {
         if !self.applying() {
             return Ok(());
         }
-        let client = self.client.clone();
-        self.wait(&format!("{kind} dataset"), || {
-            let client = client.clone();
-            async move {
-                let d = client
-                    .describe_dataset()
-                    .dataset_arn(arn)
-                    .send()
-                    .await
-                    .map_err(sdk("describing a dataset"))?;
-                Ok((
-                    d.dataset()
-                        .and_then(|d| d.status())
-                        .unwrap_or_default()
-                        .to_owned(),
-                    None,
-                ))
-            }
-        })
-        .await
+        self.wait_for(&format!("{kind} dataset"), Resource::Dataset(arn))
+            .await
+            .map(drop)
     }
 
     async fn schema(&mut self, name: &str, schema: &str) -> Result<String, SetupError> {
@@ -495,39 +595,17 @@ impl Setup<'_> {
         if !self.applying() {
             return Ok(None);
         }
-        let client = self.client.clone();
-        let described = std::sync::Arc::new(std::sync::Mutex::new(None));
-        let seen = described.clone();
         let what = format!("importing {data}");
-        let result = self
-            .wait(&what, || {
-                let (client, seen, arn) = (client.clone(), seen.clone(), arn.clone());
-                async move {
-                    let d = client
-                        .describe_dataset_import_job()
-                        .dataset_import_job_arn(&arn)
-                        .send()
-                        .await
-                        .map_err(sdk("describing an import job"))?;
-                    let job = d.dataset_import_job();
-                    *seen.lock().unwrap() = job
-                        .and_then(|j| j.last_updated_date_time())
-                        .map(|t| t.secs());
-                    Ok((
-                        job.and_then(|j| j.status()).unwrap_or_default().to_owned(),
-                        job.and_then(|j| j.failure_reason()).map(str::to_owned),
-                    ))
-                }
-            })
-            .await;
-        result.map_err(|e| {
-            SetupError(format!(
-                "{e}. Fix the file (check-datasets finds most causes) and apply again: a changed \
-                 file is a new import."
-            ))
-        })?;
-        let finished = *described.lock().unwrap();
-        Ok(finished)
+        let finished = self
+            .wait_for(&what, Resource::ImportJob(&arn))
+            .await
+            .map_err(|e| {
+                SetupError(format!(
+                    "{e}. Fix the file (check-datasets finds most causes) and apply again: a \
+                     changed file is a new import."
+                ))
+            })?;
+        Ok(finished.updated)
     }
 
     /// The solution for these settings, and its newest active version (trained if the data is
@@ -622,27 +700,8 @@ impl Setup<'_> {
             }
         };
         if self.applying() {
-            let client = self.client.clone();
-            let solution = arn.clone();
-            self.wait(&format!("solution {name}"), || {
-                let (client, arn) = (client.clone(), solution.clone());
-                async move {
-                    let d = client
-                        .describe_solution()
-                        .solution_arn(arn)
-                        .send()
-                        .await
-                        .map_err(sdk("describing a solution"))?;
-                    Ok((
-                        d.solution()
-                            .and_then(|s| s.status())
-                            .unwrap_or_default()
-                            .to_owned(),
-                        None,
-                    ))
-                }
-            })
-            .await?;
+            self.wait_for(&format!("solution {name}"), Resource::Solution(&arn))
+                .await?;
         }
         let for_users = spec.serves() == Serves::Recommendations;
         let version = self.version(&arn, &name, imported_at, for_users).await?;
@@ -725,25 +784,8 @@ impl Setup<'_> {
         if !self.applying() {
             return Ok(Some(arn));
         }
-        let client = self.client.clone();
-        let version = arn.clone();
-        self.wait(&format!("training {name}"), || {
-            let (client, arn) = (client.clone(), version.clone());
-            async move {
-                let d = client
-                    .describe_solution_version()
-                    .solution_version_arn(arn)
-                    .send()
-                    .await
-                    .map_err(sdk("describing a solution version"))?;
-                let v = d.solution_version();
-                Ok((
-                    v.and_then(|v| v.status()).unwrap_or_default().to_owned(),
-                    v.and_then(|v| v.failure_reason()).map(str::to_owned),
-                ))
-            }
-        })
-        .await?;
+        self.wait_for(&format!("training {name}"), Resource::Version(&arn))
+            .await?;
         self.compare(solution, name, for_users).await?;
         Ok(Some(arn))
     }
@@ -930,24 +972,9 @@ impl Setup<'_> {
     }
 
     async fn wait_campaign(&mut self, arn: &str, name: &str) -> Result<(), SetupError> {
-        let client = self.client.clone();
-        self.wait(&format!("campaign {name}"), || {
-            let client = client.clone();
-            async move {
-                let d = client
-                    .describe_campaign()
-                    .campaign_arn(arn)
-                    .send()
-                    .await
-                    .map_err(sdk("describing a campaign"))?;
-                let c = d.campaign();
-                Ok((
-                    c.and_then(|c| c.status()).unwrap_or_default().to_owned(),
-                    c.and_then(|c| c.failure_reason()).map(str::to_owned),
-                ))
-            }
-        })
-        .await
+        self.wait_for(&format!("campaign {name}"), Resource::Campaign(arn))
+            .await
+            .map(drop)
     }
 
     async fn filter(
@@ -1011,25 +1038,8 @@ impl Setup<'_> {
             }
         };
         if self.applying() {
-            let client = self.client.clone();
-            let filter = arn.clone();
-            self.wait(&format!("filter {name}"), || {
-                let (client, arn) = (client.clone(), filter.clone());
-                async move {
-                    let d = client
-                        .describe_filter()
-                        .filter_arn(arn)
-                        .send()
-                        .await
-                        .map_err(sdk("describing a filter"))?;
-                    let f = d.filter();
-                    Ok((
-                        f.and_then(|f| f.status()).unwrap_or_default().to_owned(),
-                        f.and_then(|f| f.failure_reason()).map(str::to_owned),
-                    ))
-                }
-            })
-            .await?;
+            self.wait_for(&format!("filter {name}"), Resource::Filter(&arn))
+                .await?;
         }
         Ok(arn)
     }
@@ -1084,26 +1094,10 @@ impl Setup<'_> {
                 .unwrap_or_default()
                 .to_owned());
         }
-        let client = self.client.clone();
-        let tracker = arn.clone();
-        self.wait(&format!("event tracker {name}"), || {
-            let (client, arn) = (client.clone(), tracker.clone());
-            async move {
-                let d = client
-                    .describe_event_tracker()
-                    .event_tracker_arn(arn)
-                    .send()
-                    .await
-                    .map_err(sdk("describing an event tracker"))?;
-                Ok((
-                    d.event_tracker()
-                        .and_then(|t| t.status())
-                        .unwrap_or_default()
-                        .to_owned(),
-                    None,
-                ))
-            }
-        })
+        self.wait_for(
+            &format!("event tracker {name}"),
+            Resource::EventTracker(&arn),
+        )
         .await?;
         let d = self
             .client
