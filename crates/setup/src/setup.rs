@@ -313,29 +313,20 @@ impl Setup<'_> {
 
     async fn dataset_group(&mut self) -> Result<String, SetupError> {
         let name = self.config.dataset_group.name.clone();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_dataset_groups()
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(sdk("listing dataset groups"))?;
-            if let Some(found) = page
-                .dataset_groups()
-                .iter()
-                .find(|g| g.name() == Some(name.as_str()))
-            {
-                let arn = found.dataset_group_arn().unwrap_or_default().to_owned();
-                self.say(format!("= dataset group {name} exists"));
-                self.wait_dataset_group(&arn).await?;
-                return Ok(arn);
-            }
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
+        let groups = self
+            .client
+            .list_dataset_groups()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(sdk("listing dataset groups"))?;
+        if let Some(found) = groups.iter().find(|g| g.name() == Some(name.as_str())) {
+            let arn = found.dataset_group_arn().unwrap_or_default().to_owned();
+            self.say(format!("= dataset group {name} exists"));
+            self.wait_dataset_group(&arn).await?;
+            return Ok(arn);
         }
         let domain = self.config.dataset_group.domain.clone();
         self.say(format!(
@@ -462,23 +453,18 @@ impl Setup<'_> {
     }
 
     async fn schema(&mut self, name: &str, schema: &str) -> Result<String, SetupError> {
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_schemas()
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(sdk("listing schemas"))?;
-            if let Some(found) = page.schemas().iter().find(|s| s.name() == Some(name)) {
-                self.say(format!("= schema {name} exists"));
-                return Ok(found.schema_arn().unwrap_or_default().to_owned());
-            }
-            token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                break;
-            }
+        let schemas = self
+            .client
+            .list_schemas()
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(sdk("listing schemas"))?;
+        if let Some(found) = schemas.iter().find(|s| s.name() == Some(name)) {
+            self.say(format!("= schema {name} exists"));
+            return Ok(found.schema_arn().unwrap_or_default().to_owned());
         }
         self.say(format!("+ create schema {name}"));
         if !self.applying() {
