@@ -104,12 +104,12 @@ def scores(recommended, test, k, catalog):
 def peers():
     """The models compared: name → a fresh model."""
     models = {}
-    for k in (20, 100):
+    for k in (20, 50, 100, 200):
         models[f"implicit Cosine K={k}"] = lambda k=k: CosineRecommender(K=k)
         models[f"implicit BM25 K={k}"] = lambda k=k: BM25Recommender(K=k)
         models[f"implicit TFIDF K={k}"] = lambda k=k: TFIDFRecommender(K=k)
-    for factors in (8, 16, 32, 64):
-        for regularization in (1, 10):
+    for factors in (8, 16, 32, 64, 128):
+        for regularization in (0.1, 1, 10):
             for alpha in (1, 10):
                 name = f"implicit ALS f={factors} reg={regularization} alpha={alpha}"
                 models[name] = lambda f=factors, r=regularization, a=alpha: AlternatingLeastSquares(

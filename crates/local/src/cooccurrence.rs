@@ -18,6 +18,9 @@ use std::collections::HashMap;
 
 use personalize_braze_core::dataset::Interaction;
 
+use crate::factors::{Config, Factors};
+use crate::tuning;
+
 /// How fast a user's older items count less when scoring, relative to their latest event.
 const HALF_LIFE_SECONDS: f64 = 120.0 * 24.0 * 3600.0;
 /// The similarity's asymmetry: above 0.5 the source item's norm weighs more than the candidate's.
@@ -86,6 +89,36 @@ pub struct Model {
     event_types: Vec<String>,
     /// How many users and event types training saw; `record` may add a bounded number more.
     trained: Trained,
+    /// Matrix factors blended into the score, when tuning found they help.
+    blend: Option<Blend>,
+}
+
+/// The factor model's share of a recommendation's score.
+struct Blend {
+    factors: Factors,
+    config: Config,
+    /// `(1 − weight) · co-occurrence + weight · factors`, each scaled to the user's largest score.
+    weight: f32,
+}
+
+/// What the model was built with: for the start-up line and `evaluate`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Kind {
+    CoOccurrence,
+    Blended { config: Config, weight: f32 },
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Kind::CoOccurrence => write!(f, "item co-occurrence"),
+            Kind::Blended { config, weight } => write!(
+                f,
+                "item co-occurrence blended with {} matrix factors (alpha {}, weight {weight})",
+                config.factors, config.alpha
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -101,6 +134,10 @@ struct User {
     seen: Vec<ItemIndex>,
     /// Every (item, event type) pair, for filters on `Interactions.EVENT_TYPE`.
     events: Vec<(ItemIndex, EventIndex)>,
+    /// Distinct items with the user's number of events on each: what factors are solved from.
+    counts: Vec<(ItemIndex, f32)>,
+    /// The user's factor vector, when the model blends factors.
+    vector: Option<Box<[f32]>>,
 }
 
 /// What training saw, for the start-up line.
@@ -112,7 +149,18 @@ pub struct Stats {
 }
 
 impl Model {
+    /// Trains on the interactions, with the blend that scores best on their own newest events
+    /// (see [`tuning`]).
     pub fn train(interactions: &[Interaction]) -> Model {
+        let mut model = Model::co_occurrence(interactions);
+        if let Some((config, weight)) = tuning::choose(interactions) {
+            model.blend_factors(config, weight);
+        }
+        model
+    }
+
+    /// The co-occurrence model alone.
+    pub fn co_occurrence(interactions: &[Interaction]) -> Model {
         let mut item_ids = Vec::new();
         let mut item_index = HashMap::new();
         let mut event_types: Vec<String> = Vec::new();
@@ -184,12 +232,19 @@ impl Model {
                 item_users[item as usize].push((u, weight));
             }
             user_vectors.push(vector);
+            let mut counts: Vec<(ItemIndex, f32)> = seen_at
+                .iter()
+                .map(|(item, (_, events))| (*item, *events as f32))
+                .collect();
+            counts.sort_unstable_by_key(|c| c.0);
             users.insert(
                 user_id.to_owned(),
                 User {
                     history,
                     seen,
                     events: pairs,
+                    counts,
+                    vector: None,
                 },
             );
         }
@@ -220,6 +275,39 @@ impl Model {
             users,
             event_types,
             trained,
+            blend: None,
+        }
+    }
+
+    /// Trains matrix factors on the users' item counts and blends them into every score.
+    pub fn blend_factors(&mut self, config: Config, weight: f32) {
+        let mut users: Vec<&mut User> = self.users.values_mut().collect();
+        let rows: Vec<Vec<(ItemIndex, f32)>> = users.iter().map(|u| u.counts.clone()).collect();
+        let (factors, vectors) = Factors::train(&rows, self.item_ids.len(), &config);
+        for (user, vector) in users.iter_mut().zip(vectors) {
+            user.vector = Some(vector);
+        }
+        self.blend = Some(Blend {
+            factors,
+            config,
+            weight,
+        });
+    }
+
+    /// Changes the share of the factors in the score (tuning tries several on one model).
+    pub fn set_blend_weight(&mut self, weight: f32) {
+        if let Some(blend) = &mut self.blend {
+            blend.weight = weight;
+        }
+    }
+
+    pub fn kind(&self) -> Kind {
+        match &self.blend {
+            Some(blend) => Kind::Blended {
+                config: blend.config,
+                weight: blend.weight,
+            },
+            None => Kind::CoOccurrence,
         }
     }
 
@@ -280,28 +368,62 @@ impl Model {
         allowed: impl Fn(ItemIndex) -> bool,
     ) -> Vec<ItemIndex> {
         let user = self.users.get(user_id);
+        let candidates = user.map(|u| self.candidates(u)).unwrap_or_default();
+        self.best(user, candidates, count, allowed)
+    }
+
+    /// Tuning's view of `recommend` (nothing filtered): the top `count` for each blend weight,
+    /// from one scoring of the user. Without factors, every weight gets co-occurrence's list.
+    pub fn recommend_blends(
+        &self,
+        user_id: &str,
+        count: usize,
+        weights: &[f32],
+    ) -> Vec<Vec<ItemIndex>> {
+        let user = self.users.get(user_id);
+        let (Some(user), Some(blend)) = (user, &self.blend) else {
+            return vec![self.recommend(user_id, count, |_| true); weights.len()];
+        };
+        let Some(vector) = &user.vector else {
+            return vec![self.recommend(user_id, count, |_| true); weights.len()];
+        };
+        let co_occurrence = self.scores(user);
+        let mut factors = Vec::with_capacity(self.item_ids.len());
+        blend.factors.score_all(vector, &mut factors);
+        weights
+            .iter()
+            .map(|&weight| {
+                let candidates = blended(&co_occurrence, &factors, weight);
+                self.best(Some(user), candidates, count, |_| true)
+            })
+            .collect()
+    }
+
+    /// The `count` best-scored candidates the user has not seen and `allowed` lets through,
+    /// popular items filling in.
+    fn best(
+        &self,
+        user: Option<&User>,
+        candidates: Vec<(ItemIndex, f32)>,
+        count: usize,
+        allowed: impl Fn(ItemIndex) -> bool,
+    ) -> Vec<ItemIndex> {
         let unseen = unseen_by(user);
-        let mut picked: Vec<ItemIndex> = Vec::with_capacity(count);
-
-        if let Some(user) = user {
-            // At most RECENT_HISTORY × NEIGHBOURS candidates.
-            let mut scored: Vec<(ItemIndex, f32)> = self
-                .scores(user)
-                .into_iter()
-                .filter(|&(item, score)| score > 0.0 && unseen(item) && allowed(item))
-                .collect();
-            let order = |a: &(ItemIndex, f32), b: &(ItemIndex, f32)| {
-                rank_order(&self.popularity, &self.item_ids, a.0, b.0, a.1, b.1)
-            };
-            // Only the best `count` need ordering.
-            if scored.len() > count && count > 0 {
-                scored.select_nth_unstable_by(count - 1, order);
-                scored.truncate(count);
-            }
-            scored.sort_by(order);
-            picked.extend(scored.iter().take(count).map(|(item, _)| *item));
+        let mut scored: Vec<(ItemIndex, f32)> = candidates
+            .into_iter()
+            .filter(|&(item, _)| unseen(item) && allowed(item))
+            .collect();
+        let order = |a: &(ItemIndex, f32), b: &(ItemIndex, f32)| {
+            rank_order(&self.popularity, &self.item_ids, a.0, b.0, a.1, b.1)
+        };
+        // Only the best `count` need ordering.
+        if scored.len() > count && count > 0 {
+            scored.select_nth_unstable_by(count - 1, order);
+            scored.truncate(count);
         }
-
+        scored.sort_by(order);
+        let mut picked: Vec<ItemIndex> = Vec::with_capacity(count);
+        picked.extend(scored.iter().take(count).map(|(item, _)| *item));
         self.fill_popular(&mut picked, count, |item| unseen(item) && allowed(item));
         picked
     }
@@ -339,6 +461,23 @@ impl Model {
 }
 
 impl Model {
+    /// The items worth ranking for a user, with their scores. Co-occurrence alone: the
+    /// neighbours of the recent history with a positive score (at most RECENT_HISTORY ×
+    /// NEIGHBOURS). Blended: every item, `(1 − w) · co-occurrence / its largest + w · factors /
+    /// their largest`.
+    fn candidates(&self, user: &User) -> Vec<(ItemIndex, f32)> {
+        let co_occurrence = self.scores(user);
+        let (Some(blend), Some(vector)) = (&self.blend, &user.vector) else {
+            return co_occurrence
+                .into_iter()
+                .filter(|&(_, score)| score > 0.0)
+                .collect();
+        };
+        let mut factors = Vec::with_capacity(self.item_ids.len());
+        blend.factors.score_all(vector, &mut factors);
+        blended(&co_occurrence, &factors, blend.weight)
+    }
+
     /// A user's score for each candidate: `Σ weight · similarity` over their recent history.
     fn scores(&self, user: &User) -> HashMap<ItemIndex, f32, IndexHash> {
         let mut scores: HashMap<ItemIndex, f32, IndexHash> = HashMap::with_capacity_and_hasher(
@@ -386,16 +525,19 @@ impl Model {
     /// Positions into `item_ids`, in the user's order: by score, then popularity, then as given.
     /// Ids the model does not know go last, as given. Seen items are ranked like any other.
     pub fn rank(&self, user_id: &str, item_ids: &[String]) -> Vec<usize> {
-        let scores = self
+        let scores: HashMap<ItemIndex, f32, IndexHash> = self
             .users
             .get(user_id)
-            .map(|user| self.scores(user))
+            .map(|user| self.candidates(user).into_iter().collect())
             .unwrap_or_default();
         let keys: Vec<(f32, f32)> = item_ids
             .iter()
             .map(|id| {
                 let item = self.index_of(id);
-                let score = item.and_then(|i| scores.get(&i)).copied().unwrap_or(0.0);
+                let score = item
+                    .and_then(|i| scores.get(&i))
+                    .copied()
+                    .unwrap_or(f32::MIN);
                 let popularity = item.map_or(-1.0, |i| self.popularity[i as usize]);
                 (score, popularity)
             })
@@ -445,6 +587,8 @@ impl Model {
                 history: Vec::new(),
                 seen: Vec::new(),
                 events: Vec::new(),
+                counts: Vec::new(),
+                vector: None,
             });
         user.history.retain(|(i, _)| *i != item);
         user.history.insert(0, (item, 1.0));
@@ -454,8 +598,41 @@ impl Model {
         if let Err(at) = user.events.binary_search(&(item, event)) {
             user.events.insert(at, (item, event));
         }
+        match user.counts.binary_search_by_key(&item, |c| c.0) {
+            Ok(at) => user.counts[at].1 += 1.0,
+            Err(at) => user.counts.insert(at, (item, 1.0)),
+        }
+        // The factors stay as trained; the user's own vector is solved again from their items.
+        if let Some(blend) = &self.blend {
+            user.vector = Some(blend.factors.fold_in(&user.counts));
+        }
         Ok(true)
     }
+}
+
+/// Every item's `(1 − weight) · co-occurrence + weight · factors`, each kind of score divided by
+/// the user's largest of that kind, so neither scale decides the blend.
+fn blended(
+    co_occurrence: &HashMap<ItemIndex, f32, IndexHash>,
+    factors: &[f32],
+    weight: f32,
+) -> Vec<(ItemIndex, f32)> {
+    fn inverse_largest(scores: impl Iterator<Item = f32>) -> f32 {
+        let largest = scores.fold(0.0f32, |m, s| m.max(s.abs()));
+        if largest > 0.0 { 1.0 / largest } else { 0.0 }
+    }
+    let co_scale = (1.0 - weight) * inverse_largest(co_occurrence.values().copied());
+    let factor_scale = weight * inverse_largest(factors.iter().copied());
+    let mut scores: Vec<f32> = factors.iter().map(|f| f * factor_scale).collect();
+    for (&item, &score) in co_occurrence {
+        scores[item as usize] += co_scale * score;
+    }
+    scores
+        .into_iter()
+        .enumerate()
+        .filter(|(_, score)| score.is_finite())
+        .map(|(item, score)| (item as ItemIndex, score))
+        .collect()
 }
 
 /// How much an item `age` seconds older than the user's latest event counts when scoring.

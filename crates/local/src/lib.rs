@@ -9,6 +9,8 @@
 pub mod cooccurrence;
 pub mod embedded;
 pub mod evaluation;
+pub mod factors;
 pub mod file_catalog;
 pub mod filter;
 pub mod popularity;
+pub mod tuning;

@@ -1,0 +1,90 @@
+//! Choosing the model for the data at hand, as a data scientist would: hold out each user's
+//! newest events, try the candidates on what is left, keep what predicts the held-out part best.
+//!
+//! The candidates are item co-occurrence alone, and co-occurrence blended with matrix factors at
+//! several weights and two confidence scales (`alpha` 1 and 10: sparse ratings data and dense
+//! consumption data want different ones). Co-occurrence wins on data with strong item-to-item
+//! structure, factors on data where users fall into groups; most real data wants some of both.
+//! Ties go to less of the factors, and a blend at weight 0 is co-occurrence alone, which then
+//! trains no factors at all.
+
+use personalize_braze_core::dataset::Interaction;
+
+use crate::cooccurrence::Model;
+use crate::evaluation::{self, Split};
+use crate::factors::Config;
+
+/// Below this, a held-out part is too small to choose by: co-occurrence alone.
+const MIN_INTERACTIONS: usize = 1_000;
+/// Fewer users with something to find than this, and the choice would be noise.
+const MIN_VALIDATION_USERS: usize = 30;
+/// Validation users scored, at most (evenly spread over them): bounds the start-up cost.
+const MAX_VALIDATION_USERS: usize = 2_000;
+/// The share of each user's newest events held out, as `evaluate` does.
+const HOLDOUT: f64 = 0.2;
+/// NDCG is measured at this depth, as the and Personalize's metrics are.
+const DEPTH: usize = 10;
+/// The factors' shares tried, in order: ties keep the earlier (less factors).
+pub const WEIGHTS: [f32; 6] = [0.0, 0.35, 0.5, 0.65, 0.8, 1.0];
+const ALPHAS: [f32; 2] = [1.0, 10.0];
+
+/// Factors per user and item: as many as training 1 million interactions in a few seconds allows.
+pub fn factors_for(interactions: usize) -> usize {
+    match interactions {
+        0..=150_000 => 128,
+        150_001..=400_000 => 64,
+        _ => 32,
+    }
+}
+
+fn config(interactions: usize, alpha: f32) -> Config {
+    Config {
+        factors: factors_for(interactions),
+        regularization: 10.0,
+        alpha,
+        iterations: 15,
+    }
+}
+
+/// The factors and their weight that predict the users' newest events best, or `None` when
+/// co-occurrence alone does (or the data is too small to tell).
+pub fn choose(interactions: &[Interaction]) -> Option<(Config, f32)> {
+    if interactions.len() < MIN_INTERACTIONS {
+        return None;
+    }
+    let divided = evaluation::split(
+        interactions.to_vec(),
+        Split::Holdout { fraction: HOLDOUT },
+        false,
+    );
+    if divided.test.len() < MIN_VALIDATION_USERS {
+        return None;
+    }
+    let stride = divided.test.len().div_ceil(MAX_VALIDATION_USERS);
+    let users: Vec<_> = divided.test.iter().step_by(stride).collect();
+
+    let mut model = Model::co_occurrence(&divided.training);
+    let mut best: Option<(f64, Config, f32)> = None;
+    for alpha in ALPHAS {
+        let config = config(interactions.len(), alpha);
+        model.blend_factors(config, 0.0);
+        let mut sums = [0.0f64; WEIGHTS.len()];
+        for (user, truth) in &users {
+            for (sum, list) in sums
+                .iter_mut()
+                .zip(model.recommend_blends(user, DEPTH, &WEIGHTS))
+            {
+                let ids: Vec<String> = list.iter().map(|&i| model.item_id(i).to_owned()).collect();
+                *sum += evaluation::ndcg_at_k(&ids, truth, DEPTH).unwrap_or(0.0);
+            }
+        }
+        for (sum, weight) in sums.iter().zip(WEIGHTS) {
+            let ndcg = sum / users.len() as f64;
+            if best.is_none_or(|(b, _, _)| ndcg > b) {
+                best = Some((ndcg, config, weight));
+            }
+        }
+    }
+    best.filter(|(_, _, weight)| *weight > 0.0)
+        .map(|(_, config, weight)| (config, weight))
+}
