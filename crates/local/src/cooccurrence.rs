@@ -160,7 +160,7 @@ impl Model {
     }
 
     /// The co-occurrence model alone.
-    pub fn co_occurrence(interactions: &[Interaction]) -> Model {
+    pub fn co_occurrence<'a>(interactions: impl IntoIterator<Item = &'a Interaction>) -> Model {
         let mut item_ids = Vec::new();
         let mut item_index = HashMap::new();
         let mut event_types: Vec<String> = Vec::new();
@@ -368,8 +368,8 @@ impl Model {
         allowed: impl Fn(ItemIndex) -> bool,
     ) -> Vec<ItemIndex> {
         let user = self.users.get(user_id);
-        let candidates = user.map(|u| self.candidates(u)).unwrap_or_default();
-        self.best(user, candidates, count, allowed)
+        let scored = user.map_or(Scored::Sparse(HashMap::default()), |u| self.scored(u));
+        self.best(user, &scored, count, allowed)
     }
 
     /// Tuning's view of `recommend` (nothing filtered): the top `count` for each blend weight,
@@ -387,32 +387,41 @@ impl Model {
         let Some(vector) = &user.vector else {
             return vec![self.recommend(user_id, count, |_| true); weights.len()];
         };
-        let co_occurrence = self.scores(user);
+        let co_occurrence = self.dense_scores(user);
         let mut factors = Vec::with_capacity(self.item_ids.len());
         blend.factors.score_all(vector, &mut factors);
         weights
             .iter()
             .map(|&weight| {
-                let candidates = blended(&co_occurrence, &factors, weight);
-                self.best(Some(user), candidates, count, |_| true)
+                let scored = Scored::Dense(blended(&co_occurrence, factors.clone(), weight));
+                self.best(Some(user), &scored, count, |_| true)
             })
             .collect()
     }
 
-    /// The `count` best-scored candidates the user has not seen and `allowed` lets through,
-    /// popular items filling in.
+    /// The `count` best-scored items the user has not seen and `allowed` lets through, popular
+    /// items filling in.
     fn best(
         &self,
         user: Option<&User>,
-        candidates: Vec<(ItemIndex, f32)>,
+        scored: &Scored,
         count: usize,
         allowed: impl Fn(ItemIndex) -> bool,
     ) -> Vec<ItemIndex> {
         let unseen = unseen_by(user);
-        let mut scored: Vec<(ItemIndex, f32)> = candidates
-            .into_iter()
-            .filter(|&(item, _)| unseen(item) && allowed(item))
-            .collect();
+        let wanted = |candidates: Vec<(ItemIndex, f32)>| -> Vec<(ItemIndex, f32)> {
+            candidates
+                .into_iter()
+                .filter(|&(item, _)| unseen(item) && allowed(item))
+                .collect()
+        };
+        // Enough for the user's seen items and a margin for filters; everything scored only
+        // when too few of those pass.
+        let keep = 4 * count + user.map_or(0, |u| u.seen.len()) + 50;
+        let mut scored = match wanted(scored.shortlist(keep)) {
+            passed if passed.len() < count && scored.longer_than(keep) => wanted(scored.all()),
+            passed => passed,
+        };
         let order = |a: &(ItemIndex, f32), b: &(ItemIndex, f32)| {
             rank_order(&self.popularity, &self.item_ids, a.0, b.0, a.1, b.1)
         };
@@ -461,21 +470,16 @@ impl Model {
 }
 
 impl Model {
-    /// The items worth ranking for a user, with their scores. Co-occurrence alone: the
-    /// neighbours of the recent history with a positive score (at most RECENT_HISTORY ×
-    /// NEIGHBOURS). Blended: every item, `(1 − w) · co-occurrence / its largest + w · factors /
-    /// their largest`.
-    fn candidates(&self, user: &User) -> Vec<(ItemIndex, f32)> {
-        let co_occurrence = self.scores(user);
+    /// A user's scores. Co-occurrence alone: the neighbours of the recent history (at most
+    /// RECENT_HISTORY × NEIGHBOURS). Blended: every item, `(1 − w) · co-occurrence / its largest
+    /// + w · factors / their largest`.
+    fn scored(&self, user: &User) -> Scored {
         let (Some(blend), Some(vector)) = (&self.blend, &user.vector) else {
-            return co_occurrence
-                .into_iter()
-                .filter(|&(_, score)| score > 0.0)
-                .collect();
+            return Scored::Sparse(self.scores(user));
         };
         let mut factors = Vec::with_capacity(self.item_ids.len());
         blend.factors.score_all(vector, &mut factors);
-        blended(&co_occurrence, &factors, blend.weight)
+        Scored::Dense(blended(&self.dense_scores(user), factors, blend.weight))
     }
 
     /// A user's score for each candidate: `Σ weight · similarity` over their recent history.
@@ -487,6 +491,17 @@ impl Model {
         for &(item, weight) in user.history.iter().take(RECENT_HISTORY) {
             for &(other, similarity) in self.neighbours[item as usize].iter() {
                 *scores.entry(other).or_default() += weight * similarity;
+            }
+        }
+        scores
+    }
+
+    /// The same scores, one per item (0 for an item no recent item neighbours).
+    fn dense_scores(&self, user: &User) -> Vec<f32> {
+        let mut scores = vec![0.0f32; self.item_ids.len()];
+        for &(item, weight) in user.history.iter().take(RECENT_HISTORY) {
+            for &(other, similarity) in self.neighbours[item as usize].iter() {
+                scores[other as usize] += weight * similarity;
             }
         }
         scores
@@ -525,18 +540,14 @@ impl Model {
     /// Positions into `item_ids`, in the user's order: by score, then popularity, then as given.
     /// Ids the model does not know go last, as given. Seen items are ranked like any other.
     pub fn rank(&self, user_id: &str, item_ids: &[String]) -> Vec<usize> {
-        let scores: HashMap<ItemIndex, f32, IndexHash> = self
-            .users
-            .get(user_id)
-            .map(|user| self.candidates(user).into_iter().collect())
-            .unwrap_or_default();
+        let scored = self.users.get(user_id).map(|user| self.scored(user));
         let keys: Vec<(f32, f32)> = item_ids
             .iter()
             .map(|id| {
                 let item = self.index_of(id);
                 let score = item
-                    .and_then(|i| scores.get(&i))
-                    .copied()
+                    .zip(scored.as_ref())
+                    .and_then(|(i, scored)| scored.get(i))
                     .unwrap_or(f32::MIN);
                 let popularity = item.map_or(-1.0, |i| self.popularity[i as usize]);
                 (score, popularity)
@@ -612,27 +623,76 @@ impl Model {
 
 /// Every item's `(1 − weight) · co-occurrence + weight · factors`, each kind of score divided by
 /// the user's largest of that kind, so neither scale decides the blend.
-fn blended(
-    co_occurrence: &HashMap<ItemIndex, f32, IndexHash>,
-    factors: &[f32],
-    weight: f32,
-) -> Vec<(ItemIndex, f32)> {
-    fn inverse_largest(scores: impl Iterator<Item = f32>) -> f32 {
-        let largest = scores.fold(0.0f32, |m, s| m.max(s.abs()));
+fn blended(co_occurrence: &[f32], mut factors: Vec<f32>, weight: f32) -> Vec<f32> {
+    fn inverse_largest(scores: &[f32]) -> f32 {
+        let largest = scores.iter().fold(0.0f32, |m, s| m.max(s.abs()));
         if largest > 0.0 { 1.0 / largest } else { 0.0 }
     }
-    let co_scale = (1.0 - weight) * inverse_largest(co_occurrence.values().copied());
-    let factor_scale = weight * inverse_largest(factors.iter().copied());
-    let mut scores: Vec<f32> = factors.iter().map(|f| f * factor_scale).collect();
-    for (&item, &score) in co_occurrence {
-        scores[item as usize] += co_scale * score;
+    let co_scale = (1.0 - weight) * inverse_largest(co_occurrence);
+    let factor_scale = weight * inverse_largest(&factors);
+    for (f, co) in factors.iter_mut().zip(co_occurrence) {
+        *f = *f * factor_scale + co * co_scale;
     }
-    scores
-        .into_iter()
-        .enumerate()
-        .filter(|(_, score)| score.is_finite())
-        .map(|(item, score)| (item as ItemIndex, score))
-        .collect()
+    factors
+}
+
+/// A user's scores: co-occurrence's few candidates, or a blend's score for every item.
+enum Scored {
+    Sparse(HashMap<ItemIndex, f32, IndexHash>),
+    Dense(Vec<f32>),
+}
+
+impl Scored {
+    fn get(&self, item: ItemIndex) -> Option<f32> {
+        match self {
+            Scored::Sparse(scores) => scores.get(&item).copied(),
+            Scored::Dense(scores) => scores.get(item as usize).copied(),
+        }
+    }
+
+    /// Every scored item (with a positive score, for co-occurrence).
+    fn all(&self) -> Vec<(ItemIndex, f32)> {
+        match self {
+            Scored::Sparse(scores) => scores
+                .iter()
+                .filter(|(_, score)| **score > 0.0)
+                .map(|(item, score)| (*item, *score))
+                .collect(),
+            Scored::Dense(scores) => scores
+                .iter()
+                .enumerate()
+                .filter(|(_, score)| score.is_finite())
+                .map(|(item, score)| (item as ItemIndex, *score))
+                .collect(),
+        }
+    }
+
+    fn longer_than(&self, keep: usize) -> bool {
+        matches!(self, Scored::Dense(scores) if scores.len() > keep)
+    }
+
+    /// The items to rank for a short list: all of co-occurrence's; of a blend's, those scored
+    /// at least the `keep`-th best (ties at the edge included, so the order is the full one's).
+    fn shortlist(&self, keep: usize) -> Vec<(ItemIndex, f32)> {
+        let Scored::Dense(scores) = self else {
+            return self.all();
+        };
+        if scores.len() <= keep || keep == 0 {
+            return self.all();
+        }
+        let mut scratch: Vec<f32> = scores.iter().copied().filter(|s| s.is_finite()).collect();
+        if scratch.len() <= keep {
+            return self.all();
+        }
+        let (_, threshold, _) = scratch.select_nth_unstable_by(keep - 1, |a, b| b.total_cmp(a));
+        let threshold = *threshold;
+        scores
+            .iter()
+            .enumerate()
+            .filter(|(_, score)| **score >= threshold)
+            .map(|(item, score)| (item as ItemIndex, *score))
+            .collect()
+    }
 }
 
 /// How much an item `age` seconds older than the user's latest event counts when scoring.
@@ -982,5 +1042,150 @@ mod tests {
         let purchased = ids(&model, model.items_with_events("u2", &["purchase"]));
         assert_eq!(purchased, ["B"]);
         assert!(model.items_with_events("u1", &["purchase"]).is_empty());
+    }
+
+    /// Two groups of 40 users and 30 items each, every user with 8 items of their own group
+    /// (a fixed pseudo-random pick), an hour apart.
+    fn two_groups() -> Vec<Interaction> {
+        let mut rows = Vec::new();
+        let mut state = 7u64;
+        for user in 0..80u64 {
+            let group = user % 2;
+            let mut items = Vec::new();
+            while items.len() < 8 {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let item = (state >> 33) % 30;
+                if !items.contains(&item) {
+                    items.push(item);
+                }
+            }
+            for (hour, item) in items.into_iter().enumerate() {
+                rows.push(Interaction {
+                    user_id: format!("u{user}"),
+                    item_id: format!("g{group}-{item}"),
+                    event_type: "view".into(),
+                    timestamp: 1_700_000_000 + 3600 * hour as i64,
+                });
+            }
+        }
+        rows
+    }
+
+    fn factors(weight: f32) -> Model {
+        let mut model = Model::co_occurrence(&two_groups());
+        // Two factors, one a group: enough for the structure, too few to learn its noise.
+        let config = Config {
+            factors: 2,
+            regularization: 5.0,
+            alpha: 10.0,
+            iterations: 15,
+        };
+        model.blend_factors(config, weight);
+        model
+    }
+
+    #[test]
+    fn blended_recommendations_stay_in_the_users_group_unseen_and_filtered() {
+        for weight in [0.5, 1.0] {
+            let model = factors(weight);
+            assert_eq!(
+                model.kind(),
+                Kind::Blended {
+                    config: model.blend.as_ref().map(|b| b.config).unwrap(),
+                    weight
+                }
+            );
+            for user in 0..80 {
+                let id = format!("u{user}");
+                let own = format!("g{}-", user % 2);
+                let picked = ids(&model, model.recommend(&id, 10, |_| true));
+                assert_eq!(picked.len(), 10);
+                assert!(
+                    picked.iter().all(|i| i.starts_with(&own)),
+                    "{id}: {picked:?}"
+                );
+                let seen: Vec<&str> = ids(&model, model.users[&id].seen.clone());
+                assert!(picked.iter().all(|i| !seen.contains(i)), "{id}: {picked:?}");
+                // A filter that lets only odd items through is obeyed.
+                let odd = |i: ItemIndex| model.item_id(i).ends_with(['1', '3', '5', '7', '9']);
+                let filtered = model.recommend(&id, 5, odd);
+                assert!(filtered.iter().all(|&i| odd(i)));
+            }
+        }
+    }
+
+    #[test]
+    fn the_shortlist_gives_the_order_ranking_everything_would() {
+        let model = factors(0.65);
+        for user in 0..80 {
+            let user = &model.users[&format!("u{user}")];
+            let Scored::Dense(scores) = model.scored(user) else {
+                panic!("a blended model scores every item");
+            };
+            let scored = Scored::Dense(scores);
+            for count in [1, 3, 10] {
+                let short = model.best(Some(user), &scored, count, |_| true);
+                // Ranking every item: what `best` does when the shortlist is too short.
+                let unseen = unseen_by(Some(user));
+                let mut all: Vec<(ItemIndex, f32)> =
+                    scored.all().into_iter().filter(|c| unseen(c.0)).collect();
+                all.sort_by(|a, b| {
+                    rank_order(&model.popularity, &model.item_ids, a.0, b.0, a.1, b.1)
+                });
+                let full: Vec<ItemIndex> = all.iter().take(count).map(|c| c.0).collect();
+                assert_eq!(short, full);
+            }
+        }
+    }
+
+    #[test]
+    fn a_recorded_event_moves_a_blended_users_factors() {
+        let mut model = factors(1.0);
+        let before = model.users["u0"].vector.clone().unwrap();
+        let group_1 = |model: &Model| {
+            ids(model, model.recommend("u0", 5, |_| true))
+                .iter()
+                .filter(|i| i.starts_with("g1-"))
+                .count()
+        };
+        assert_eq!(group_1(&model), 0);
+        // u0 is in group 0; twelve views of group 1 pull their factors towards it.
+        for item in 0..12 {
+            assert_eq!(model.record("u0", &format!("g1-{item}"), "view"), Ok(true));
+        }
+        assert_ne!(model.users["u0"].vector.as_deref(), Some(&*before));
+        assert!(group_1(&model) > 0);
+        let picked = ids(&model, model.recommend("u0", 30, |_| true));
+        assert!(picked.iter().all(|i| !["g1-0", "g1-11"].contains(i)));
+        // A user first seen live gets a vector from their events alone.
+        assert_eq!(model.record("new", "g0-3", "view"), Ok(true));
+        assert!(model.users["new"].vector.is_some());
+        let picked = ids(&model, model.recommend("new", 5, |_| true));
+        assert!(picked.iter().all(|i| i.starts_with("g0-")), "{picked:?}");
+    }
+
+    #[test]
+    fn ranking_and_related_items_work_on_a_blended_model() {
+        let model = factors(0.5);
+        let given: Vec<String> = ["g1-3", "nope", "g0-4", "g0-5"].map(String::from).to_vec();
+        let order = model.rank("u0", &given);
+        // The two group-0 items first (u0 is group 0), the unknown id last.
+        assert_eq!(order.len(), 4);
+        assert!(
+            order[..2].iter().all(|&i| given[i].starts_with("g0-")),
+            "{order:?}"
+        );
+        assert_eq!(order[3], 1);
+        let related = ids(&model, model.related("g0-4", 5, |_| true));
+        assert!(related.iter().all(|i| i.starts_with("g0-") && *i != "g0-4"));
+    }
+
+    #[test]
+    fn too_little_data_is_not_tuned() {
+        // 640 interactions: fewer than tuning needs to tell the candidates apart.
+        assert_eq!(tuning::choose(&two_groups()), None);
+        assert_eq!(Model::train(&two_groups()).kind(), Kind::CoOccurrence);
     }
 }

@@ -24,6 +24,17 @@ pub enum Split {
     Cutoff { timestamp: i64 },
 }
 
+/// Where a user's held-out part starts among their `events` events, oldest first: the newest
+/// `fraction` (at least one, never all); a user with a single event is training only.
+pub fn first_held_out(events: usize, fraction: f64) -> usize {
+    if events < 2 {
+        events
+    } else {
+        let test = ((events as f64) * fraction).round() as usize;
+        events - test.clamp(1, events - 1)
+    }
+}
+
 /// The training interactions and, per test user, the distinct items of their test events.
 /// Unless `keep_seen`, items the user already had in training are not part of their truth set
 /// (users left with nothing to find are not tested): the embedded model never recommends an
@@ -48,14 +59,7 @@ pub fn split(interactions: Vec<Interaction>, split: Split, keep_seen: bool) -> D
         // Oldest first; ties keep file order (the sort is stable).
         events.sort_by_key(|e| e.timestamp);
         let first_test = match split {
-            Split::Holdout { fraction } => {
-                if events.len() < 2 {
-                    events.len()
-                } else {
-                    let test = ((events.len() as f64) * fraction).round() as usize;
-                    events.len() - test.clamp(1, events.len() - 1)
-                }
-            }
+            Split::Holdout { fraction } => first_held_out(events.len(), fraction),
             Split::Cutoff { timestamp } => events.partition_point(|e| e.timestamp < timestamp),
         };
         let test_events = events.split_off(first_test);

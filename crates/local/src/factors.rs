@@ -180,7 +180,10 @@ where
     let threads = thread::available_parallelism().map_or(1, |n| n.get());
     let per_thread = rows.len().div_ceil(threads).max(1);
     thread::scope(|scope| {
-        for (x, rows) in vectors.chunks_mut(per_thread * f).zip(rows.chunks(per_thread)) {
+        for (x, rows) in vectors
+            .chunks_mut(per_thread * f)
+            .zip(rows.chunks(per_thread))
+        {
             let work = &work;
             scope.spawn(move || work(x, rows));
         }
@@ -200,20 +203,17 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 }
 
 /// A dot product in eight lanes, which the compiler turns into vector instructions.
+#[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let (a_chunks, a_tail) = a.as_chunks::<8>();
+    let (b_chunks, b_tail) = b.as_chunks::<8>();
     let mut lanes = [0.0f32; 8];
-    let (a_chunks, b_chunks) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = a_chunks
-        .remainder()
-        .iter()
-        .zip(b_chunks.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
+    for (x, y) in a_chunks.iter().zip(b_chunks) {
         for lane in 0..8 {
             lanes[lane] += x[lane] * y[lane];
         }
     }
+    let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum();
     lanes.iter().sum::<f32>() + tail
 }
 
@@ -236,8 +236,8 @@ impl SplitMix {
 mod tests {
     use super::*;
 
-    /// Two groups of users, each touching only its own four items: the factors must put a
-    /// user's unseen group item far above every item of the other group.
+    /// Two groups of users, each touching only its own four items: two factors (one a group)
+    /// must put a user's unseen group item far above every item of the other group.
     #[test]
     fn factors_separate_two_groups() {
         let mut rows = Vec::new();
@@ -253,8 +253,8 @@ mod tests {
             );
         }
         let config = Config {
-            factors: 4,
-            regularization: 0.1,
+            factors: 2,
+            regularization: 1.0,
             alpha: 10.0,
             iterations: 15,
         };

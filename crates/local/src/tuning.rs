@@ -7,22 +7,30 @@
 //! structure, factors on data where users fall into groups; most real data wants some of both.
 //! Ties go to less of the factors, and a blend at weight 0 is co-occurrence alone, which then
 //! trains no factors at all.
+//!
+//! The split is `evaluate`'s: the newest fifth of each user's events held out, only items new to
+//! the user counting. On large data the choice is made on an even sample of the users, so it costs
+//! about what a dataset of `MAX_TUNING_INTERACTIONS` costs to train.
+
+use std::collections::{HashMap, HashSet};
 
 use personalize_braze_core::dataset::Interaction;
 
 use crate::cooccurrence::Model;
-use crate::evaluation::{self, Split};
+use crate::evaluation;
 use crate::factors::Config;
 
 /// Below this, a held-out part is too small to choose by: co-occurrence alone.
 const MIN_INTERACTIONS: usize = 1_000;
 /// Fewer users with something to find than this, and the choice would be noise.
 const MIN_VALIDATION_USERS: usize = 30;
-/// Validation users scored, at most (evenly spread over them): bounds the start-up cost.
+/// Validation users scored, at most (evenly spread over them).
 const MAX_VALIDATION_USERS: usize = 2_000;
+/// About this many interactions (of whole users) are used to choose, at most.
+const MAX_TUNING_INTERACTIONS: usize = 200_000;
 /// The share of each user's newest events held out, as `evaluate` does.
 const HOLDOUT: f64 = 0.2;
-/// NDCG is measured at this depth, as the and Personalize's metrics are.
+/// NDCG is measured at this depth, as Personalize's solution metrics are.
 const DEPTH: usize = 10;
 /// The factors' shares tried, in order: ties keep the earlier (less factors).
 pub const WEIGHTS: [f32; 6] = [0.0, 0.35, 0.5, 0.65, 0.8, 1.0];
@@ -52,18 +60,14 @@ pub fn choose(interactions: &[Interaction]) -> Option<(Config, f32)> {
     if interactions.len() < MIN_INTERACTIONS {
         return None;
     }
-    let divided = evaluation::split(
-        interactions.to_vec(),
-        Split::Holdout { fraction: HOLDOUT },
-        false,
-    );
-    if divided.test.len() < MIN_VALIDATION_USERS {
+    let (training, test) = holdout(interactions);
+    if test.len() < MIN_VALIDATION_USERS {
         return None;
     }
-    let stride = divided.test.len().div_ceil(MAX_VALIDATION_USERS);
-    let users: Vec<_> = divided.test.iter().step_by(stride).collect();
+    let stride = test.len().div_ceil(MAX_VALIDATION_USERS);
+    let users: Vec<_> = test.iter().step_by(stride).collect();
 
-    let mut model = Model::co_occurrence(&divided.training);
+    let mut model = Model::co_occurrence(training);
     let mut best: Option<(f64, Config, f32)> = None;
     for alpha in ALPHAS {
         let config = config(interactions.len(), alpha);
@@ -87,4 +91,40 @@ pub fn choose(interactions: &[Interaction]) -> Option<(Config, f32)> {
     }
     best.filter(|(_, _, weight)| *weight > 0.0)
         .map(|(_, config, weight)| (config, weight))
+}
+
+/// `evaluation::split`'s holdout over borrowed interactions, on an even sample of the users when
+/// there are more than `MAX_TUNING_INTERACTIONS`: the training part, and each tested user's new
+/// items, sorted by user.
+fn holdout(interactions: &[Interaction]) -> (Vec<&Interaction>, Vec<(&str, HashSet<String>)>) {
+    let mut by_user: HashMap<&str, Vec<&Interaction>> = HashMap::new();
+    for interaction in interactions {
+        by_user
+            .entry(&interaction.user_id)
+            .or_default()
+            .push(interaction);
+    }
+    let mut users: Vec<(&str, Vec<&Interaction>)> = by_user.into_iter().collect();
+    users.sort_unstable_by_key(|(user, _)| *user);
+    let keep_every = interactions.len().div_ceil(MAX_TUNING_INTERACTIONS).max(1);
+
+    let mut training = Vec::new();
+    let mut test = Vec::new();
+    for (user, mut events) in users.into_iter().step_by(keep_every) {
+        // Oldest first; ties keep file order (the sort is stable).
+        events.sort_by_key(|e| e.timestamp);
+        let first_test = evaluation::first_held_out(events.len(), HOLDOUT);
+        let (seen, held) = events.split_at(first_test);
+        let seen_items: HashSet<&str> = seen.iter().map(|e| e.item_id.as_str()).collect();
+        let truth: HashSet<String> = held
+            .iter()
+            .filter(|e| !seen_items.contains(e.item_id.as_str()))
+            .map(|e| e.item_id.clone())
+            .collect();
+        training.extend_from_slice(seen);
+        if !truth.is_empty() {
+            test.push((user, truth));
+        }
+    }
+    (training, test)
 }
