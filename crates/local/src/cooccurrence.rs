@@ -31,6 +31,8 @@ const NEIGHBOURS: usize = 100;
 const TRAINING_HISTORY: usize = 200;
 /// The most recent distinct items a recommendation is scored from.
 const RECENT_HISTORY: usize = 20;
+/// Tuning ranks a blend among this many best unseen items of each kind of score.
+const TUNING_POOL: usize = 50;
 
 pub type ItemIndex = u32;
 /// Index into the model's event types: as wide as an item index, so no number of types aliases.
@@ -373,7 +375,9 @@ impl Model {
     }
 
     /// Tuning's view of `recommend` (nothing filtered): the top `count` for each blend weight,
-    /// from one scoring of the user. Without factors, every weight gets co-occurrence's list.
+    /// from one scoring of the user. Each list is ranked among the `TUNING_POOL` best unseen
+    /// items of each kind of score, which holds the blend's top few but for rare exceptions.
+    /// Without factors, every weight gets co-occurrence's list.
     pub fn recommend_blends(
         &self,
         user_id: &str,
@@ -390,11 +394,35 @@ impl Model {
         let co_occurrence = self.dense_scores(user);
         let mut factors = Vec::with_capacity(self.item_ids.len());
         blend.factors.score_all(vector, &mut factors);
+        let (co_scale, factor_scale) = (inverse_largest(&co_occurrence), inverse_largest(&factors));
+        let unseen = unseen_by(Some(user));
+        let mut pool = best_unseen(&co_occurrence, TUNING_POOL, &unseen);
+        pool.extend(best_unseen(&factors, TUNING_POOL, &unseen));
+        pool.sort_unstable();
+        pool.dedup();
         weights
             .iter()
             .map(|&weight| {
-                let scored = Scored::Dense(blended(&co_occurrence, factors.clone(), weight));
-                self.best(Some(user), &scored, count, |_| true)
+                let mut scored: Vec<(ItemIndex, f32)> = pool
+                    .iter()
+                    .map(|&i| {
+                        let (co, factor) = (co_occurrence[i as usize], factors[i as usize]);
+                        let score = (1.0 - weight) * co_scale * co + weight * factor_scale * factor;
+                        (i, score)
+                    })
+                    .collect();
+                let order = |a: &(ItemIndex, f32), b: &(ItemIndex, f32)| {
+                    rank_order(&self.popularity, &self.item_ids, a.0, b.0, a.1, b.1)
+                };
+                if scored.len() > count && count > 0 {
+                    scored.select_nth_unstable_by(count - 1, order);
+                    scored.truncate(count);
+                }
+                scored.sort_by(order);
+                let mut picked: Vec<ItemIndex> =
+                    scored.iter().take(count).map(|(item, _)| *item).collect();
+                self.fill_popular(&mut picked, count, &unseen);
+                picked
             })
             .collect()
     }
@@ -624,16 +652,44 @@ impl Model {
 /// Every item's `(1 − weight) · co-occurrence + weight · factors`, each kind of score divided by
 /// the user's largest of that kind, so neither scale decides the blend.
 fn blended(co_occurrence: &[f32], mut factors: Vec<f32>, weight: f32) -> Vec<f32> {
-    fn inverse_largest(scores: &[f32]) -> f32 {
-        let largest = scores.iter().fold(0.0f32, |m, s| m.max(s.abs()));
-        if largest > 0.0 { 1.0 / largest } else { 0.0 }
-    }
     let co_scale = (1.0 - weight) * inverse_largest(co_occurrence);
     let factor_scale = weight * inverse_largest(&factors);
     for (f, co) in factors.iter_mut().zip(co_occurrence) {
         *f = *f * factor_scale + co * co_scale;
     }
     factors
+}
+
+/// 1 / the largest magnitude among the scores (0 when all are 0).
+fn inverse_largest(scores: &[f32]) -> f32 {
+    let largest = scores.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+    if largest > 0.0 { 1.0 / largest } else { 0.0 }
+}
+
+/// The `n` best-scored unseen items (fewer if there are not as many), in no order; of items
+/// tied at the edge, the first by index.
+fn best_unseen(scores: &[f32], n: usize, unseen: impl Fn(ItemIndex) -> bool) -> Vec<ItemIndex> {
+    let mut scratch: Vec<f32> = scores.to_vec();
+    // With the user's seen items among the best, the edge moves down until n unseen pass.
+    let mut edge = n.min(scratch.len());
+    loop {
+        if edge == 0 {
+            return Vec::new();
+        }
+        let (_, threshold, _) = scratch.select_nth_unstable_by(edge - 1, |a, b| b.total_cmp(a));
+        let threshold = *threshold;
+        let mut picked: Vec<ItemIndex> = (0..scores.len() as ItemIndex)
+            .filter(|&i| scores[i as usize] > threshold && unseen(i))
+            .collect();
+        let ties = (0..scores.len() as ItemIndex)
+            .filter(|&i| scores[i as usize] == threshold && unseen(i))
+            .take(n.saturating_sub(picked.len()));
+        picked.extend(ties);
+        if picked.len() >= n || edge >= scratch.len() {
+            return picked;
+        }
+        edge = (edge * 2).min(scratch.len());
+    }
 }
 
 /// A user's scores: co-occurrence's few candidates, or a blend's score for every item.

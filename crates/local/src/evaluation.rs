@@ -10,6 +10,7 @@
 //! - coverage: distinct items recommended to anyone, divided by the catalog's distinct items.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use personalize_braze_core::dataset::Interaction;
 
@@ -88,7 +89,7 @@ pub fn precision_at_k(recommended: &[String], truth: &HashSet<String>, k: usize)
 }
 
 /// DCG of the top `k` over the DCG of an ideal list; `None` when there is nothing to find.
-pub fn ndcg_at_k(recommended: &[String], truth: &HashSet<String>, k: usize) -> Option<f64> {
+pub fn ndcg_at_k<T: Eq + Hash>(recommended: &[T], truth: &HashSet<T>, k: usize) -> Option<f64> {
     let ideal: f64 = (0..truth.len().min(k)).map(gain).sum();
     if ideal == 0.0 {
         return None;
@@ -110,9 +111,9 @@ fn gain(position: usize) -> f64 {
 }
 
 /// 0-based positions of relevant items within the top `k`, each item counted at its first place.
-fn hits<'a>(
-    recommended: &'a [String],
-    truth: &'a HashSet<String>,
+fn hits<'a, T: Eq + Hash>(
+    recommended: &'a [T],
+    truth: &'a HashSet<T>,
     k: usize,
 ) -> impl Iterator<Item = usize> + 'a {
     let mut seen = HashSet::new();
@@ -120,7 +121,7 @@ fn hits<'a>(
         .iter()
         .take(k)
         .enumerate()
-        .filter(move |(_, id)| truth.contains(*id) && seen.insert(id.as_str()))
+        .filter(move |(_, id)| truth.contains(*id) && seen.insert(*id))
         .map(|(position, _)| position)
 }
 

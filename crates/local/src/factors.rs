@@ -31,6 +31,9 @@ pub struct Factors {
     factors: usize,
     alpha: f32,
     items: Vec<f32>,
+    /// The same numbers factor by factor (`factors` rows of one number an item): scoring every
+    /// item is then `factors` passes over contiguous memory, which vector instructions stream.
+    items_by_factor: Vec<f32>,
     /// `ItemsᵀItems + regularization · I`: the unobserved cells' part of every user's system.
     item_gram: Vec<f32>,
 }
@@ -57,8 +60,17 @@ impl Factors {
             .collect();
         let mut item_vectors: Vec<f32> = (0..items * f).map(|_| random.unit() * 0.01).collect();
         let solve = |x: &mut [f32], rows: &[Vec<(u32, f32)>], other: &[f32], gram: &[f32]| {
+            let mut scratch = Scratch::new(f);
             for (vector, row) in x.chunks_exact_mut(f).zip(rows) {
-                conjugate_gradient(vector, gram, row, other, config.alpha, CG_STEPS);
+                conjugate_gradient(
+                    vector,
+                    gram,
+                    row,
+                    other,
+                    config.alpha,
+                    CG_STEPS,
+                    &mut scratch,
+                );
             }
         };
         for _ in 0..config.iterations {
@@ -76,10 +88,17 @@ impl Factors {
             .chunks_exact(f)
             .map(|v| v.to_vec().into_boxed_slice())
             .collect();
+        let mut items_by_factor = vec![0.0; item_vectors.len()];
+        for (item, vector) in item_vectors.chunks_exact(f).enumerate() {
+            for (k, value) in vector.iter().enumerate() {
+                items_by_factor[k * items + item] = *value;
+            }
+        }
         let factors = Factors {
             factors: f,
             alpha: config.alpha,
             items: item_vectors,
+            items_by_factor,
             item_gram,
         };
         (factors, users)
@@ -95,6 +114,7 @@ impl Factors {
             &self.items,
             self.alpha,
             FOLD_IN_STEPS,
+            &mut Scratch::new(self.factors),
         );
         vector.into_boxed_slice()
     }
@@ -106,8 +126,32 @@ impl Factors {
 
     /// The user's score for every item, in item order, into `out`.
     pub fn score_all(&self, user: &[f32], out: &mut Vec<f32>) {
+        let items = self.items.len() / self.factors.max(1);
         out.clear();
-        out.extend(self.items.chunks_exact(self.factors).map(|v| dot(user, v)));
+        out.resize(items, 0.0);
+        for (weight, column) in user
+            .iter()
+            .zip(self.items_by_factor.chunks_exact(items.max(1)))
+        {
+            axpy(*weight, column, out);
+        }
+    }
+}
+
+/// Conjugate gradient's working vectors, kept across the rows one thread solves.
+struct Scratch {
+    r: Vec<f32>,
+    p: Vec<f32>,
+    ap: Vec<f32>,
+}
+
+impl Scratch {
+    fn new(f: usize) -> Scratch {
+        Scratch {
+            r: vec![0.0; f],
+            p: vec![0.0; f],
+            ap: vec![0.0; f],
+        }
     }
 }
 
@@ -120,40 +164,42 @@ fn conjugate_gradient(
     other: &[f32],
     alpha: f32,
     steps: usize,
+    scratch: &mut Scratch,
 ) {
     let f = x.len();
     let vector = |index: u32| &other[index as usize * f..(index as usize + 1) * f];
+    let Scratch { r, p, ap } = scratch;
     // r = b − A·x
-    let mut r = vec![0.0; f];
-    multiply(gram, x, &mut r);
+    multiply(gram, x, r);
     r.iter_mut().for_each(|v| *v = -*v);
     for &(index, value) in row {
         let y = vector(index);
         let confidence = alpha * value;
         let weight = confidence - (confidence - 1.0) * dot(y, x);
-        axpy(weight, y, &mut r);
+        axpy(weight, y, r);
     }
-    let mut p = r.clone();
-    let mut ap = vec![0.0; f];
-    let mut rs_old = dot(&r, &r);
+    p.copy_from_slice(r);
+    let mut rs_old = dot(r, r);
     for _ in 0..steps {
         if rs_old < 1e-20 {
             break;
         }
-        multiply(gram, &p, &mut ap);
+        multiply(gram, p, ap);
         for &(index, value) in row {
             let y = vector(index);
-            axpy((alpha * value - 1.0) * dot(y, &p), y, &mut ap);
+            axpy((alpha * value - 1.0) * dot(y, p), y, ap);
         }
-        let step = rs_old / dot(&p, &ap);
+        let step = rs_old / dot(p, ap);
         if !step.is_finite() {
             break;
         }
-        axpy(step, &p, x);
-        axpy(-step, &ap, &mut r);
-        let rs_new = dot(&r, &r);
+        axpy(step, p, x);
+        axpy(-step, ap, r);
+        let rs_new = dot(r, r);
         let keep = rs_new / rs_old;
-        p.iter_mut().zip(&r).for_each(|(p, r)| *p = r + keep * *p);
+        p.iter_mut()
+            .zip(r.iter())
+            .for_each(|(p, r)| *p = r + keep * *p);
         rs_old = rs_new;
     }
 }

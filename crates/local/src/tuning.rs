@@ -2,8 +2,8 @@
 //! newest events, try the candidates on what is left, keep what predicts the held-out part best.
 //!
 //! The candidates are item co-occurrence alone, and co-occurrence blended with matrix factors at
-//! several weights and two confidence scales (`alpha` 1 and 10: sparse ratings data and dense
-//! consumption data want different ones). Co-occurrence wins on data with strong item-to-item
+//! several weights: few factors or many, each at two confidence scales (`alpha` 1 and 10: sparse
+//! ratings data and dense consumption data want different ones). Co-occurrence wins on data with strong item-to-item
 //! structure, factors on data where users fall into groups; most real data wants some of both.
 //! Ties go to less of the factors, and a blend at weight 0 is co-occurrence alone, which then
 //! trains no factors at all.
@@ -25,7 +25,7 @@ const MIN_INTERACTIONS: usize = 1_000;
 /// Fewer users with something to find than this, and the choice would be noise.
 const MIN_VALIDATION_USERS: usize = 30;
 /// Validation users scored, at most (evenly spread over them).
-const MAX_VALIDATION_USERS: usize = 2_000;
+const MAX_VALIDATION_USERS: usize = 10_000;
 /// About this many interactions (of whole users) are used to choose, at most.
 const MAX_TUNING_INTERACTIONS: usize = 200_000;
 /// The share of each user's newest events held out, as `evaluate` does.
@@ -35,8 +35,11 @@ const DEPTH: usize = 10;
 /// The factors' shares tried, in order: ties keep the earlier (less factors).
 pub const WEIGHTS: [f32; 6] = [0.0, 0.35, 0.5, 0.65, 0.8, 1.0];
 const ALPHAS: [f32; 2] = [1.0, 10.0];
+/// Few factors: broad tastes, which generalise when the data has a handful of clear groups.
+const FEW_FACTORS: usize = 16;
 
-/// Factors per user and item: as many as training 1 million interactions in a few seconds allows.
+/// The most factors per user and item: as many as training 1 million interactions in a few
+/// seconds allows.
 pub fn factors_for(interactions: usize) -> usize {
     match interactions {
         0..=150_000 => 128,
@@ -45,13 +48,21 @@ pub fn factors_for(interactions: usize) -> usize {
     }
 }
 
-fn config(interactions: usize, alpha: f32) -> Config {
-    Config {
-        factors: factors_for(interactions),
-        regularization: 10.0,
-        alpha,
-        iterations: 15,
-    }
+/// The factor models tried: few and many factors, each at both confidence scales.
+fn candidates(interactions: usize) -> Vec<Config> {
+    let mut sizes = vec![FEW_FACTORS, factors_for(interactions)];
+    sizes.dedup();
+    sizes
+        .into_iter()
+        .flat_map(|factors| {
+            ALPHAS.map(|alpha| Config {
+                factors,
+                regularization: 10.0,
+                alpha,
+                iterations: 15,
+            })
+        })
+        .collect()
 }
 
 /// The factors and their weight that predict the users' newest events best, or `None` when
@@ -69,19 +80,22 @@ pub fn choose(interactions: &[Interaction]) -> Option<(Config, f32)> {
 
     let mut model = Model::co_occurrence(training);
     let mut best: Option<(f64, Config, f32)> = None;
-    for alpha in ALPHAS {
-        let config = config(interactions.len(), alpha);
+    for config in candidates(interactions.len()) {
         model.blend_factors(config, 0.0);
-        let mut sums = [0.0f64; WEIGHTS.len()];
-        for (user, truth) in &users {
-            for (sum, list) in sums
-                .iter_mut()
-                .zip(model.recommend_blends(user, DEPTH, &WEIGHTS))
-            {
-                let ids: Vec<String> = list.iter().map(|&i| model.item_id(i).to_owned()).collect();
-                *sum += evaluation::ndcg_at_k(&ids, truth, DEPTH).unwrap_or(0.0);
+        let sums = in_parallel(&users, |user, truth| {
+            // Items training never saw cannot be recommended, yet count in the ideal list.
+            let truth: HashSet<u32> = truth
+                .iter()
+                .enumerate()
+                .map(|(n, id)| model.index_of(id).unwrap_or(u32::MAX - n as u32))
+                .collect();
+            let lists = model.recommend_blends(user, DEPTH, &WEIGHTS);
+            let mut ndcg = [0.0f64; WEIGHTS.len()];
+            for (sum, list) in ndcg.iter_mut().zip(lists) {
+                *sum = evaluation::ndcg_at_k(&list, &truth, DEPTH).unwrap_or(0.0);
             }
-        }
+            ndcg
+        });
         for (sum, weight) in sums.iter().zip(WEIGHTS) {
             let ndcg = sum / users.len() as f64;
             if best.is_none_or(|(b, _, _)| ndcg > b) {
@@ -91,6 +105,42 @@ pub fn choose(interactions: &[Interaction]) -> Option<(Config, f32)> {
     }
     best.filter(|(_, _, weight)| *weight > 0.0)
         .map(|(_, config, weight)| (config, weight))
+}
+
+/// Σ over the users of `score`'s NDCG at each weight, the users shared among the cores.
+fn in_parallel<F>(users: &[&(&str, HashSet<String>)], score: F) -> [f64; WEIGHTS.len()]
+where
+    F: Fn(&str, &HashSet<String>) -> [f64; WEIGHTS.len()] + Sync,
+{
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = users.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = users
+            .chunks(chunk)
+            .map(|part| {
+                let score = &score;
+                scope.spawn(move || {
+                    let mut sums = [0.0f64; WEIGHTS.len()];
+                    for (user, truth) in part {
+                        for (sum, ndcg) in sums.iter_mut().zip(score(user, truth)) {
+                            *sum += ndcg;
+                        }
+                    }
+                    sums
+                })
+            })
+            .collect();
+        let mut sums = [0.0f64; WEIGHTS.len()];
+        for worker in workers {
+            // A worker that panicked has no sums to give; its users count as misses.
+            if let Ok(part) = worker.join() {
+                for (sum, ndcg) in sums.iter_mut().zip(part) {
+                    *sum += ndcg;
+                }
+            }
+        }
+        sums
+    })
 }
 
 /// `evaluation::split`'s holdout over borrowed interactions, on an even sample of the users when
