@@ -144,7 +144,7 @@ def run_ours(binary, path, k, fraction):
         text=True,
     ).stdout
     report = json.loads(output)
-    names = {"co-occurrence": "embedded (ours)", "popularity": "popularity (ours)"}
+    names = {"embedded": "embedded (ours)", "popularity": "popularity (ours)"}
     return [(names.get(b["backend"], b["backend"]), b["scores"], b["seconds"]) for b in report["backends"]]
 
 

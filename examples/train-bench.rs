@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use personalize_braze_core::dataset;
-use personalize_braze_local::cooccurrence::Model;
+use personalize_braze_local::tuning;
 
 fn peak_rss_mb() -> f64 {
     // SAFETY: getrusage only writes into the struct we hand it.
@@ -53,7 +53,7 @@ fn main() {
         dataset::read_interactions(&dir.join("interactions.csv")).expect("read interactions");
     let read = started.elapsed();
     let started = Instant::now();
-    let model = Model::train(&data);
+    let model = tuning::train(&data);
     let trained = started.elapsed();
     let stats = model.stats(data.len());
 

@@ -22,10 +22,10 @@ use personalize_braze_core::dataset::{self, DataError};
 use personalize_braze_core::fallback::Fallbacks;
 use personalize_braze_core::recommender::{RecommendationQuery, Recommender, Subject};
 use personalize_braze_core::service::Service;
-use personalize_braze_local::cooccurrence::Model;
 use personalize_braze_local::embedded::LocalRecommender;
 use personalize_braze_local::file_catalog::FileCatalog;
 use personalize_braze_local::popularity::Popularity;
+use personalize_braze_local::tuning;
 
 /// How many ids the popular fallback list holds: enough for any `count` once the catalog drops
 /// what it lacks.
@@ -136,8 +136,9 @@ pub fn local_app(config: &Config, data_dir: &Path) -> Result<(Router, String, St
     let started = Instant::now();
     let interactions = dataset::read_interactions(&data_dir.join("interactions.csv"))?;
     let items = dataset::read_items(&data_dir.join("items.csv"))?;
-    let model = Model::train(&interactions);
+    let model = tuning::train(&interactions);
     let stats = model.stats(interactions.len());
+    let kind = model.kind();
     // Local mode's popular fallback is its popularity model, unless a list is configured.
     let fallbacks = fallbacks(config);
     if config.fallback.popular_ids.is_empty() {
@@ -161,7 +162,7 @@ pub fn local_app(config: &Config, data_dir: &Path) -> Result<(Router, String, St
         recommender = recommender.with_default_recommender(name);
     }
     let summary = format!(
-        "local mode: trained on {} interactions from {} users over {} items, catalog of {} items, {} users with metadata, from {} in {:.2} s; serving /recommendations (embedded or popularity), /related-items, /rankings and /events",
+        "local mode: trained {kind} on {} interactions from {} users over {} items, catalog of {} items, {} users with metadata, from {} in {:.2} s; serving /recommendations (embedded or popularity), /related-items, /rankings and /events",
         stats.interactions,
         stats.users,
         stats.items,

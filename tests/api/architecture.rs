@@ -233,13 +233,11 @@ const MODULES: &[(&str, Layers)] = &[
     (
         "crates/local",
         &[
-            &[
-                "cooccurrence",
-                "filter",
-                "popularity",
-                "evaluation",
-                "file_catalog",
-            ],
+            &["factors", "filter", "popularity", "file_catalog"],
+            &["cooccurrence"],
+            &["evaluation"],
+            // Trains the model that predicts each dataset's own held-out events best.
+            &["tuning"],
             &["embedded"],
         ],
     ),

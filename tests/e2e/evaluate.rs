@@ -83,7 +83,7 @@ async fn embedded_backends_score_as_computed_by_hand() {
     assert_eq!(report["training_interactions"], 6);
     // Each backend, skipping what the user saw, can only offer u1 c, u2 b, u3 c (d is unknown
     // before the cut-off): hits for u1 and u2 at position 1, a miss for u3.
-    for name in ["co-occurrence", "popularity"] {
+    for name in ["embedded", "popularity"] {
         let scores = &backend(&report, name)["scores"];
         assert_eq!(scores["users"], 3, "{name}");
         assert!(
@@ -186,7 +186,7 @@ async fn with_the_users_dataset_scores_come_per_segment_too() {
     );
     assert_eq!(segmented["segmented_by"], "TIER");
     // u1 and u2 (gold) each find one of two at position 1; u3 (bronze) finds nothing.
-    for name in ["co-occurrence", "popularity"] {
+    for name in ["embedded", "popularity"] {
         let segments = &backend(&segmented, name)["segments"];
         let gold = &segments["gold"];
         assert_eq!(gold["users"], 2, "{name}: {segments}");

@@ -36,7 +36,11 @@ async fn with_no_configuration_the_binary_serves_the_sample_data() {
         }
     }
     let log = service.log();
-    assert!(log.contains("local mode: trained on"), "{log}");
+    // The start-up line names the model tuning chose for the sample data.
+    assert!(
+        log.contains("local mode: trained item co-occurrence blended with 16 matrix factors"),
+        "{log}"
+    );
 
     let bad = http
         .get(&format!("{}/recommendations?count=5", service.base_url))

@@ -21,10 +21,10 @@ use personalize_braze_aws::personalize::PersonalizeArn;
 use personalize_braze_aws::personalize::{Personalize, Target};
 use personalize_braze_core::dataset::{read_interactions, read_items, read_users};
 use personalize_braze_core::recommender::{RecommendationQuery, Recommender, Subject};
-use personalize_braze_local::cooccurrence::Model;
 use personalize_braze_local::embedded::LocalRecommender;
 use personalize_braze_local::evaluation::{self, Scores, Segmented, Split};
 use personalize_braze_local::popularity::Popularity;
+use personalize_braze_local::tuning;
 
 /// Offline quality of the embedded model and the popularity baseline (and, with
 /// --personalize-arn, a live campaign or recommender) on your interactions: each user's newest
@@ -233,17 +233,18 @@ async fn run(args: Args) -> Result<(), String> {
 
     let mut outcomes = Vec::new();
     let clock = Instant::now();
-    let model = Model::train(&divided.training);
-    let cooccurrence = LocalRecommender::new(model, &[], BTreeMap::new());
+    let model = tuning::train(&divided.training);
+    let kind = model.kind().to_string();
+    let embedded = LocalRecommender::new(model, &[], BTreeMap::new());
     let (scores, segments) =
-        evaluate_embedded(&cooccurrence, &test, &catalog, &segment_of, args.k).await;
+        evaluate_embedded(&embedded, &test, &catalog, &segment_of, args.k).await;
     outcomes.push(Outcome {
-        name: "co-occurrence",
+        name: "embedded",
         scores,
         segments,
         seconds: clock.elapsed().as_secs_f64(),
     });
-    drop(cooccurrence);
+    drop(embedded);
 
     let clock = Instant::now();
     let popularity = Popularity::train(&divided.training, !args.keep_seen);
@@ -306,6 +307,7 @@ async fn run(args: Args) -> Result<(), String> {
             "test_users": test.len(),
             "catalog_items": catalog.len(),
             "segmented_by": segment_field,
+            "embedded_model": kind,
             "backends": backends,
         });
         println!("{report:#}");
@@ -321,6 +323,7 @@ async fn run(args: Args) -> Result<(), String> {
                 ""
             }
         );
+        println!("embedded: {kind}");
         print!("{}", table(&outcomes, args.k, segment_field.as_deref()));
         eprintln!("evaluated in {:.1} s", started.elapsed().as_secs_f64());
     }

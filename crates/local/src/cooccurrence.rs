@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use personalize_braze_core::dataset::Interaction;
 
 use crate::factors::{Config, Factors};
-use crate::tuning;
 
 /// How fast a user's older items count less when scoring, relative to their latest event.
 const HALF_LIFE_SECONDS: f64 = 120.0 * 24.0 * 3600.0;
@@ -151,16 +150,6 @@ pub struct Stats {
 }
 
 impl Model {
-    /// Trains on the interactions, with the blend that scores best on their own newest events
-    /// (see [`tuning`]).
-    pub fn train(interactions: &[Interaction]) -> Model {
-        let mut model = Model::co_occurrence(interactions);
-        if let Some((config, weight)) = tuning::choose(interactions) {
-            model.blend_factors(config, weight);
-        }
-        model
-    }
-
     /// The co-occurrence model alone.
     pub fn co_occurrence<'a>(interactions: impl IntoIterator<Item = &'a Interaction>) -> Model {
         let mut item_ids = Vec::new();
@@ -830,7 +819,7 @@ fn similar_items(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn interactions(rows: &[(&str, &str, &str, i64)]) -> Vec<Interaction> {
@@ -852,7 +841,7 @@ mod tests {
     /// their idf, `ln(1 + 4 items / their distinct items)`):
     /// u1: A B · u2: A B C · u3: B C · u4: C D · u5: A
     fn tiny() -> Model {
-        Model::train(&interactions(&[
+        Model::co_occurrence(&interactions(&[
             ("u1", "A", "view", 100),
             ("u1", "B", "view", 100),
             ("u2", "A", "view", 100),
@@ -960,7 +949,7 @@ mod tests {
     fn recent_history_counts_more_than_old_history() {
         let day = 24 * 3600;
         // X co-occurs with P (via v1), Y with Q (via v2). The user touched P 90 days ago, Q today.
-        let model = Model::train(&interactions(&[
+        let model = Model::co_occurrence(&interactions(&[
             ("v1", "P", "view", 100 * day),
             ("v1", "X", "view", 100 * day),
             ("v2", "Q", "view", 100 * day),
@@ -990,7 +979,7 @@ mod tests {
             .iter()
             .map(|(u, i, e, t)| (u.as_str(), *i, *e, *t))
             .collect();
-        let model = Model::train(&interactions(&rows));
+        let model = Model::co_occurrence(&interactions(&rows));
         // Counted from the newest event in the data, the five would weigh nothing and Y would win.
         assert_eq!(ids(&model, model.recommend("me", 1, |_| true)), ["X"]);
         // A shopper whose last visit was three years ago is scored from that visit: P leads to Y.
@@ -1102,7 +1091,7 @@ mod tests {
 
     /// Two groups of 40 users and 30 items each, every user with 8 items of their own group
     /// (a fixed pseudo-random pick), an hour apart.
-    fn two_groups() -> Vec<Interaction> {
+    pub(crate) fn two_groups() -> Vec<Interaction> {
         let mut rows = Vec::new();
         let mut state = 7u64;
         for user in 0..80u64 {
@@ -1236,12 +1225,5 @@ mod tests {
         assert_eq!(order[3], 1);
         let related = ids(&model, model.related("g0-4", 5, |_| true));
         assert!(related.iter().all(|i| i.starts_with("g0-") && *i != "g0-4"));
-    }
-
-    #[test]
-    fn too_little_data_is_not_tuned() {
-        // 640 interactions: fewer than tuning needs to tell the candidates apart.
-        assert_eq!(tuning::choose(&two_groups()), None);
-        assert_eq!(Model::train(&two_groups()).kind(), Kind::CoOccurrence);
     }
 }

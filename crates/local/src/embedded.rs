@@ -398,7 +398,7 @@ mod tests {
                 LocalFilter::parse(r#"EXCLUDE ItemID WHERE Items.CATEGORY IN ("bags")"#).unwrap(),
             ),
         ]);
-        LocalRecommender::new(Model::train(&interactions), &items, filters)
+        LocalRecommender::new(crate::tuning::train(&interactions), &items, filters)
     }
 
     async fn ask(

@@ -65,6 +65,16 @@ fn candidates(interactions: usize) -> Vec<Config> {
         .collect()
 }
 
+/// Trains on the interactions: co-occurrence, with the factors blended in that predict each
+/// user's newest events best, when any do.
+pub fn train(interactions: &[Interaction]) -> Model {
+    let mut model = Model::co_occurrence(interactions);
+    if let Some((config, weight)) = choose(interactions) {
+        model.blend_factors(config, weight);
+    }
+    model
+}
+
 /// The factors and their weight that predict the users' newest events best, or `None` when
 /// co-occurrence alone does (or the data is too small to tell).
 pub fn choose(interactions: &[Interaction]) -> Option<(Config, f32)> {
@@ -177,4 +187,17 @@ fn holdout(interactions: &[Interaction]) -> (Vec<&Interaction>, Vec<(&str, HashS
         }
     }
     (training, test)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cooccurrence::{Kind, tests::two_groups};
+
+    #[test]
+    fn too_little_data_is_not_tuned() {
+        // 640 interactions: fewer than tuning needs to tell the candidates apart.
+        assert_eq!(choose(&two_groups()), None);
+        assert_eq!(train(&two_groups()).kind(), Kind::CoOccurrence);
+    }
 }

@@ -289,7 +289,7 @@ async fn embedded_scores(path: &std::path::Path) -> Result<Embedded, SetupError>
     let catalog: std::collections::HashSet<String> =
         interactions.iter().map(|i| i.item_id.clone()).collect();
     let divided = evaluation::split(interactions, Split::Holdout { fraction: 0.2 }, false);
-    let model = personalize_braze_local::cooccurrence::Model::train(&divided.training);
+    let model = personalize_braze_local::tuning::train(&divided.training);
     let recommender = personalize_braze_local::embedded::LocalRecommender::new(
         model,
         &[],
