@@ -2,11 +2,12 @@
 """The embedded recommender next to the field's standard baselines, on the same split.
 
 usage: benches/peers.py INTERACTIONS_CSV [--k 10] [--holdout 0.2] [--evaluate BIN] [--json]
+                        [--row NAME]
 
 Trains the `implicit` library's item-item models (CosineRecommender, BM25Recommender,
-TFIDFRecommender, each with K = 20 and 100 neighbours) and AlternatingLeastSquares (8, 16, 32
-and 64 factors, regularization 1 and 10, confidence scaled by alpha 1 and 10: the best of them is
-the bar) on exactly the split `evaluate` uses: the newest fraction of each user's events (at least
+TFIDFRecommender, each with K = 20, 50, 100 and 200 neighbours) and AlternatingLeastSquares (8,
+16, 32, 64 and 128 factors, regularization 0.1, 1 and 10, confidence scaled by alpha 1 and 10: the
+best of them is the bar) on exactly the split `evaluate` uses: the newest fraction of each user's events (at least
 one, never all) held out, users with one event training only, and only items new to the user
 counting as hits. Each model recommends k items the user has not interacted with. The metrics
 are `evaluate`'s definitions (src/evaluation.rs): precision@k, NDCG@k, MRR@k averaged over users
@@ -148,6 +149,22 @@ def run_ours(binary, path, k, fraction):
     return [(names.get(b["backend"], b["backend"]), b["scores"], b["seconds"]) for b in report["backends"]]
 
 
+def summary_row(name, rows):
+    """| NAME | ours | popularity | the best three peers | ours ÷ best |: NDCG@k (coverage)."""
+    by_name = {n: s for n, s, _ in rows}
+    peers = sorted(
+        ((n, s) for n, s, _ in rows if n.startswith("implicit")), key=lambda r: -r[1]["ndcg_at_k"]
+    )
+
+    def cell(s):
+        return f"{s['ndcg_at_k']:.4f} ({s['coverage']:.2f})"
+
+    ours = by_name["embedded (ours)"]
+    best = "; ".join(f"{n.removeprefix('implicit ')}: {cell(s)}" for n, s in peers[:3])
+    ratio = ours["ndcg_at_k"] / peers[0][1]["ndcg_at_k"]
+    return f"| {name} | {cell(ours)} | {cell(by_name['popularity (ours)'])} | {best} | {ratio:.3f} |"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("interactions")
@@ -155,6 +172,7 @@ def main():
     parser.add_argument("--holdout", type=float, default=0.2)
     parser.add_argument("--evaluate", default="target/release/evaluate")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--row", metavar="NAME", help="print one summary row for BENCHMARKS.md")
     args = parser.parse_args()
 
     interactions = read_interactions(args.interactions)
@@ -171,6 +189,9 @@ def main():
 
     if args.json:
         print(json.dumps([{"model": n, "seconds": t, **s} for n, s, t in rows], indent=2))
+        return
+    if args.row:
+        print(summary_row(args.row, rows))
         return
     k = args.k
     print(

@@ -1,4 +1,5 @@
-//! The embedded recommender's model: item-to-item similarity from co-occurrence in user histories.
+//! The embedded recommender's model: item-to-item similarity from co-occurrence in user histories,
+//! with matrix factors blended in when they predict the data better ([`crate::tuning`] decides).
 //!
 //! - Training sees all of history at once, old and new alike: a user's weight for an item is
 //!   `sqrt(their events on it) · ln(1 + items / their distinct items)`, TF-IDF style, so a user who
@@ -6,12 +7,17 @@
 //! - Similarity is an asymmetric cosine of two items' weighted user vectors: co-occurrence divided
 //!   by `norm_i^(2α) · norm_j^(2(1-α))` with `α = ASYMMETRY`, so popular items do not swamp
 //!   everything yet are not pushed away either. Each item keeps its `NEIGHBOURS` most similar items.
-//! - A user's score for an unseen item is `Σ recency(recent item) · similarity(recent item, item)`
-//!   over their `RECENT_HISTORY` most recent items, recency being `0.5^(age / 120 days)` with the age
-//!   counted from *the user's own* latest event: a history of years keeps its weight, and what the
-//!   user did last counts most. Ties go to the more popular item, then the smaller id. Items the
-//!   user already interacted with are never recommended. When the history predicts fewer items than
-//!   asked for, and for unknown users, the most popular items fill in.
+//! - A user's co-occurrence score for an unseen item is `Σ recency(recent item) · similarity(recent
+//!   item, item)` over their `RECENT_HISTORY` most recent items, recency being `0.5^(age / 120
+//!   days)` with the age counted from *the user's own* latest event: a history of years keeps its
+//!   weight, and what the user did last counts most.
+//! - Blended ([`Model::blend_factors`]): every item scores `(1 − w) · co-occurrence + w · factors`
+//!   ([`crate::factors`]), each kind divided by the user's largest score of that kind. Related
+//!   items stay the co-occurrence neighbours.
+//! - Ties go to the more popular item, then the smaller id. Items the user already interacted
+//!   with are never recommended. When the scores rank fewer items than asked for, and for unknown
+//!   users, the most popular items fill in. Live events join the user's history, and re-solve
+//!   their factor vector from their items.
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
