@@ -278,10 +278,12 @@ impl Model {
 
     /// Trains matrix factors on the users' item counts and blends them into every score.
     pub fn blend_factors(&mut self, config: Config, weight: f32) {
-        let mut users: Vec<&mut User> = self.users.values_mut().collect();
-        let rows: Vec<Vec<(ItemIndex, f32)>> = users.iter().map(|u| u.counts.clone()).collect();
+        // In user-id order: each user's random start is then the same in every run.
+        let mut users: Vec<(&String, &mut User)> = self.users.iter_mut().collect();
+        users.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let rows: Vec<Vec<(ItemIndex, f32)>> = users.iter().map(|u| u.1.counts.clone()).collect();
         let (factors, vectors) = Factors::train(&rows, self.item_ids.len(), &config);
-        for (user, vector) in users.iter_mut().zip(vectors) {
+        for ((_, user), vector) in users.iter_mut().zip(vectors) {
             user.vector = Some(vector);
         }
         self.blend = Some(Blend {
@@ -398,7 +400,7 @@ impl Model {
         weights
             .iter()
             .map(|&weight| {
-                let mut scored: Vec<(ItemIndex, f32)> = pool
+                let scored: Vec<(ItemIndex, f32)> = pool
                     .iter()
                     .map(|&i| {
                         let (co, factor) = (co_occurrence[i as usize], factors[i as usize]);
@@ -406,18 +408,7 @@ impl Model {
                         (i, score)
                     })
                     .collect();
-                let order = |a: &(ItemIndex, f32), b: &(ItemIndex, f32)| {
-                    rank_order(&self.popularity, &self.item_ids, a.0, b.0, a.1, b.1)
-                };
-                if scored.len() > count && count > 0 {
-                    scored.select_nth_unstable_by(count - 1, order);
-                    scored.truncate(count);
-                }
-                scored.sort_by(order);
-                let mut picked: Vec<ItemIndex> =
-                    scored.iter().take(count).map(|(item, _)| *item).collect();
-                self.fill_popular(&mut picked, count, &unseen);
-                picked
+                self.top(scored, count, &unseen)
             })
             .collect()
     }
@@ -441,10 +432,21 @@ impl Model {
         // Enough for the user's seen items and a margin for filters; everything scored only
         // when too few of those pass.
         let keep = 4 * count + user.map_or(0, |u| u.seen.len()) + 50;
-        let mut scored = match wanted(scored.shortlist(keep)) {
+        let scored = match wanted(scored.shortlist(keep)) {
             passed if passed.len() < count && scored.longer_than(keep) => wanted(scored.all()),
             passed => passed,
         };
+        self.top(scored, count, |item| unseen(item) && allowed(item))
+    }
+
+    /// The best `count` of the scored items in rank order, then popular items `fill` lets
+    /// through until there are `count`.
+    fn top(
+        &self,
+        mut scored: Vec<(ItemIndex, f32)>,
+        count: usize,
+        fill: impl Fn(ItemIndex) -> bool,
+    ) -> Vec<ItemIndex> {
         let order = |a: &(ItemIndex, f32), b: &(ItemIndex, f32)| {
             rank_order(&self.popularity, &self.item_ids, a.0, b.0, a.1, b.1)
         };
@@ -456,7 +458,7 @@ impl Model {
         scored.sort_by(order);
         let mut picked: Vec<ItemIndex> = Vec::with_capacity(count);
         picked.extend(scored.iter().take(count).map(|(item, _)| *item));
-        self.fill_popular(&mut picked, count, |item| unseen(item) && allowed(item));
+        self.fill_popular(&mut picked, count, fill);
         picked
     }
 

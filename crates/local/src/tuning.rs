@@ -27,7 +27,7 @@ const MIN_VALIDATION_USERS: usize = 30;
 /// Validation users scored, at most (evenly spread over them).
 const MAX_VALIDATION_USERS: usize = 10_000;
 /// About this many interactions (of whole users) are used to choose, at most.
-const MAX_TUNING_INTERACTIONS: usize = 200_000;
+const MAX_TUNING_INTERACTIONS: usize = 150_000;
 /// The share of each user's newest events held out, as `evaluate` does.
 const HOLDOUT: f64 = 0.2;
 /// NDCG is measured at this depth, as Personalize's solution metrics are.
