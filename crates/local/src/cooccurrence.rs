@@ -293,13 +293,6 @@ impl Model {
         });
     }
 
-    /// Changes the share of the factors in the score (tuning tries several on one model).
-    pub fn set_blend_weight(&mut self, weight: f32) {
-        if let Some(blend) = &mut self.blend {
-            blend.weight = weight;
-        }
-    }
-
     pub fn kind(&self) -> Kind {
         match &self.blend {
             Some(blend) => Kind::Blended {

@@ -250,7 +250,7 @@ fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
 
 /// A dot product in eight lanes, which the compiler turns into vector instructions.
 #[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     let (a_chunks, a_tail) = a.as_chunks::<8>();
     let (b_chunks, b_tail) = b.as_chunks::<8>();
     let mut lanes = [0.0f32; 8];

@@ -3,10 +3,10 @@
 //!
 //! The candidates are item co-occurrence alone, and co-occurrence blended with matrix factors at
 //! several weights: few factors or many, each at two confidence scales (`alpha` 1 and 10: sparse
-//! ratings data and dense consumption data want different ones). Co-occurrence wins on data with strong item-to-item
-//! structure, factors on data where users fall into groups; most real data wants some of both.
-//! Ties go to less of the factors, and a blend at weight 0 is co-occurrence alone, which then
-//! trains no factors at all.
+//! ratings data and dense consumption data want different ones). Co-occurrence wins on data with
+//! strong item-to-item structure, factors on data where users fall into groups; most real data
+//! wants some of both. Ties go to less of the factors, and a blend at weight 0 is co-occurrence
+//! alone, which then trains no factors at all.
 //!
 //! The split is `evaluate`'s: the newest fifth of each user's events held out, only items new to
 //! the user counting. On large data the choice is made on an even sample of the users, so it costs
@@ -33,14 +33,14 @@ const HOLDOUT: f64 = 0.2;
 /// NDCG is measured at this depth, as Personalize's solution metrics are.
 const DEPTH: usize = 10;
 /// The factors' shares tried, in order: ties keep the earlier (less factors).
-pub const WEIGHTS: [f32; 6] = [0.0, 0.35, 0.5, 0.65, 0.8, 1.0];
+const WEIGHTS: [f32; 6] = [0.0, 0.35, 0.5, 0.65, 0.8, 1.0];
 const ALPHAS: [f32; 2] = [1.0, 10.0];
 /// Few factors: broad tastes, which generalise when the data has a handful of clear groups.
 const FEW_FACTORS: usize = 16;
 
 /// The most factors per user and item: as many as training 1 million interactions in a few
 /// seconds allows.
-pub fn factors_for(interactions: usize) -> usize {
+fn factors_for(interactions: usize) -> usize {
     match interactions {
         0..=150_000 => 128,
         150_001..=400_000 => 64,
