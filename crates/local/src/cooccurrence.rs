@@ -137,11 +137,10 @@ struct Trained {
 struct User {
     /// Distinct items, most recently touched first, with their recency (1 for the latest).
     history: Vec<(ItemIndex, f32)>,
-    /// The same items, sorted, for "already seen" checks.
-    seen: Vec<ItemIndex>,
     /// Every (item, event type) pair, for filters on `Interactions.EVENT_TYPE`.
     events: Vec<(ItemIndex, EventIndex)>,
-    /// Distinct items with the user's number of events on each: what factors are solved from.
+    /// The same items sorted, each with the user's number of events on it: for "already seen"
+    /// checks, and what factors are solved from.
     counts: Vec<(ItemIndex, f32)>,
     /// The user's factor vector, when the model blends factors.
     vector: Option<Box<[f32]>>,
@@ -212,8 +211,6 @@ impl Model {
                 .map(|item| (*item, recency(latest - seen_at[item].0)))
                 .collect();
             let idf = (1.0 + catalog / order.len() as f64).ln() as f32;
-            let mut seen = order;
-            seen.sort_unstable();
             let mut pairs: Vec<(ItemIndex, EventIndex)> =
                 events.iter().map(|e| (e.0, e.2)).collect();
             pairs.sort_unstable();
@@ -238,7 +235,6 @@ impl Model {
                 user_id.to_owned(),
                 User {
                     history,
-                    seen,
                     events: pairs,
                     counts,
                     vector: None,
@@ -424,7 +420,7 @@ impl Model {
         };
         // Enough for the user's seen items and a margin for filters; everything scored only
         // when too few of those pass.
-        let keep = 4 * count + user.map_or(0, |u| u.seen.len()) + 50;
+        let keep = 4 * count + user.map_or(0, |u| u.counts.len()) + 50;
         let scored = match wanted(scored.shortlist(keep)) {
             passed if passed.len() < count && scored.longer_than(keep) => wanted(scored.all()),
             passed => passed,
@@ -614,16 +610,12 @@ impl Model {
             .entry(user_id.to_owned())
             .or_insert_with(|| User {
                 history: Vec::new(),
-                seen: Vec::new(),
                 events: Vec::new(),
                 counts: Vec::new(),
                 vector: None,
             });
         user.history.retain(|(i, _)| *i != item);
         user.history.insert(0, (item, 1.0));
-        if let Err(at) = user.seen.binary_search(&item) {
-            user.seen.insert(at, item);
-        }
         if let Err(at) = user.events.binary_search(&(item, event)) {
             user.events.insert(at, (item, event));
         }
@@ -748,7 +740,7 @@ fn recency(age: i64) -> f32 {
 
 /// Whether an item is new to the user (any item, for a user the model does not know).
 fn unseen_by(user: Option<&User>) -> impl Fn(ItemIndex) -> bool + '_ {
-    move |item| user.is_none_or(|u| u.seen.binary_search(&item).is_err())
+    move |item| user.is_none_or(|u| u.counts.binary_search_by_key(&item, |c| c.0).is_err())
 }
 
 /// Higher score first, then more popular, then the smaller id: a total, stable order.
@@ -1152,7 +1144,10 @@ pub(crate) mod tests {
                     picked.iter().all(|i| i.starts_with(&own)),
                     "{id}: {picked:?}"
                 );
-                let seen: Vec<&str> = ids(&model, model.users[&id].seen.clone());
+                let seen: Vec<&str> = ids(
+                    &model,
+                    model.users[&id].counts.iter().map(|c| c.0).collect(),
+                );
                 assert!(picked.iter().all(|i| !seen.contains(i)), "{id}: {picked:?}");
                 // A filter that lets only odd items through is obeyed.
                 let odd = |i: ItemIndex| model.item_id(i).ends_with(['1', '3', '5', '7', '9']);
